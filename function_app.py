@@ -1,0 +1,12 @@
+"""The Azure Functions app (Python v2 programming model): registers the blueprints, nothing else.
+
+Each blueprint lives in ``shared/triggers/`` and only translates its bindings to a call of the service
+layer (``shared/services/``). Heavy libraries are imported inside the function bodies' call paths.
+"""
+
+import azure.functions as func
+
+from shared.triggers.dumps import bp as dumps
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(dumps)

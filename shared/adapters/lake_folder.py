@@ -1,0 +1,178 @@
+"""The folder lake: the local default. A directory laid out exactly like the Azure container.
+
+Blob metadata is kept beside the tree in ``.meta/<path>.json`` (dot-folders are ignored by Hive-style
+readers such as DuckDB and Synapse). Writes go to a hidden temporary file in the target folder and are
+renamed into place, so a crash never leaves a half-written object visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
+
+_CHUNK = 1 << 20
+
+
+class FolderLake:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    # -- paths -------------------------------------------------------------------------------------
+    def _file(self, path: str) -> Path:
+        return self.root / check_lake_path(path)
+
+    def _meta_file(self, path: str) -> Path:
+        return self.root / ".meta" / (check_lake_path(path) + ".json")
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _commit(self, tmp: Path, target: Path, overwrite: bool) -> bool:
+        if overwrite:
+            os.replace(tmp, target)
+            return True
+        try:
+            os.link(tmp, target)  # atomic create-if-missing
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def _write(self, path: str, fill, metadata: dict[str, str] | None, overwrite: bool) -> bool:  # noqa: ANN001
+        target = self._file(path)
+        if not overwrite and target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+            # Metadata first: an object is never visible without its metadata.
+            if metadata:
+                self._write_meta(path, metadata)
+            elif overwrite:
+                self._meta_file(path).unlink(missing_ok=True)
+            created = self._commit(tmp, target, overwrite)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return created
+
+    def _write_meta(self, path: str, metadata: dict[str, str]) -> None:
+        meta = self._meta_file(path)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=meta.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(metadata, out, sort_keys=True)
+        os.replace(name, meta)
+
+    def put_file(
+        self,
+        path: str,
+        source: Path,
+        *,
+        metadata: dict[str, str] | None = None,
+        overwrite: bool = True,
+        progress: Progress | None = None,
+    ) -> bool:
+        def fill(out) -> None:  # noqa: ANN001
+            with open(source, "rb") as src:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+
+        return self._write(path, fill, metadata, overwrite)
+
+    def put_bytes(
+        self, path: str, data: bytes, *, metadata: dict[str, str] | None = None, overwrite: bool = True
+    ) -> bool:
+        return self._write(path, lambda out: out.write(data), metadata, overwrite)
+
+    def move_in(self, path: str, source: Path) -> None:
+        """Rename a local file into the lake (same filesystem: no copy). Used for large outputs."""
+        target = self._file(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError:  # another filesystem: copy, then the usual atomic rename
+            self.put_file(path, source)
+            Path(source).unlink(missing_ok=True)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:
+        src = self._file(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.root}")
+        with open(src, "rb") as inp, open(target, "wb") as out:
+            while chunk := inp.read(_CHUNK):
+                out.write(chunk)
+                if progress:
+                    progress(len(chunk))
+
+    def get_bytes(self, path: str) -> bytes:
+        src = self._file(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.root}")
+        return src.read_bytes()
+
+    def head(self, path: str) -> LakeObject | None:
+        src = self._file(path)
+        try:
+            st = src.stat()
+        except FileNotFoundError:
+            return None
+        if not src.is_file():
+            return None
+        return LakeObject(path, st.st_size, self._read_meta(path), etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    def _read_meta(self, path: str) -> dict[str, str]:
+        try:
+            return json.loads(self._meta_file(path).read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise LakeError(f"corrupt metadata for {path!r} in {self._meta_file(path)}: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[LakeObject]:
+        # Walk only the deepest folder the prefix names, not the whole lake.
+        folder, _, _ = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        if folder:
+            check_lake_path(folder)
+        if not base.is_dir():
+            return
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith(".tmp-"):
+                    continue
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel.startswith(prefix):
+                    found.append(rel)
+        for rel in sorted(found):
+            st = (self.root / rel).stat()
+            yield LakeObject(rel, st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    @contextlib.contextmanager
+    def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
+        yield [self._file(p) for p in paths]
+
+    def remove_tree(self, prefix: str) -> None:
+        """Delete a folder (tests and the demo's clean start only)."""
+        shutil.rmtree(self._file(prefix), ignore_errors=True)

@@ -1,0 +1,196 @@
+"""Reading an untrusted SQLite dump: safely, fast, and with hard limits.
+
+A dump comes from a store's machine and is treated as hostile input. It is read by a **child process**
+(`python -m shared.adapters.sqlite_dump_child`) so that the limits are real:
+
+- the parent kills the child when one table's read passes its deadline (an endless recursive view cannot
+  hang the function; SQLite reads through ADBC cannot be interrupted from Python);
+- a crash or memory blow-up in SQLite's parsing of a crafted file takes down the child, not the host;
+- reading (child, one core) overlaps with cleaning and writing (parent, the other core).
+
+The child opens the file twice, both times read-only and immutable: once with Python's ``sqlite3`` for the
+checks (``quick_check``, schema listing, an authorizer that allows only reads, ``trusted_schema=OFF``, no
+ATTACH, a length limit), and once with ADBC's SQLite driver, which streams Arrow record batches several
+times faster than a ``sqlite3`` cursor (see FACTS.md). Every column is read as text (SQLite columns can
+mix types from row to row); the rules parse them.
+
+Wire protocol on the child's stdout: frames of ``b"J" + u32 length + JSON``; a JSON frame with
+``"stream": true`` is followed by one Arrow IPC stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import shared
+
+
+class DumpRejected(Exception):
+    """The dump cannot be ingested; ``code`` is a quarantine reason code, ``detail`` says why and what to do."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_cell_bytes: int = 1 << 20
+    max_rows_per_table: int = 100_000_000
+    query_timeout_s: float = 900.0
+    batch_rows: int = 131_072
+
+
+@dataclass
+class DumpInfo:
+    tables: dict[str, dict]  # lower-cased name -> {"name", "type": "table"|"view", "columns": [...]}
+    triggers: list[str] = field(default_factory=list)
+    sqlite_version: str = ""
+
+    def find(self, name: str) -> dict | None:
+        return self.tables.get(name.lower())
+
+
+def write_frame(out: IO[bytes], obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    out.write(b"J" + struct.pack("<I", len(data)) + data)
+    out.flush()
+
+
+def read_frame(inp: IO[bytes]) -> dict | None:
+    head = inp.read(5)
+    if not head:
+        return None
+    if len(head) != 5 or head[:1] != b"J":
+        raise DumpRejected("reader_failed", "the dump reader sent a malformed frame")
+    (length,) = struct.unpack("<I", head[1:])
+    return json.loads(inp.read(length))
+
+
+class DumpReader:
+    """Context manager around the reader child. ``info`` after start; ``read(jobs)`` streams tables."""
+
+    def __init__(self, path: Path, limits: ReadLimits | None = None) -> None:
+        self.path = Path(path)
+        self.limits = limits or ReadLimits()
+        self.proc: subprocess.Popen | None = None
+        self.info: DumpInfo | None = None
+        self._killed_because: str | None = None
+        self._stderr: list[bytes] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> DumpReader:
+        root = str(Path(shared.__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [sys.executable, "-m", "shared.adapters.sqlite_dump_child", str(self.path),
+               json.dumps(self.limits.__dict__)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, cwd=root)
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        frame = self._guarded(lambda: read_frame(self.proc.stdout), "opening the dump")
+        self._raise_if_error(frame, "opening the dump")
+        self.info = DumpInfo(frame["tables"], frame.get("triggers", []), frame.get("sqlite_version", ""))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def _drain_stderr(self) -> None:
+        for line in self.proc.stderr:
+            if sum(map(len, self._stderr)) < 64_000:
+                self._stderr.append(line)
+
+    def _guarded(self, fn, what: str, deadline: float | None = None):  # noqa: ANN001
+        """Run ``fn`` (a blocking read from the child); kill the child if ``deadline`` passes first."""
+        if deadline is None:
+            deadline = time.monotonic() + self.limits.query_timeout_s
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill, args=(what,))
+        timer.start()
+        try:
+            return fn()
+        except DumpRejected:
+            raise
+        except Exception as exc:
+            if self._killed_because:
+                raise DumpRejected("query_timeout", self._killed_because) from None
+            raise self._crash(what, exc) from None
+        finally:
+            timer.cancel()
+
+    def _kill(self, what: str) -> None:
+        self._killed_because = (f"{what} took longer than {self.limits.query_timeout_s:g} s "
+                                "(INGEST_QUERY_TIMEOUT_S); a view or mapping query that never ends?")
+        self.proc.kill()
+
+    def _crash(self, what: str, exc: BaseException | None) -> DumpRejected:
+        if self._killed_because:
+            return DumpRejected("query_timeout", self._killed_because)
+        self.proc.wait(timeout=10)
+        tail = b"".join(self._stderr)[-800:].decode(errors="replace").strip()
+        return DumpRejected("reader_failed", f"the dump reader stopped while {what} "
+                            f"(exit {self.proc.returncode}): {tail or exc}")
+
+    def _raise_if_error(self, frame: dict | None, what: str) -> None:
+        if frame is None:
+            raise self._crash(what, None)
+        if "error" in frame:
+            raise DumpRejected(frame["error"], frame["detail"])
+
+    # -- reading -------------------------------------------------------------------------------------
+    def read(self, jobs: list[dict]) -> Iterator[tuple[str, Iterator]]:
+        """Send ``jobs`` and yield ``(table, schema, batches)`` in order.
+
+        A job is ``{"table", "sql", "want": [canonical columns], "required": [columns]}``; the child checks
+        every job (authorizer, required columns) before streaming any. Each stream has exactly the ``want``
+        columns, as text. ``batches`` yields ``pyarrow.RecordBatch`` objects and must be consumed before the
+        next table is asked for.
+        """
+        import pyarrow.ipc as ipc
+
+        self.proc.stdin.write(json.dumps(jobs).encode() + b"\n")
+        self.proc.stdin.flush()
+        for job in jobs:
+            what = f"reading table {job['table']}"
+            # One deadline per table, from the moment the parent asks for it (checks included).
+            deadline = time.monotonic() + self.limits.query_timeout_s
+            frame = self._guarded(lambda: read_frame(self.proc.stdout), what, deadline)
+            self._raise_if_error(frame, what)
+            reader = self._guarded(lambda: ipc.open_stream(self.proc.stdout), what, deadline)
+
+            def batches(reader=reader, what=what, deadline=deadline) -> Iterator:
+                while True:
+                    batch = self._guarded(lambda: _next_or_none(reader), what, deadline)
+                    if batch is None:
+                        break
+                    yield batch
+                tail = self._guarded(lambda: read_frame(self.proc.stdout), what, deadline)
+                self._raise_if_error(tail, what)
+
+            yield job["table"], reader.schema, batches()
+
+
+def _next_or_none(reader):  # noqa: ANN001
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None

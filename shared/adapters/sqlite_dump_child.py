@@ -1,0 +1,197 @@
+"""The dump reader's child process (see ``sqlite_dump``). Run as ``python -m shared.adapters.sqlite_dump_child``.
+
+argv: the dump's path and the limits as JSON. stdin: one JSON line with the jobs. stdout: frames.
+Errors are reported as frames ``{"error": code, "detail": text}``, then the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+
+from shared.adapters.sqlite_dump import write_frame
+
+# Authorizer action codes allowed while compiling statements: reading and selecting, nothing else.
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+            getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+
+
+class Fail(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_checked(path: str, limits: dict) -> sqlite3.Connection:
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header != b"SQLite format 3\x00":
+        raise Fail("not_sqlite", "the file is not a SQLite 3 database (its header is wrong); "
+                   "upload the .sqlite file the store agent produces")
+    uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro&immutable=1"
+    con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    con.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(int(limits["max_cell_bytes"]), 1_000_000))
+    for pragma in ("query_only=ON", "trusted_schema=OFF", "mmap_size=0", "cell_size_check=ON",
+                   "temp_store=MEMORY"):
+        con.execute(f"PRAGMA {pragma}")
+    try:
+        result = [r[0] for r in con.execute("PRAGMA quick_check(20)")]
+    except sqlite3.DatabaseError as exc:
+        raise Fail("corrupt", f"SQLite cannot read the file: {exc}") from None
+    if result != ["ok"]:
+        raise Fail("corrupt", "PRAGMA quick_check found damage: " + "; ".join(result)[:500])
+    return con
+
+
+def deny_writes(action: int, *args: object) -> int:
+    return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+
+
+def describe(con: sqlite3.Connection) -> dict:
+    rows = con.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table','view','trigger')").fetchall()
+    con.set_authorizer(deny_writes)
+    tables: dict[str, dict] = {}
+    triggers = []
+    for kind, name in rows:
+        if kind == "trigger":
+            triggers.append(name)
+            continue
+        if name.startswith("sqlite_"):
+            continue
+        try:
+            cur = con.execute(f"SELECT * FROM {quote(name)} LIMIT 0")
+            cols = [d[0] for d in cur.description]
+            error = None
+        except sqlite3.DatabaseError as exc:  # e.g. a view calling a function trusted_schema forbids
+            cols, error = [], str(exc)
+        tables[name.lower()] = {"name": name, "type": kind, "columns": cols, "error": error}
+    return {"tables": tables, "triggers": triggers, "sqlite_version": sqlite3.sqlite_version}
+
+
+def check_query(con: sqlite3.Connection, table: str, sql: str) -> list[str]:
+    """Compile the job's query under the authorizer (reads only) and return its column names."""
+    deadline = time.monotonic() + 10
+    con.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+    try:
+        cur = con.execute(f"SELECT * FROM ({sql}) LIMIT 0")
+    except sqlite3.DatabaseError as exc:
+        raise Fail("unsafe_query" if "not authorized" in str(exc) else "bad_query",
+                   f"the query for table {table} cannot run on this dump: {exc}") from None
+    finally:
+        con.set_progress_handler(None, 0)
+    return [d[0] for d in cur.description]
+
+
+def resolve_columns(job: dict, found: list[str]) -> list[str | None]:
+    """For each wanted (canonical) column, the query's column that provides it (case-insensitive)."""
+    by_lower = {c.lower(): c for c in found}
+    missing = [c for c in job["required"] if c.lower() not in by_lower]
+    if missing:
+        raise Fail("missing_column", f"table {job['table']} lacks required column(s) {', '.join(missing)} "
+                   f"(it has: {', '.join(found) or 'none'}); rename them, or map them with a mapping file")
+    return [by_lower.get(c.lower()) for c in job["want"]]
+
+
+def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.ipc as ipc
+
+    table = job["table"]
+    cols = job["want"]
+    # Every value as text; blobs as x'…' hex so they cannot smuggle invalid UTF-8.
+    select = ", ".join(
+        f"CASE WHEN typeof({quote(src)}) = 'blob' THEN 'x''' || hex({quote(src)}) || '''' "
+        f"ELSE CAST({quote(src)} AS TEXT) END AS {quote(c)}" if src else f"NULL AS {quote(c)}"
+        for c, src in zip(cols, job["source_columns"], strict=True))
+    sql = f"SELECT {select} FROM ({job['sql']})"
+    schema = pa.schema([(c, pa.string()) for c in cols])
+    max_cell = int(limits["max_cell_bytes"])
+    max_rows = int(limits["max_rows_per_table"])
+    cur = adbc_con.cursor()
+    cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(int(limits["batch_rows"]))})
+    rows = 0
+    error = None
+    write_frame(out, {"table": table, "stream": True})
+    writer = ipc.new_stream(out, schema)
+    try:
+        cur.execute(sql)
+        reader = cur.fetch_record_batch()
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            rows += batch.num_rows
+            if rows > max_rows:
+                error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
+                         "(INGEST_MAX_ROWS_PER_TABLE)")
+                break
+            arrays = []
+            for name, arr in zip(cols, batch.columns, strict=True):
+                if arr.type != pa.string():  # an all-NULL batch comes back typed null/int64
+                    arr = pc.cast(arr, pa.string())
+                longest = pc.max(pc.binary_length(arr)).as_py() or 0
+                if longest > max_cell:
+                    error = ("cell_too_large", f"a value in {table}.{name} is {longest} bytes, above "
+                             f"the limit of {max_cell} (INGEST_MAX_CELL_BYTES)")
+                    break
+                try:
+                    arr.validate(full=True)
+                except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT: keep it, replacing bad bytes
+                    arr = pa.array([None if v is None else v.decode("utf-8", "replace")
+                                    for v in arr.cast(pa.binary()).to_pylist()], pa.string())
+                arrays.append(arr)
+            if error:
+                break
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
+        error = ("reader_failed", f"reading table {table} failed: {exc}")
+    finally:
+        cur.close()
+    writer.close()
+    if error:
+        write_frame(out, {"error": error[0], "detail": error[1]})
+        raise SystemExit(0)
+    write_frame(out, {"ok": True, "rows": rows})
+
+
+def main() -> int:
+    path, limits = sys.argv[1], json.loads(sys.argv[2])
+    out = sys.stdout.buffer
+    try:
+        con = open_checked(path, limits)
+        write_frame(out, describe(con))
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        jobs = json.loads(line)
+        for job in jobs:  # validate every job before streaming anything
+            job["source_columns"] = resolve_columns(job, check_query(con, job["table"], job["sql"]))
+        import adbc_driver_sqlite.dbapi as adbc
+
+        uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro&immutable=1"
+        with adbc.connect(uri) as adbc_con:
+            setup = adbc_con.cursor()
+            for pragma in ("query_only=ON", "trusted_schema=OFF", "mmap_size=0", "cell_size_check=ON",
+                           "temp_store=MEMORY"):
+                setup.execute(f"PRAGMA {pragma}")
+                setup.fetchall()
+            setup.close()
+            for job in jobs:
+                stream_table(adbc_con, job, limits, out)
+    except Fail as f:
+        write_frame(out, {"error": f.code, "detail": f.detail})
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

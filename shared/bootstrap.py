@@ -1,0 +1,80 @@
+"""The composition root: settings in, adapters and services out. The only place that chooses.
+
+Local defaults (a folder lake, JSON-lines telemetry) are used unless Azure settings are present:
+- lake: ``LAKE`` (connection string, e.g. Azurite) or ``LAKE__blobServiceUri`` (managed identity).
+Azure SDKs are imported lazily, inside the branch that needs them, to keep cold start low.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from shared.adapters.lake import Lake
+from shared.adapters.telemetry import JsonLinesTelemetry, Telemetry
+from shared.settings import Settings
+
+
+def azure_credential(client_id: str = ""):  # noqa: ANN201 - azure.identity type imported lazily
+    """DefaultAzureCredential (managed identity in Azure, developer login locally); never keys."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
+
+
+@dataclass
+class Container:
+    """Adapters built on first use from one Settings object."""
+
+    settings: Settings
+
+    @cached_property
+    def lake(self) -> Lake:
+        s = self.settings
+        container = s.get("LAKE_CONTAINER")
+        if s.get("LAKE"):
+            from shared.adapters.lake_blob import BlobLake
+
+            return BlobLake.from_connection_string(s.get("LAKE"), container)
+        if s.get("LAKE__blobServiceUri"):
+            from shared.adapters.lake_blob import BlobLake
+
+            cred = azure_credential(s.get("LAKE__clientId"))
+            return BlobLake.from_service_uri(s.get("LAKE__blobServiceUri"), container, cred)
+        from shared.adapters.lake_folder import FolderLake
+
+        return FolderLake(s.home / "lake")
+
+    @cached_property
+    def telemetry(self) -> Telemetry:
+        console = os.sys.stderr if self.settings.get("TELEMETRY_CONSOLE") == "1" else None
+        return JsonLinesTelemetry(self.settings.home / "telemetry" / "events.jsonl", console=console)
+
+    @cached_property
+    def ingest_limits(self):  # noqa: ANN201
+        from shared.services.ingest_dump import IngestLimits
+
+        return IngestLimits.from_settings(self.settings)
+
+    @property
+    def scratch_dir(self):  # noqa: ANN201
+        """Local temporary space (same filesystem as the folder lake, so outputs move without copying)."""
+        path = self.settings.home / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def build(env: dict[str, str] | None = None) -> Container:
+    return Container(Settings.from_env(env))
+
+
+_DEFAULT: Container | None = None
+
+
+def default_container() -> Container:
+    """The process-wide container the function triggers use (built from the environment once)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = build()
+    return _DEFAULT

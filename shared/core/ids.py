@@ -1,0 +1,74 @@
+"""Identifiers that end up in lake paths. Every path built from outside input goes through here."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class InvalidStoreId(ValueError):
+    """A store id that would be unsafe or ambiguous in a lake path."""
+
+    def __init__(self, store_id: object) -> None:
+        super().__init__(
+            f"invalid store id {store_id!r}: a store id is 1-64 characters of letters, digits, "
+            "'_' or '-' (it becomes part of lake paths such as raw/store=<id>/)"
+        )
+        self.store_id = store_id
+
+
+def validate_store_id(store_id: object) -> str:
+    """Return ``store_id`` if it matches ``^[A-Za-z0-9_-]{1,64}$``; raise :class:`InvalidStoreId` if not."""
+    if not isinstance(store_id, str) or not STORE_ID_PATTERN.fullmatch(store_id):
+        raise InvalidStoreId(store_id)
+    return store_id
+
+
+def dump_id_from_sha256(sha256_hex: str) -> str:
+    """The dump id: the first 24 hex digits of the SQLite file's sha256 (96 bits, per-store unique)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256_hex):
+        raise ValueError(f"not a sha256 hex digest: {sha256_hex!r}")
+    return sha256_hex[:24]
+
+
+_DUMP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def raw_dump_path(store_id: str, day: date, name: str) -> str:
+    """``raw/store=<id>/date=<YYYY-MM-DD>/<name>``, the place a store agent uploads a dump to."""
+    validate_store_id(store_id)
+    if not _DUMP_NAME.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"invalid dump file name {name!r}: use letters, digits, '_', '-' and '.'")
+    return f"raw/store={store_id}/date={day.isoformat()}/{name}"
+
+
+_RAW_PATH = re.compile(r"^(?:lake/)?raw/store=(?P<store>[^/]*)/date=(?P<date>[^/]*)/(?P<name>[^/]+)$")
+
+
+def parse_raw_dump_path(path: str) -> tuple[str, date, str]:
+    """Split ``raw/store=<id>/date=<date>/<name>`` (optionally prefixed by the container) into parts.
+
+    Raises :class:`InvalidStoreId` for an unsafe store id and ``ValueError`` for any other shape.
+    """
+    m = _RAW_PATH.match(path)
+    if not m:
+        raise ValueError(
+            f"unexpected raw dump path {path!r}: expected raw/store=<id>/date=<YYYY-MM-DD>/<file>"
+        )
+    store = validate_store_id(m["store"])
+    try:
+        day = date.fromisoformat(m["date"])
+    except ValueError:
+        raise ValueError(f"unexpected date {m['date']!r} in raw dump path {path!r}") from None
+    return store, day, m["name"]
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z``, seconds precision or better; naive datetimes are taken as UTC."""
+    from datetime import UTC
+
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

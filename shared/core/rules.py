@@ -1,0 +1,171 @@
+"""The business rules for dump rows, as data, and the SQL that applies them.
+
+One table of rules (code, tables, action, description) is shared by the cleaning, the manifest, the README
+(``inventory rules`` prints it) and the tests. Rules are evaluated in the order listed; a rejected row
+carries the code of the first rule it breaks. Every input row ends up either curated or rejected:
+``curated + rejected = input`` for every table.
+
+The SQL is DuckDB's dialect and runs over plain relations: no I/O happens here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.core.schema import TABLES, Column, Table
+
+Action = Literal["fix", "reject", "flag"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    tables: tuple[str, ...]
+    action: Action  # fix: value corrected, row kept; reject: row set aside; flag: row kept with a flag
+    description: str
+
+
+ALL = tuple(TABLES)
+FACTS = ("sales", "receipts")
+RULES: tuple[Rule, ...] = (
+    Rule("sku_normalised", ("items", "stock", "sales", "receipts"), "fix",
+         "sku trimmed, upper-cased and inner whitespace collapsed to one space"),
+    Rule("missing_required", ALL, "reject",
+         "a required field is NULL or blank (after trimming)"),
+    Rule("bad_number", ALL, "reject",
+         "a numeric field is not a number, or a count/quantity is not a whole number"),
+    Rule("bad_timestamp", ALL, "reject",
+         "a timestamp is not a valid ISO-8601 date/time (e.g. 2026-02-30 or 'yesterday')"),
+    Rule("bad_boolean", ("items",), "reject",
+         "active is not one of 1/0, true/false, t/f, yes/no, y/n"),
+    Rule("non_positive_qty", FACTS, "reject",
+         "a sale or receipt quantity is zero or negative"),
+    Rule("negative_price", ("items", "sales"), "reject",
+         "a unit price or unit cost is negative"),
+    Rule("unknown_sku", ("stock", "sales", "receipts"), "reject",
+         "the sku is not among the dump's curated items"),
+    Rule("duplicate", ALL, "reject",
+         "the same key with the same values appeared earlier in the dump; the first copy is kept"),
+    Rule("conflicting_duplicate", ALL, "reject",
+         "the same key appears with different values; every version is set aside, none is trusted"),
+    Rule("unknown_vendor", ("items",), "flag",
+         "the item's vendor_id is not in the dump's vendors table (kept)"),
+    Rule("negative_on_hand", ("stock",), "flag",
+         "the on-hand count is negative (kept: it happens when sales outrun counted receipts)"),
+)
+RULES_BY_CODE = {r.code: r for r in RULES}
+REJECT_CODES = tuple(r.code for r in RULES if r.action == "reject")
+FLAG_CODES = tuple(r.code for r in RULES if r.action == "flag")
+
+
+def rules_for(table: str) -> tuple[Rule, ...]:
+    return tuple(r for r in RULES if table in r.tables)
+
+
+# --- parsing: text in, typed value out (NULL when unparseable) ------------------------------------------
+
+def q(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _present(expr: str) -> str:
+    return f"({expr} IS NOT NULL AND trim({expr}) <> '')"
+
+
+def parse_expr(col: Column, raw: str) -> str:
+    """SQL turning the text value ``raw`` into the column's curated type (NULL if absent or unparseable)."""
+    t = f"trim({raw})"
+    if col.kind == "key":
+        if col.name == "sku":
+            return f"nullif(upper(regexp_replace({t}, '\\s+', ' ', 'g')), '')"
+        return f"nullif({t}, '')"
+    if col.kind == "text":
+        return f"nullif({t}, '')"
+    if col.kind == "int":
+        # Whole numbers only: '3' and '3.0' (a SQLite REAL) parse, '2.5' and '1e3' do not.
+        return (f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,18}}(\\.0*)?') "
+                f"THEN CAST(split_part({t}, '.', 1) AS BIGINT) END")
+    if col.kind == "decimal":
+        return f"TRY_CAST({t} AS DECIMAL(18,4))"
+    if col.kind == "timestamp":
+        # Naive values are read in the session's TimeZone (the store's), offsets are honoured.
+        return f"TRY_CAST({t} AS TIMESTAMPTZ)"
+    if col.kind == "bool":
+        return (f"CASE WHEN lower({t}) IN ('1','true','t','yes','y') THEN TRUE "
+                f"WHEN lower({t}) IN ('0','false','f','no','n') THEN FALSE END")
+    raise ValueError(f"unknown column kind {col.kind!r}")
+
+
+def _default(col: Column, parsed: str) -> str:
+    return f"coalesce({parsed}, {col.default_sql})" if col.default_sql else parsed
+
+
+def _row_reason_sql(table: Table) -> str:
+    """CASE expression naming the first row-level rule the row breaks (NULL: none).
+
+    Reads ``r_<col>`` (text as in the dump) and ``x_<col>`` (parsed, before defaults).
+    """
+    whens: list[str] = []
+    required = [c for c in table.columns if c.required]
+    if required:
+        # A sku made only of whitespace normalises to nothing: missing as well.
+        missing = " OR ".join(f"{q('x_' + c.name)} IS NULL AND NOT {_present(q('r_' + c.name))}"
+                              for c in required)
+        whens.append(f"WHEN {missing} THEN 'missing_required'")
+    for kind, code in (("int", "bad_number"), ("decimal", "bad_number"), ("timestamp", "bad_timestamp"),
+                       ("bool", "bad_boolean")):
+        cols = [c for c in table.columns if c.kind == kind]
+        if cols:
+            bad = " OR ".join(f"({_present(q('r_' + c.name))} AND {q('x_' + c.name)} IS NULL)" for c in cols)
+            whens.append(f"WHEN {bad} THEN '{code}'")
+    if table.name in FACTS:
+        whens.append("WHEN x_qty <= 0 THEN 'non_positive_qty'")
+    price_cols = [c.name for c in table.columns if c.name in ("unit_price", "unit_cost")]
+    if price_cols and "negative_price" in {r.code for r in rules_for(table.name)}:
+        whens.append("WHEN " + " OR ".join(f"x_{c} < 0" for c in price_cols) + " THEN 'negative_price'")
+    return "CASE " + " ".join(whens) + " END" if whens else "NULL"
+
+
+def clean_sql(table: Table, raw: str, *, items: str | None, vendors: str | None) -> str:
+    """A SELECT over relation ``raw`` (text columns named as the canonical ones, plus ``_row``).
+
+    Output columns: ``_row``, ``r_<col>`` (original text), ``p_<col>`` (parsed, defaults applied),
+    ``reason_code`` (NULL when curated), ``flags`` (comma-separated flag codes, '' when none),
+    ``sku_normalised`` (bool). ``items``/``vendors`` name relations of curated keys (column ``sku`` /
+    ``vendor_id``) used by the reference rules; None skips those rules (e.g. no vendors table).
+    """
+    cols = table.columns
+    raw_cols = ", ".join(f"{q(c.name)} AS {q('r_' + c.name)}" for c in cols)
+    parsed = ", ".join(f"{parse_expr(c, q(c.name))} AS {q('x_' + c.name)}" for c in cols)
+    defaulted = ", ".join(f"{_default(c, q('x_' + c.name))} AS {q('p_' + c.name)}" for c in cols)
+    ref = "NULL"
+    if "sku" in table.column_names and table.name != "items" and items is not None:
+        ref = f"CASE WHEN x_sku NOT IN (SELECT sku FROM {items}) THEN 'unknown_sku' END"
+    stage1 = (f"SELECT _row, {raw_cols}, {parsed} FROM {raw}")
+    stage2 = (f"SELECT *, {defaulted}, coalesce({_row_reason_sql(table)}, {ref}) AS pre_reason "
+              f"FROM ({stage1})")
+
+    key = ", ".join(f"p_{k}" for k in table.key)
+    values = ", ".join(f"p_{c.name}" for c in cols)
+    # Duplicates are judged among rows that passed the row rules: a garbage copy is rejected for itself.
+    stage3 = (
+        "SELECT *, "
+        "CASE WHEN pre_reason IS NOT NULL THEN pre_reason "
+        f"WHEN min(hash({values})) OVER k <> max(hash({values})) OVER k THEN 'conflicting_duplicate' "
+        "WHEN row_number() OVER (k ORDER BY _row) > 1 THEN 'duplicate' END AS reason_code "
+        f"FROM ({stage2}) WINDOW k AS (PARTITION BY pre_reason IS NULL, {key})"
+    )
+
+    flag_parts: list[str] = []
+    if table.name == "items" and vendors is not None:
+        flag_parts.append(
+            f"CASE WHEN p_vendor_id IS NOT NULL AND p_vendor_id NOT IN (SELECT vendor_id FROM {vendors}) "
+            "THEN 'unknown_vendor' END")
+    if table.name == "stock":
+        flag_parts.append("CASE WHEN p_on_hand < 0 THEN 'negative_on_hand' END")
+    flags = f"concat_ws(',', {', '.join(flag_parts)})" if flag_parts else "''"
+    normalised = "(r_sku IS NOT NULL AND r_sku <> p_sku)" if "sku" in table.column_names else "FALSE"
+    return (f"SELECT *, CASE WHEN reason_code IS NULL THEN {flags} ELSE '' END AS flags, "
+            f"{normalised} AS sku_normalised FROM ({stage3})")

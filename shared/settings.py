@@ -1,0 +1,75 @@
+"""Every setting the app reads, as data: name, default, and what it means.
+
+Azure Functions passes app settings as environment variables, and so does the CLI, so this is the only
+module that reads ``os.environ``. ``local.settings.sample.json`` and the README's settings table hold the
+same names (a test checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    local_sample: str | None = None  # value for local.settings.sample.json (None: same as default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("INVENTORY_HOME", ".inventory", "Folder for every local default's files (folder lake, "
+            "embedded stores, telemetry). One variable isolates a run."),
+    Setting("LAKE", "", "Connection string of the lake's Blob endpoint, for development against Azurite "
+            "(`UseDevelopmentStorage=true`). Empty: use LAKE__blobServiceUri, else the folder lake."),
+    Setting("LAKE__blobServiceUri", "", "Azure: the lake account's Blob endpoint "
+            "(https://<account>.blob.core.windows.net); authenticates with DefaultAzureCredential "
+            "(the Function App's managed identity). Also used by the blob trigger's connection."),
+    Setting("LAKE__queueServiceUri", "", "Azure: the lake account's Queue endpoint, needed by the "
+            "blob trigger's identity-based connection (poison messages)."),
+    Setting("LAKE__credential", "", "Azure: `managedidentity` for identity-based connections."),
+    Setting("LAKE__clientId", "", "Azure: client id of a user-assigned managed identity, if one is used."),
+    Setting("LAKE_CONTAINER", "lake", "Name of the lake container (the blob trigger path uses `lake`)."),
+    Setting("INGEST_MAX_DUMP_BYTES", str(8 << 30), "Largest decompressed dump accepted (bytes); "
+            "larger dumps, and gzip bombs, are quarantined."),
+    Setting("INGEST_MAX_CELL_BYTES", str(1 << 20), "Largest text or blob value in a dump (bytes)."),
+    Setting("INGEST_MAX_ROWS_PER_TABLE", "100000000", "Most rows read from one table of a dump."),
+    Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take."),
+    Setting("INGEST_MEMORY_LIMIT", "192MB", "Memory the cleaning engine (DuckDB) may use before it "
+            "spills to disk."),
+    Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings resolved from an environment mapping (``os.environ`` by default)."""
+
+    values: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls({s.name: env.get(s.name, s.default) for s in SETTINGS})
+
+    def get(self, name: str) -> str:
+        if name not in _BY_NAME:
+            raise KeyError(f"unknown setting {name!r}; declare it in shared/settings.py")
+        return self.values[name]
+
+    def int(self, name: str) -> int:
+        raw = self.get(name)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"setting {name}={raw!r} is not an integer") from None
+
+    @property
+    def home(self) -> Path:
+        return Path(self.get("INVENTORY_HOME")).expanduser().resolve()
