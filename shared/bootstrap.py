@@ -78,3 +78,9 @@ def default_container() -> Container:
     if _DEFAULT is None:
         _DEFAULT = build()
     return _DEFAULT
+
+
+def reset_default_container() -> None:
+    """Forget the process-wide container, so the next call re-reads the environment (tests, local runner)."""
+    global _DEFAULT
+    _DEFAULT = None

@@ -70,16 +70,24 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# Whitespace as SQL: space, tab, LF, VT, FF, CR (the same set as the regex class [[:space:]]).
+_WS = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
+
+
+def _trim(expr: str) -> str:
+    return f"trim({expr}, {_WS})"
+
+
 def _present(expr: str) -> str:
-    return f"({expr} IS NOT NULL AND trim({expr}) <> '')"
+    return f"({expr} IS NOT NULL AND {_trim(expr)} <> '')"
 
 
 def parse_expr(col: Column, raw: str) -> str:
     """SQL turning the text value ``raw`` into the column's curated type (NULL if absent or unparseable)."""
-    t = f"trim({raw})"
+    t = _trim(raw)
     if col.kind == "key":
         if col.name == "sku":
-            return f"nullif(upper(regexp_replace({t}, '\\s+', ' ', 'g')), '')"
+            return f"nullif(upper(regexp_replace({t}, '[[:space:]]+', ' ', 'g')), '')"
         return f"nullif({t}, '')"
     if col.kind == "text":
         return f"nullif({t}, '')"
@@ -110,9 +118,7 @@ def _row_reason_sql(table: Table) -> str:
     whens: list[str] = []
     required = [c for c in table.columns if c.required]
     if required:
-        # A sku made only of whitespace normalises to nothing: missing as well.
-        missing = " OR ".join(f"{q('x_' + c.name)} IS NULL AND NOT {_present(q('r_' + c.name))}"
-                              for c in required)
+        missing = " OR ".join(f"NOT {_present(q('r_' + c.name))}" for c in required)
         whens.append(f"WHEN {missing} THEN 'missing_required'")
     for kind, code in (("int", "bad_number"), ("decimal", "bad_number"), ("timestamp", "bad_timestamp"),
                        ("bool", "bad_boolean")):
@@ -169,3 +175,33 @@ def clean_sql(table: Table, raw: str, *, items: str | None, vendors: str | None)
     normalised = "(r_sku IS NOT NULL AND r_sku <> p_sku)" if "sku" in table.column_names else "FALSE"
     return (f"SELECT *, CASE WHEN reason_code IS NULL THEN {flags} ELSE '' END AS flags, "
             f"{normalised} AS sku_normalised FROM ({stage3})")
+
+
+def clean_arrow(table: str, rows, *, items: list[str] | None = None,  # noqa: ANN001
+                vendors: list[str] | None = None, timezone: str = "UTC"):  # noqa: ANN201
+    """Apply the rules to an Arrow table of text columns (``_row`` added if absent); return an Arrow table.
+
+    The small, in-memory form of what ingestion does in bulk, for tests and one-off checks.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    spec = TABLES[table]
+    cols = {c: rows.column(c) if c in rows.column_names else pa.nulls(rows.num_rows, pa.string())
+            for c in spec.column_names}
+    cols = {c: a.cast(pa.string()) for c, a in cols.items()}
+    row = rows.column("_row") if "_row" in rows.column_names else pa.array(range(1, rows.num_rows + 1))
+    raw = pa.table({"_row": row, **cols})
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET TimeZone = '{timezone}'")
+        con.register("raw", raw)
+        if items is not None:
+            con.register("items_keys", pa.table({"sku": pa.array(items, pa.string())}))
+        if vendors is not None:
+            con.register("vendors_keys", pa.table({"vendor_id": pa.array(vendors, pa.string())}))
+        sql = clean_sql(spec, "raw", items="items_keys" if items is not None else None,
+                        vendors="vendors_keys" if vendors is not None else None)
+        return con.sql(f"SELECT * FROM ({sql}) ORDER BY _row").to_arrow_table()
+    finally:
+        con.close()

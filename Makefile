@@ -1,0 +1,41 @@
+# The two README commands, `make demo` and `make test`, do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export AZURITE_BLOB_PORT ?= 10000
+
+.PHONY: demo test lint bench clean help
+help:
+	@echo "make demo   - the pipeline on generated stores, locally"
+	@echo "make test   - lint + the whole test suite (starts and stops Azurite)"
+	@echo "make bench  - benchmarks (bench/), not part of the tests"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+	  || $(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (for Azurite)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/inventory demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+test: $(BIN)/.installed node_modules/.installed lint
+	scripts/devservers.sh start
+	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; scripts/devservers.sh stop; exit $$rc
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) node_modules .inventory

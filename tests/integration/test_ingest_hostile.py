@@ -1,0 +1,185 @@
+"""Hostile and broken dumps: each is quarantined with a reason, nothing reaches curated/, nothing hangs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import pytest
+
+from shared.adapters.lake_folder import FolderLake
+from shared.adapters.sqlite_dump import ReadLimits
+from shared.adapters.telemetry import MemoryTelemetry
+from shared.core.ids import InvalidStoreId
+from shared.services.ingest_dump import IngestLimits, ingest_dump, ingest_landed_dump
+from tests.support.dumps import MINIMAL, make_dump
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return FolderLake(tmp_path / "lake")
+
+
+def ingest(path, lake, limits=None, store="S1"):
+    tel = MemoryTelemetry()
+    result = ingest_dump(path, store, lake=lake, telemetry=tel, limits=limits)
+    return result, tel
+
+
+def assert_quarantined(result, tel, lake, code):
+    assert result.status == "quarantined", result.manifest
+    assert result.reason_code == code, result.reason
+    assert result.exit_code == 2
+    assert list(lake.list("curated/")) == []
+    assert list(lake.list("manifests/")) == []
+    reasons = [o.path for o in lake.list("quarantine/") if o.path.endswith("reason.json")]
+    assert len(reasons) == 1
+    reason = json.loads(lake.get_bytes(reasons[0]))
+    assert reason["reason_code"] == code and reason["reason"]
+    assert ("DumpQuarantined", ) == tuple(n for n, _ in tel.events)
+    return reason
+
+
+def test_a_valid_minimal_dump_is_ingested(tmp_path, lake):
+    result, tel = ingest(make_dump(tmp_path / "ok.sqlite"), lake)
+    assert result.status == "ingested"
+    assert result.manifest["tables"]["sales"]["curated"] == 3
+
+
+def test_not_sqlite(tmp_path, lake):
+    bad = tmp_path / "x.sqlite"
+    bad.write_bytes(b"id,sku\n1,A-1\n" * 100)
+    assert_quarantined(*ingest(bad, lake), lake, "not_sqlite")
+
+
+def test_truncated_database(tmp_path, lake):
+    full = make_dump(tmp_path / "full.sqlite",
+                     "".join(f"INSERT INTO sales VALUES ('x{i}', 1, 'A-1', 1, 1.0, '2026-11-25 10:00:00');"
+                             for i in range(3000)))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.sqlite"
+    cut.write_bytes(data[: len(data) // 2])
+    result, tel = ingest(cut, lake)
+    assert_quarantined(result, tel, lake, result.reason_code)
+    assert result.reason_code in ("corrupt", "reader_failed")
+
+
+def test_truncated_gzip(tmp_path, lake):
+    gz = tmp_path / "d.sqlite.gz"
+    gz.write_bytes(gzip.compress(make_dump(tmp_path / "d.sqlite").read_bytes())[:-40])
+    assert_quarantined(*ingest(gz, lake), lake, "bad_gzip")
+
+
+def test_gzip_bomb_stops_at_the_limit(tmp_path, lake):
+    bomb = tmp_path / "bomb.sqlite.gz"
+    with gzip.open(bomb, "wb") as f:  # 64 MB of zeros compress to ~64 KB
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 200_000
+    result, tel = ingest(bomb, lake, IngestLimits(max_dump_bytes=8 << 20))
+    assert_quarantined(result, tel, lake, "too_large")
+
+
+def test_endless_recursive_view_times_out(tmp_path, lake):
+    # `sales` is a view whose recursive CTE never yields a row and never ends.
+    base = MINIMAL.replace("CREATE TABLE sales(", "CREATE TABLE sales_old(").replace("INSERT INTO sales ",
+                                                                                   "INSERT INTO sales_old ")
+    dump = make_dump(tmp_path / "loop.sqlite", """
+        CREATE VIEW sales AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)
+        SELECT 'x' AS sale_id, 1 AS line_no, 'A-1' AS sku, 1 AS qty, 1.0 AS unit_price,
+               '2026-11-25' AS sold_at FROM r WHERE n < 0;""", base=base)
+    started = time.monotonic()
+    result, tel = ingest(dump, lake, IngestLimits(read=ReadLimits(query_timeout_s=2)))
+    assert time.monotonic() - started < 20
+    assert_quarantined(result, tel, lake, "query_timeout")
+
+
+def test_triggers_never_run_and_are_reported(tmp_path, lake):
+    dump = make_dump(tmp_path / "trig.sqlite", """
+        CREATE TABLE audit(x);
+        CREATE TRIGGER wipe AFTER INSERT ON sales BEGIN DELETE FROM items; END;
+        CREATE TRIGGER spy BEFORE DELETE ON stock BEGIN INSERT INTO audit VALUES (1); END;""")
+    before = dump.read_bytes()
+    result, _ = ingest(dump, lake)
+    assert result.status == "ingested"
+    assert any("2 trigger" in w for w in result.manifest["warnings"])
+    assert result.manifest["tables"]["items"]["curated"] == 2
+    assert dump.read_bytes() == before  # opened read-only: not a byte changed
+
+
+def test_view_calling_an_unsafe_function_is_refused(tmp_path, lake):
+    # With trusted_schema=OFF, views may not call functions that are not marked innocuous.
+    base = MINIMAL.replace("CREATE TABLE items(", "CREATE TABLE items_t(").replace("INSERT INTO items ",
+                                                                                 "INSERT INTO items_t ")
+    dump = make_dump(tmp_path / "fn.sqlite", """
+        CREATE VIEW items AS SELECT sku, name, category, vendor_id, unit_cost, unit_price, reorder_point,
+               reorder_qty, active, load_extension('/tmp/evil.so') AS x FROM items_t;""", base=base)
+    result, tel = ingest(dump, lake)
+    assert_quarantined(result, tel, lake, "bad_query")
+
+
+@pytest.mark.parametrize("table", ["items", "stock", "sales"])
+def test_missing_required_table(tmp_path, lake, table):
+    dump = make_dump(tmp_path / "m.sqlite", f"DROP TABLE {table};")
+    result, tel = ingest(dump, lake)
+    reason = assert_quarantined(result, tel, lake, "missing_table")
+    assert repr(table) in reason["reason"]
+
+
+def test_missing_optional_tables_are_fine(tmp_path, lake):
+    result, _ = ingest(make_dump(tmp_path / "o.sqlite", "DROP TABLE vendors;"), lake)
+    assert result.status == "ingested"
+    assert "vendors" not in result.manifest["tables"]
+
+
+def test_missing_required_column(tmp_path, lake):
+    dump = make_dump(tmp_path / "c.sqlite", "ALTER TABLE sales DROP COLUMN qty;")
+    result, tel = ingest(dump, lake)
+    reason = assert_quarantined(result, tel, lake, "missing_column")
+    assert "sales" in reason["reason"] and "qty" in reason["reason"]
+
+
+def test_missing_optional_column_is_null(tmp_path, lake):
+    result, _ = ingest(make_dump(tmp_path / "c.sqlite", "ALTER TABLE sales DROP COLUMN line_no;"), lake)
+    assert result.status == "ingested"
+
+
+def test_huge_cell(tmp_path, lake):
+    dump = make_dump(tmp_path / "huge.sqlite",
+                     "INSERT INTO items VALUES ('A-9', printf('%.*c', 3000000, 'x'), 'X', 'V1', 1, 2, 0, 0, 1);")
+    result, tel = ingest(dump, lake, IngestLimits(read=ReadLimits(max_cell_bytes=1 << 20)))
+    reason = assert_quarantined(result, tel, lake, "cell_too_large")
+    assert "items.name" in reason["reason"]
+
+
+def test_too_many_rows(tmp_path, lake):
+    result, tel = ingest(make_dump(tmp_path / "r.sqlite"), lake, IngestLimits(read=ReadLimits(max_rows_per_table=2)))
+    assert_quarantined(result, tel, lake, "too_many_rows")
+
+
+@pytest.mark.parametrize("store", ["../x", "a/b", "", "x" * 65, "S 1", "s1;rm"])
+def test_unsafe_store_id_is_refused_before_anything_is_written(tmp_path, lake, store):
+    with pytest.raises(InvalidStoreId):
+        ingest(make_dump(tmp_path / "s.sqlite"), lake, store=store)
+    assert list(lake.list("")) == []
+
+
+def test_unsafe_store_id_in_a_landed_path_is_quarantined_apart(tmp_path, lake):
+    dump = make_dump(tmp_path / "s.sqlite")
+    result = ingest_landed_dump("raw/store=../../etc/date=2026-11-27/d.sqlite", dump, {}, lake=lake,
+                                telemetry=MemoryTelemetry())
+    assert result.status == "quarantined" and result.reason_code == "invalid_store_id"
+    assert all(o.path.startswith("quarantine/store=_invalid/") for o in lake.list(""))
+
+
+def test_mixed_types_and_blobs_in_a_column_are_rows_not_crashes(tmp_path, lake):
+    dump = make_dump(tmp_path / "mixed.sqlite", """
+        INSERT INTO sales VALUES ('3', 1, 'A-1', 'two', 1.0, '2026-11-26 10:00:00'),
+                                 ('4', 1, X'FFFE', 1, 1.0, '2026-11-26 10:00:00'),
+                                 ('5', 1, 'A-1', 2.5, 1.0, 1732700000),
+                                 (6, 1.0, 'A-2', 3.0, '1.5', '2026-11-26 11:00:00');""")
+    result, _ = ingest(dump, lake)
+    sales = result.manifest["tables"]["sales"]
+    assert sales["input"] == 7 and sales["curated"] == 4
+    assert sales["by_rule"]["bad_number"] == 2 and sales["by_rule"]["unknown_sku"] == 1

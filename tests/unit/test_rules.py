@@ -1,0 +1,188 @@
+"""The business rules, one by one, and the laws that hold for any input (hypothesis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.core.rules import REJECT_CODES, RULES, clean_arrow, rules_for
+from shared.core.schema import TABLES
+
+
+def sales(**cols):
+    n = len(next(iter(cols.values())))
+    base = {"sale_id": [str(i) for i in range(n)], "line_no": ["1"] * n, "sku": ["A-1"] * n,
+            "qty": ["1"] * n, "unit_price": ["1.50"] * n, "sold_at": ["2026-11-20 10:00:00"] * n}
+    base.update(cols)
+    return pa.table({k: pa.array(v, pa.string()) for k, v in base.items()})
+
+
+def reasons(out):
+    return out.column("reason_code").to_pylist()
+
+
+def test_every_rule_has_a_unique_code_and_a_description():
+    codes = [r.code for r in RULES]
+    assert len(codes) == len(set(codes))
+    assert all(r.description and r.action in ("fix", "reject", "flag") for r in RULES)
+    assert all(set(r.tables) <= set(TABLES) for r in RULES)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("a-1", "A-1"), ("  A-1  ", "A-1"), ("a\t-1", "A -1"), ("A  -  1", "A - 1"), ("A-1", "A-1"),
+])
+def test_sku_normalisation(raw, expected):
+    out = clean_arrow("sales", sales(sku=[raw]), items=[expected])
+    assert out.column("p_sku").to_pylist() == [expected]
+    assert reasons(out) == [None]
+    assert out.column("sku_normalised").to_pylist() == [raw != expected]
+
+
+@pytest.mark.parametrize("col, value", [("sku", None), ("sku", "   "), ("sale_id", ""), ("qty", None),
+                                        ("sold_at", None)])
+def test_missing_required(col, value):
+    out = clean_arrow("sales", sales(**{col: [value]}), items=["A-1"])
+    assert reasons(out) == ["missing_required"]
+
+
+@pytest.mark.parametrize("qty, reason", [("2", None), ("2.0", None), ("2.5", "bad_number"), ("two", "bad_number"),
+                                         ("0", "non_positive_qty"), ("-3", "non_positive_qty"), ("1e3", "bad_number")])
+def test_quantities_are_positive_whole_numbers(qty, reason):
+    out = clean_arrow("sales", sales(qty=[qty]), items=["A-1"])
+    assert reasons(out) == [reason]
+
+
+@pytest.mark.parametrize("price, reason", [("0", None), ("3.49", None), ("-0.01", "negative_price"),
+                                           ("abc", "bad_number"), (None, None)])
+def test_prices_are_non_negative_numbers(price, reason):
+    out = clean_arrow("sales", sales(unit_price=[price]), items=["A-1"])
+    assert reasons(out) == [reason]
+
+
+@pytest.mark.parametrize("text, utc", [
+    ("2026-11-20 10:00:00", dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)),
+    ("2026-11-20T10:00:00+01:00", dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)),
+    ("1996-07-04 00:00:00.000", dt.datetime(1996, 7, 4, tzinfo=dt.UTC)),
+    ("2026-11-20", dt.datetime(2026, 11, 20, tzinfo=dt.UTC)),
+    ("2026-02-30 10:00:00", None), ("2026-13-01 10:00:00", None), ("yesterday", None), ("1732700000", None),
+])
+def test_timestamps_are_iso_8601_and_stored_as_utc(text, utc):
+    out = clean_arrow("sales", sales(sold_at=[text]), items=["A-1"])
+    if utc is None:
+        assert reasons(out) == ["bad_timestamp"]
+    else:
+        assert reasons(out) == [None]
+        assert out.column("p_sold_at").to_pylist()[0] == utc
+
+
+def test_naive_timestamps_are_read_in_the_store_time_zone():
+    out = clean_arrow("sales", sales(sold_at=["2026-07-01 10:00:00"]), items=["A-1"], timezone="Europe/Lisbon")
+    assert out.column("p_sold_at").to_pylist()[0] == dt.datetime(2026, 7, 1, 9, tzinfo=dt.UTC)
+
+
+def test_duplicates_keep_the_first_copy_and_conflicts_reject_every_version():
+    t = sales(sale_id=["1", "1", "1", "2", "2", "3"], qty=["1", "1", "1", "1", "5", "1"])
+    out = clean_arrow("sales", t, items=["A-1"])
+    assert reasons(out) == [None, "duplicate", "duplicate", "conflicting_duplicate", "conflicting_duplicate", None]
+
+
+def test_line_no_defaults_to_one_and_is_part_of_the_key():
+    t = sales(sale_id=["1", "1", "1"], line_no=[None, "2", "1"])
+    out = clean_arrow("sales", t, items=["A-1"])
+    assert out.column("p_line_no").to_pylist() == [1, 2, 1]
+    assert reasons(out) == [None, None, "duplicate"]
+
+
+def test_unknown_sku_is_rejected_for_facts_and_stock():
+    out = clean_arrow("sales", sales(sku=["A-1", "Z-9"]), items=["A-1"])
+    assert reasons(out) == [None, "unknown_sku"]
+    stock = pa.table({"sku": ["A-1", "Z-9"], "on_hand": ["3", "1"], "counted_at": [None, None]})
+    assert reasons(clean_arrow("stock", stock, items=["A-1"])) == [None, "unknown_sku"]
+
+
+def test_flags_keep_the_row():
+    items = pa.table({"sku": ["A-1", "A-2"], "name": ["x", "y"], "vendor_id": ["V1", "V9"]})
+    out = clean_arrow("items", items, vendors=["V1"])
+    assert reasons(out) == [None, None]
+    assert out.column("flags").to_pylist() == ["", "unknown_vendor"]
+    stock = pa.table({"sku": ["A-1", "A-2"], "on_hand": ["-2", "0"]})
+    out = clean_arrow("stock", stock, items=["A-1", "A-2"])
+    assert reasons(out) == [None, None]
+    assert out.column("flags").to_pylist() == ["negative_on_hand", ""]
+
+
+@pytest.mark.parametrize("value, parsed, reason", [
+    (None, True, None), ("1", True, None), ("0", False, None), ("yes", True, None), ("FALSE", False, None),
+    ("maybe", None, "bad_boolean"),
+])
+def test_active_flag(value, parsed, reason):
+    items = pa.table({"sku": ["A-1"], "name": ["Milk"], "active": pa.array([value], pa.string())})
+    out = clean_arrow("items", items)
+    assert reasons(out) == [reason]
+    if reason is None:
+        assert out.column("p_active").to_pylist() == [parsed]
+
+
+def test_keys_are_text_whatever_the_dump_stores():
+    out = clean_arrow("sales", sales(sale_id=["42"], sku=["17"]), items=["17"])
+    assert out.column("p_sale_id").to_pylist() == ["42"]
+    assert out.schema.field("p_sku").type == pa.string()
+
+
+# --- laws over arbitrary input -----------------------------------------------------------------------------
+
+messy_text = st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("aA-1 0.\t+-xZ:T")), max_size=8))
+sku_text = st.one_of(st.none(), st.sampled_from(["A-1", "a-1", " A-1 ", "A-2", "Z-9", "", "  ", "a\t-2"]))
+qty_text = st.one_of(st.none(), st.sampled_from(["1", "2", "0", "-1", "2.5", "3.0", "x", ""]), messy_text)
+time_text = st.one_of(st.none(), st.sampled_from(["2026-11-20 10:00:00", "2026-02-30 01:00:00", "bad", ""]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["1", "2", "3"]), st.sampled_from([None, "1", "2"]), sku_text,
+                          qty_text, time_text), max_size=25))
+def test_every_row_is_curated_or_rejected_with_a_known_code(rows):
+    t = sales(sale_id=[r[0] for r in rows], line_no=[r[1] for r in rows], sku=[r[2] for r in rows],
+              qty=[r[3] for r in rows], sold_at=[r[4] for r in rows]) if rows else sales(sale_id=[])
+    out = clean_arrow("sales", t, items=["A-1", "A-2"])
+    codes = reasons(out)
+    assert out.num_rows == t.num_rows  # curated + rejected = input
+    assert set(c for c in codes if c) <= set(REJECT_CODES) & {r.code for r in rules_for("sales")}
+    curated = [i for i, c in enumerate(codes) if c is None]
+    keys = [(out.column("p_sale_id")[i].as_py(), out.column("p_line_no")[i].as_py()) for i in curated]
+    assert len(keys) == len(set(keys))  # curated keys are unique
+    for i in curated:  # and every curated row satisfies the rules
+        assert out.column("p_qty")[i].as_py() > 0
+        assert out.column("p_sku")[i].as_py() in ("A-1", "A-2")
+        assert out.column("p_sold_at")[i].as_py() is not None
+
+
+_WS = " \t\n\x0b\x0c\r"
+
+
+def normalise_oracle(raw: str) -> str | None:
+    """The documented rule, independently: trim whitespace, collapse inner runs to one space, upper-case."""
+    import re
+
+    out = re.sub(f"[{_WS}]+", " ", raw).strip(" ").upper()
+    return out or None
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from(list("aAbZ-_09 .") + list(_WS) + ["\x1f", "é"]), max_size=12),
+                min_size=1, max_size=40))
+@settings(max_examples=40, deadline=None)
+def test_sku_normalisation_matches_the_rule_and_is_idempotent(raws):
+    once = clean_arrow("sales", sales(sku=raws), items=[]).column("p_sku").to_pylist()
+    assert once == [normalise_oracle(r) for r in raws]
+    kept = [s for s in once if s is not None]
+    if kept:
+        assert clean_arrow("sales", sales(sku=kept), items=[]).column("p_sku").to_pylist() == kept
+
+
+@given(st.sampled_from(["", " ", "\t", " \r\n "]))
+def test_blank_skus_are_missing_not_curated(raw):
+    out = clean_arrow("sales", sales(sku=[raw]), items=["A-1"])
+    assert reasons(out) == ["missing_required"]
