@@ -1,0 +1,42 @@
+"""Every setting the app reads is declared once, in shared/settings.py, and appears in the sample
+settings file and the README's settings table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shared.settings import SETTINGS, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "AzureWebJobsFeatureFlags"}
+
+
+def test_sample_settings_hold_exactly_the_declared_names():
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert set(sample) - HOST_SETTINGS == {s.name for s in SETTINGS}
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
+    assert not missing, f"settings missing from README: {missing}"
+
+
+def test_only_settings_module_reads_the_environment():
+    offenders = []
+    for path in (ROOT / "shared").rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        text = path.read_text()
+        if re.search(r"os\.environ(?!\))|os\.getenv", text) and "sqlite_dump.py" not in path.name:
+            offenders.append(path.relative_to(ROOT).as_posix())
+    assert offenders == []
+
+
+def test_defaults_are_local_and_safe():
+    s = Settings.from_env({})
+    assert s.get("LAKE") == "" and s.get("LAKE__blobServiceUri") == ""
+    assert s.get("LAKE_CONTAINER") == "lake"
+    assert s.int("INGEST_MAX_CELL_BYTES") > 0
