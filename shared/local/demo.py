@@ -22,6 +22,7 @@ def _say(msg: str = "") -> None:
 
 
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True) -> int:
+    from shared.core.ids import raw_dump_path
     from shared.local.generator import generate_stores
     from shared.services.ingest_dump import ingest_landed_dump
     from shared.services.upload_dump import upload_dump
@@ -62,7 +63,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     # One hostile upload, so the demo shows what on-call sees when a dump is bad.
     bad = c.scratch_dir / "not-a-database.sqlite"
     bad.write_bytes(b"this is a spreadsheet export, not a SQLite database\n" * 10)
-    hostile_path = f"raw/store={truths[0].store_id}/date=2026-11-27/not-a-database.sqlite"
+    hostile_path = raw_dump_path(truths[0].store_id, uploads[0].snapshot_at.date(), "not-a-database.sqlite")
     lake.put_file(hostile_path, bad)
     results.append(ingest_landed_dump(hostile_path, bad, {}, lake=lake, telemetry=c.telemetry,
                                       limits=c.ingest_limits, scratch=c.scratch_dir))
