@@ -146,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError
+    from shared.services.upload_dump import AgentError
 
     try:
         return args.func(args)
-    except (InvalidStoreId, MappingError) as exc:
+    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError) as exc:
         _err(str(exc))
         return 1
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ renamed into place, so a crash never leaves a half-written object visible.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -49,6 +50,20 @@ class FolderLake:
         return True
 
     def _write(self, path: str, fill, metadata: dict[str, str] | None, overwrite: bool) -> bool:  # noqa: ANN001
+        if overwrite:
+            return self._write_unlocked(path, fill, metadata, overwrite)
+        # Create-if-missing: the check, the metadata and the link happen under one lock, so a writer that
+        # loses a race never replaces the winner's metadata.
+        lock = self.root / ".meta" / ".create.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                return self._write_unlocked(path, fill, metadata, overwrite)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _write_unlocked(self, path: str, fill, metadata: dict[str, str] | None, overwrite: bool) -> bool:  # noqa: ANN001
         target = self._file(path)
         if not overwrite and target.exists():
             return False

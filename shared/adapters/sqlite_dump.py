@@ -20,6 +20,7 @@ Wire protocol on the child's stdout: frames of ``b"J" + u32 length + JSON``; a J
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -110,10 +111,8 @@ class DumpReader:
         if self.proc:
             self.proc.wait()
             for stream in (self.proc.stdin, self.proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
     def _drain_stderr(self) -> None:
         for line in self.proc.stderr:
@@ -177,7 +176,7 @@ class DumpReader:
             self._raise_if_error(frame, what)
             reader = self._guarded(lambda: ipc.open_stream(self.proc.stdout), what, deadline)
 
-            def batches(reader=reader, what=what, deadline=deadline) -> Iterator:
+            def batches(reader=reader, what: str = what, deadline: float = deadline) -> Iterator:  # noqa: ANN001
                 while True:
                     batch = self._guarded(lambda: _next_or_none(reader), what, deadline)
                     if batch is None:

@@ -11,9 +11,12 @@ The SQL is DuckDB's dialect and runs over plain relations: no I/O happens here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared.core.schema import TABLES, Column, Table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Action = Literal["fix", "reject", "flag"]
 
@@ -177,8 +180,8 @@ def clean_sql(table: Table, raw: str, *, items: str | None, vendors: str | None)
             f"{normalised} AS sku_normalised FROM ({stage3})")
 
 
-def clean_arrow(table: str, rows, *, items: list[str] | None = None,  # noqa: ANN001
-                vendors: list[str] | None = None, timezone: str = "UTC"):  # noqa: ANN201
+def clean_arrow(table: str, rows: pa.Table, *, items: list[str] | None = None,
+                vendors: list[str] | None = None, timezone: str = "UTC") -> pa.Table:
     """Apply the rules to an Arrow table of text columns (``_row`` added if absent); return an Arrow table.
 
     The small, in-memory form of what ingestion does in bulk, for tests and one-off checks.

@@ -109,11 +109,11 @@ def snapshot_database(
     Why the copy runs inside an explicit read transaction on the source: between steps, the backup API
     releases its lock, and a commit by any other connection makes it *restart from page one*. Against a
     busy POS writing every few milliseconds it never finishes (measured: a 10 MB database with a writer
-    committing continuously did not complete in 60 s). Holding one read transaction across all steps
-    pins the snapshot instead: it cannot restart and cannot mix two points in time. In WAL mode (what
-    most store software uses) writers carry on meanwhile; in rollback-journal mode they wait for the
-    copy to finish (SQLite's locking allows nothing else for a consistent copy), for as long as their
-    busy timeout allows.
+    committing continuously did not complete in 60 s; tests/integration/test_agent.py checks this).
+    Holding one read transaction across all steps pins the snapshot instead: it cannot restart and
+    cannot mix two points in time. In WAL mode (what most store software uses) writers carry on
+    meanwhile; in rollback-journal mode they wait for the copy to finish (SQLite's locking allows
+    nothing else for a consistent copy), for as long as their busy timeout allows.
 
     The copy is switched to ``journal_mode=DELETE`` so it is one self-contained file (no ``-wal`` needed
     to read it). The bytes of the copy depend only on the database's content and the SQLite library
@@ -134,11 +134,19 @@ def snapshot_database(
             # BEGIN is deferred: the first read takes the snapshot. This also reads the header and schema,
             # so a file that only looks like SQLite fails here, before anything is written.
             src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise NotASQLiteDatabase(
-                f"{db} cannot be read as a SQLite database ({exc}): check that it is the store's "
-                "database file and that this account may read it (and its folder, for -wal/-shm files)"
+        except sqlite3.OperationalError as exc:  # locked, unreadable, -shm cannot be created, ...
+            raise AgentError(
+                f"cannot read the database {db} ({exc}): check that this account may read the file and "
+                "write to its folder (SQLite needs the -wal/-shm files of a WAL database), and that no "
+                "program holds an exclusive lock on it for long"
             ) from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", malformed schema, ...
+            raise NotASQLiteDatabase(
+                f"{db} cannot be read as a SQLite database ({exc}): point the agent at the store "
+                "software's SQLite file; if it is that file, it is damaged"
+            ) from exc
+        # Taken once the read transaction holds its snapshot: the copy has every commit made before
+        # this moment and none made after it (to within the microseconds between the two calls).
         snapshot_at = datetime.now(UTC)
 
         def step(_status: int, remaining: int, total: int) -> None:

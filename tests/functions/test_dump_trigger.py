@@ -52,4 +52,5 @@ def test_a_bad_dump_is_quarantined_without_raising(functions, local_env):
 def test_a_path_with_an_unsafe_store_id_is_quarantined_apart(functions, local_env, tmp_path):
     data = make_dump(tmp_path / "d.sqlite").read_bytes()
     functions["ingest_dump"].get_user_function()(blob(data, "lake/raw/store=..%2F..%2Fx/date=2026-11-27/d.sqlite"))
-    assert [o.path for o in local_env.lake.list("quarantine/")][0].startswith("quarantine/store=_invalid/")
+    assert all(o.path.startswith("quarantine/store=_invalid/") for o in local_env.lake.list("quarantine/"))
+    assert list(local_env.lake.list("quarantine/"))

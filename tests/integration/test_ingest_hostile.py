@@ -37,12 +37,12 @@ def assert_quarantined(result, tel, lake, code):
     assert len(reasons) == 1
     reason = json.loads(lake.get_bytes(reasons[0]))
     assert reason["reason_code"] == code and reason["reason"]
-    assert ("DumpQuarantined", ) == tuple(n for n, _ in tel.events)
+    assert tuple(n for n, _ in tel.events) == ("DumpQuarantined",)
     return reason
 
 
 def test_a_valid_minimal_dump_is_ingested(tmp_path, lake):
-    result, tel = ingest(make_dump(tmp_path / "ok.sqlite"), lake)
+    result, _ = ingest(make_dump(tmp_path / "ok.sqlite"), lake)
     assert result.status == "ingested"
     assert result.manifest["tables"]["sales"]["curated"] == 3
 

@@ -1,0 +1,522 @@
+"""The Blob lake: the lake container on Azure Blob storage / ADLS Gen2, or on Azurite for development.
+
+Everything goes through the Blob API (``azure-storage-blob``), which works on plain Blob accounts, on
+ADLS Gen2 (hierarchical namespace) accounts and on Azurite alike; Azurite has no DFS endpoint.
+
+Semantics mirror :class:`shared.adapters.lake_folder.FolderLake`:
+
+- Writes are atomic. Large files are staged as blocks and made visible by one Put Block List that also
+  sets the metadata, so a reader sees the old object or the whole new one with its metadata, never a
+  half-written object or one without metadata.
+- ``overwrite=False`` is a conditional create (``If-None-Match: *``): when two writers race, exactly one
+  wins and the other gets False, with no window between a check and the write.
+- Reads stream to disk in chunks; a download pins the blob's etag so a concurrent overwrite is reported
+  rather than mixed into the file.
+
+This module imports the Azure SDK at module level; :mod:`shared.bootstrap` imports the module lazily, only
+when a Blob lake is configured, so the local default never pays for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobBlock, BlobProperties, ContainerClient, ExponentialRetry
+
+from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
+
+DEFAULT_BLOCK_SIZE = 8 << 20
+"""Bytes per staged block. Above 4 MiB, Azure uses high-throughput block blobs; 8 MiB × the default
+concurrency of 4 keeps at most ~40 MiB of a file in memory while uploading."""
+
+DEFAULT_MAX_CONCURRENCY = 4
+"""Blocks in flight at once (upload) and parallel range reads (download)."""
+
+_MAX_BLOCKS = 50_000  # the service's limit on blocks per blob
+_MAX_BLOCK_SIZE = 4000 << 20  # the service's limit on one block
+
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+# ADLS Gen2 accounts list their directories through the Blob API as empty blobs with this metadata.
+_FOLDER_MARKER = "hdi_isfolder"
+
+
+def retry_policy() -> ExponentialRetry:
+    """The retry policy every Blob lake client uses, set explicitly rather than left to SDK defaults.
+
+    Up to 4 retries, waiting about 3, 5, 9 and 17 s (1 + 2^n, ±1 s jitter; ~34 s in all). The SDK's
+    default (15 + 3^n s) waits over two minutes; this is long enough to ride out a store's flaky uplink
+    or a throttled (503) account, short enough that a function invocation fails within a minute and the
+    trigger's own retry takes over. Each block is its own request, so a retry re-sends at most one block.
+    Connection errors, timeouts, 408, 429 and 5xx are retried; 4xx answers are not.
+    """
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=4, random_jitter_range=1)
+
+
+def _client_options() -> dict[str, Any]:
+    return {
+        "retry_policy": retry_policy(),
+        # Download in 4 MiB ranges after an 8 MiB first request: bounded memory, frequent progress.
+        "max_single_get_size": 8 << 20,
+        "max_chunk_get_size": 4 << 20,
+        "connection_timeout": 20,
+        "read_timeout": 120,
+    }
+
+
+def _block_id(upload_id: str, index: int) -> str:
+    # Block ids must have the same length within a blob. The per-upload prefix keeps two writers racing
+    # on the same path from committing each other's uncommitted blocks.
+    return base64.b64encode(f"{upload_id}-{index:06d}".encode()).decode()
+
+
+def _without_query(url: str) -> str:
+    """A URL without its query string, so a SAS token never ends up in messages or logs."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _check_metadata(path: str, metadata: dict[str, str] | None) -> dict[str, str] | None:
+    """Blob metadata travels as HTTP headers: keys must be identifiers, values printable ASCII."""
+    if metadata is None:
+        return None
+    for key, value in metadata.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise LakeError(
+                f"invalid metadata key {key!r} for {path!r}: blob metadata keys must be identifiers "
+                "(letters, digits, '_'; not starting with a digit)"
+            )
+        if not isinstance(value, str) or not all(" " <= ch <= "~" for ch in value):
+            raise LakeError(
+                f"invalid metadata value for {key!r} on {path!r}: blob metadata values must be printable "
+                f"ASCII; percent-encode other text (urllib.parse.quote) before storing it. Got {value!r}"
+            )
+    return metadata
+
+
+def _etag(props: BlobProperties) -> str:
+    """The etag in its HTTP form (quoted), as usable in If-Match. Properties from a GET carry the quotes,
+    list results do not: normalise so head() and list() agree."""
+    etag = props.etag or ""
+    return etag if not etag or etag.startswith(('"', 'W/"')) else f'"{etag}"'
+
+
+def _refused(exc: Exception) -> bool:
+    """Authentication or authorisation failed (the SDK raises 403s as either of two types)."""
+    return isinstance(exc, ClientAuthenticationError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code in (401, 403)
+    )
+
+
+def _is_folder(props: BlobProperties) -> bool:
+    return (props.metadata or {}).get(_FOLDER_MARKER, "").lower() == "true"
+
+
+class BlobLake:
+    """The lake on one Blob container. Build it with :meth:`from_connection_string` (Azurite, development)
+    or :meth:`from_service_uri` (Azure, managed identity)."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        create_container: bool = True,
+    ) -> None:
+        """Wrap a ``ContainerClient`` (configured by the caller, retry policy included).
+
+        With ``create_container`` the container is created if missing; one that exists already is fine,
+        so any number of instances and function workers may start at once.
+        """
+        if not 1 <= block_size <= _MAX_BLOCK_SIZE:
+            raise ValueError(f"block_size {block_size} out of range: use 1 byte to 4000 MiB (e.g. 8 MiB)")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency {max_concurrency} out of range: use 1 or more")
+        self._container = container
+        self.block_size = block_size
+        self.max_concurrency = max_concurrency
+        if create_container:
+            self._ensure_container()
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_connection_string(cls, conn: str, container: str) -> BlobLake:
+        """A lake on ``container`` from a storage connection string.
+
+        For development: ``UseDevelopmentStorage=true`` (Azurite on 127.0.0.1:10000) or a full string
+        with ``BlobEndpoint=``. Production uses :meth:`from_service_uri` and a managed identity instead.
+        """
+        _check_container_name(container)
+        try:
+            client = ContainerClient.from_connection_string(conn, container, **_client_options())
+        except ValueError as exc:
+            # The connection string may carry a key: never repeat it in the message.
+            raise LakeError(
+                f"the lake connection string (setting LAKE) is not usable: {exc}. Use "
+                "UseDevelopmentStorage=true for Azurite, or DefaultEndpointsProtocol=...;AccountName=...;"
+                "AccountKey=...;BlobEndpoint=..."
+            ) from None
+        return cls(client)
+
+    @classmethod
+    def from_service_uri(cls, uri: str, container: str, credential: TokenCredential) -> BlobLake:
+        """A lake on ``container`` at the account's Blob endpoint (``https://<acct>.blob.core.windows.net``),
+        authenticated with a token credential (DefaultAzureCredential / managed identity); never keys."""
+        _check_container_name(container)
+        if not uri.startswith("https://"):
+            raise LakeError(
+                f"the lake service URI {uri!r} (setting LAKE__blobServiceUri) must start with https:// "
+                "(Azure only accepts identity-based access over HTTPS); e.g. "
+                "https://<account>.blob.core.windows.net"
+            )
+        try:
+            client = ContainerClient(uri, container, credential=credential, **_client_options())
+        except ValueError as exc:
+            raise LakeError(f"the lake service URI {uri!r} is not usable: {exc}") from None
+        return cls(client)
+
+    def _ensure_container(self) -> None:
+        try:
+            self._container.create_container()
+        except ResourceExistsError:
+            return  # 409: already there, the normal case
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            if not _refused(exc):
+                self._fail(exc, "", "create the container")
+            # An identity with data-plane rights only may be refused container creation; that is fine
+            # as long as the container was provisioned (the infrastructure creates it).
+            try:
+                exists = self._container.exists()
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as again:
+                self._fail(again, "", "open the container")
+            if not exists:
+                raise LakeError(
+                    f"the lake container {self.describe()} does not exist and this identity may not "
+                    "create it: create it in the infrastructure, or grant the identity 'Storage Blob Data "
+                    "Contributor' on the storage account"
+                ) from None
+
+    @property
+    def container(self) -> ContainerClient:
+        """The underlying client, for callers that need a Blob feature the Lake port does not offer."""
+        return self._container
+
+    def describe(self) -> str:
+        """The container's URL (without any SAS token), e.g. ``http://127.0.0.1:10000/devstoreaccount1/lake``."""
+        return _without_query(self._container.url)
+
+    # -- errors ------------------------------------------------------------------------------------
+    def _fail(self, exc: Exception, path: str, action: str) -> NoReturn:
+        """Turn an SDK exception into a LakeError that names the object, the problem and what to check."""
+        where = f"{path!r} in {self.describe()}" if path else self.describe()
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            hint = (
+                "the storage endpoint did not answer (after retries): check the network, the account URL, "
+                "and for Azurite that it is running (scripts/devservers.sh start)"
+            )
+        elif _refused(exc):
+            detail = (str(exc).strip().splitlines() or [""])[0][:300]
+            hint = (
+                f"access was refused ({detail}): check the account key or, with a managed identity, that "
+                "it can get a token and has 'Storage Blob Data Contributor' on the account"
+            )
+        elif (
+            isinstance(exc, ResourceNotFoundError) and getattr(exc, "error_code", None) == "ContainerNotFound"
+        ):
+            hint = "the container does not exist: it is created when the lake is opened; was it deleted?"
+        elif isinstance(exc, ResourceModifiedError):
+            hint = "the object changed while it was being read: retry the operation"
+        elif isinstance(exc, HttpResponseError):
+            code = getattr(exc, "error_code", None) or exc.status_code
+            code = getattr(code, "value", code)  # the SDK gives StorageErrorCode enums or plain strings
+            hint = f"the service answered {exc.status_code} ({code}): {exc.reason or 'see the service log'}"
+        else:
+            hint = str(exc)
+        raise LakeError(f"could not {action} {where}: {hint}") from exc
+
+    # -- writes ------------------------------------------------------------------------------------
+    def put_bytes(
+        self, path: str, data: bytes, *, metadata: dict[str, str] | None = None, overwrite: bool = True
+    ) -> bool:
+        """Write a small object in one Put Blob request (atomic, metadata included)."""
+        check_lake_path(path)
+        _check_metadata(path, metadata)
+        return self._put_single(path, data, metadata, overwrite)
+
+    def _put_single(self, path: str, data: bytes, metadata: dict[str, str] | None, overwrite: bool) -> bool:
+        blob = self._container.get_blob_client(path)
+        # Up to the SDK's max_single_put_size (64 MiB) this is one Put Blob; beyond, the SDK stages blocks
+        # and commits them with the same condition, which is atomic too.
+        kwargs: dict[str, Any] = {"metadata": metadata or {}, "validate_content": True}
+        if overwrite:
+            kwargs["overwrite"] = True
+        else:
+            # Conditional create (If-None-Match: *). No etag with IfMissing: the SDK rejects it.
+            kwargs["match_condition"] = MatchConditions.IfMissing
+        try:
+            blob.upload_blob(data, length=len(data), **kwargs)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if overwrite:
+                self._fail(exc, path, "write")
+            return False  # 409 BlobAlreadyExists (or 412): the object exists, left as it was
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "write")
+        return True
+
+    def put_file(
+        self,
+        path: str,
+        source: Path,
+        *,
+        metadata: dict[str, str] | None = None,
+        overwrite: bool = True,
+        progress: Progress | None = None,
+    ) -> bool:
+        """Upload a local file, streaming it in blocks; returns False (nothing written) when
+        ``overwrite=False`` and the object exists.
+
+        Why explicit Put Block / Put Block List rather than ``upload_blob(max_block_size=...)``: the
+        commit is one request that carries the metadata and the If-None-Match condition, so the object
+        and its metadata appear together and a lost race costs nothing but unreferenced blocks (the
+        service drops them after a week); block ids are unique per upload so racing writers never mix
+        blocks; ``progress`` is called once per block from the calling thread; and memory stays at
+        ``max_concurrency`` blocks. Files no bigger than one block go up in a single Put Blob.
+        """
+        check_lake_path(path)
+        _check_metadata(path, metadata)
+        source = Path(source)
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"cannot upload {source} to lake path {path!r}: the file does not exist"
+            ) from None
+        if not overwrite and self.head(path) is not None:
+            return False  # cheap check first: do not send a large file just to lose the race
+        if size <= self.block_size:
+            data = source.read_bytes()
+            created = self._put_single(path, data, metadata, overwrite)
+            if created and progress:
+                progress(len(data))
+            return created
+        return self._put_blocks(path, source, size, metadata, overwrite, progress)
+
+    def _put_blocks(
+        self,
+        path: str,
+        source: Path,
+        size: int,
+        metadata: dict[str, str] | None,
+        overwrite: bool,
+        progress: Progress | None,
+    ) -> bool:
+        blob = self._container.get_blob_client(path)
+        # Grow blocks for very large files so they stay under the service's 50,000-block limit.
+        block_size = max(self.block_size, -(-size // _MAX_BLOCKS))
+        upload_id = uuid.uuid4().hex
+        block_ids: list[str] = []
+        pending: set[Future[int]] = set()
+
+        def stage(block_id: str, chunk: bytes) -> int:
+            blob.stage_block(block_id, chunk, length=len(chunk), validate_content=True)
+            return len(chunk)
+
+        def settle(done: set[Future[int]]) -> None:
+            for fut in done:
+                sent = fut.result()  # re-raises the SDK error of a failed block
+                if progress:
+                    progress(sent)
+
+        try:
+            with (
+                ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="lake-put") as pool,
+                open(source, "rb") as src,
+            ):
+                while chunk := src.read(block_size):
+                    block_id = _block_id(upload_id, len(block_ids))
+                    block_ids.append(block_id)
+                    pending.add(pool.submit(stage, block_id, chunk))
+                    if len(pending) >= self.max_concurrency:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        settle(done)
+                done, pending = wait(pending)
+                settle(done)
+            if len(block_ids) > _MAX_BLOCKS:
+                raise LakeError(
+                    f"cannot upload {source} to {path!r}: it grew to more than {_MAX_BLOCKS} blocks while "
+                    "being read; upload a file that is not being written to"
+                )
+            commit: dict[str, Any] = {"metadata": metadata or {}}
+            if not overwrite:
+                commit["match_condition"] = MatchConditions.IfMissing
+            blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids], **commit)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if overwrite:
+                self._fail(exc, path, f"upload {source} to")
+            return False  # another writer created it between our check and our commit
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, f"upload {source} to")
+        return True
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:
+        """Stream an object to ``target`` in ranges (never whole in memory); FileNotFoundError if missing.
+
+        The SDK pins the etag of the first response for the later ranges, so an object overwritten
+        mid-download fails (LakeError) instead of producing a file that mixes two versions. A failed
+        download leaves no partial file behind.
+        """
+        check_lake_path(path)
+        blob = self._container.get_blob_client(path)
+        target = Path(target)
+        hook = _delta_progress(progress) if progress else None
+        try:
+            downloader = blob.download_blob(max_concurrency=self.max_concurrency, progress_hook=hook)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                self._fail(exc, path, "read")
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()}") from None
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "read")
+        if _is_folder(downloader.properties):
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
+        try:
+            with open(target, "wb") as out:
+                downloader.readinto(out)
+        except BaseException as exc:
+            target.unlink(missing_ok=True)  # never leave a partial file that looks complete
+            if isinstance(exc, HttpResponseError | ServiceRequestError | ServiceResponseError):
+                self._fail(exc, path, "read")
+            raise
+
+    def get_bytes(self, path: str) -> bytes:
+        """Read a small object whole; FileNotFoundError if missing."""
+        check_lake_path(path)
+        blob = self._container.get_blob_client(path)
+        try:
+            downloader = blob.download_blob()
+            if _is_folder(downloader.properties):
+                raise FileNotFoundError(
+                    f"no object {path!r} in the lake at {self.describe()} (it is a folder)"
+                )
+            return downloader.readall()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                self._fail(exc, path, "read")
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()}") from None
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "read")
+
+    def head(self, path: str) -> LakeObject | None:
+        """Size, metadata and etag, or None when there is no such object (ADLS Gen2 folders included)."""
+        check_lake_path(path)
+        try:
+            props = self._container.get_blob_client(path).get_blob_properties()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                self._fail(exc, path, "read the properties of")
+            return None
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "read the properties of")
+        if _is_folder(props):
+            return None
+        return LakeObject(path, props.size, dict(props.metadata or {}), etag=_etag(props))
+
+    def list(self, prefix: str) -> Iterator[LakeObject]:
+        """Objects whose path starts with ``prefix``, in path order, with their metadata.
+
+        The service returns names in lexicographic order. ADLS Gen2 folder entries are skipped, as the
+        folder lake lists files only.
+        """
+        if prefix:
+            folder = prefix.rstrip("/")
+            if prefix.startswith("/") or not folder:
+                raise LakeError(
+                    f"invalid lake prefix {prefix!r}: use a relative POSIX prefix such as raw/store=S1/"
+                )
+            check_lake_path(folder)
+        try:
+            for props in self._container.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
+                if _is_folder(props):
+                    continue
+                yield LakeObject(props.name, props.size, dict(props.metadata or {}), etag=_etag(props))
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, prefix, "list")
+
+    @contextlib.contextmanager
+    def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
+        """Download ``paths`` into a temporary folder (removed on exit); yield local files in the same order.
+
+        The copies keep their lake paths under the folder (``<tmp>/raw/store=S1/date=.../x``), so engines
+        that read Hive-style partitions from paths (DuckDB, pyarrow) see the same columns as on the lake.
+        """
+        for p in paths:
+            check_lake_path(p)
+        with tempfile.TemporaryDirectory(prefix="lake-copy-") as tmp:
+            root = Path(tmp)
+            local: list[Path] = []
+            fetched: set[str] = set()
+            for p in paths:
+                target = root / p
+                if p not in fetched:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.get_to_file(p, target)
+                    fetched.add(p)
+                local.append(target)
+            yield local
+
+    def delete_container(self) -> None:
+        """Delete the whole container (tests' clean-up only)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_container()
+
+
+def _check_container_name(container: str) -> None:
+    if not _CONTAINER_NAME.fullmatch(container or ""):
+        raise LakeError(
+            f"invalid lake container name {container!r} (setting LAKE_CONTAINER): use 3-63 lowercase "
+            "letters, digits and single hyphens, starting and ending with a letter or digit"
+        )
+
+
+def _delta_progress(progress: Progress) -> Callable[[int, int | None], None]:
+    """Adapt the SDK's cumulative ``(current, total)`` hook, called from download threads in any order,
+    to the lake's per-transfer byte counts (which add up to the object's size)."""
+    lock = threading.Lock()
+    seen = 0
+
+    def hook(current: int, _total: int | None) -> None:
+        nonlocal seen
+        with lock:
+            delta = current - seen
+            if delta <= 0:
+                return
+            seen = current
+            progress(delta)
+
+    return hook
+
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "BlobLake", "retry_policy"]
