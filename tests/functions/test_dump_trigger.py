@@ -1,12 +1,16 @@
-"""The blob-triggered function, found through app.get_functions() and called with real binding objects."""
+"""The blob-triggered function, found through app.get_functions() and called with a real binding object:
+the SDK-type binding hands the function an azure.storage.blob.BlobClient, here one for Azurite."""
 
 from __future__ import annotations
 
 import json
+import uuid
 
-import azure.functions as func
+import pytest
 
 from tests.support.dumps import make_dump
+
+pytestmark = pytest.mark.azurite
 
 
 def test_binding_is_an_event_grid_blob_trigger_on_raw(functions):
@@ -19,38 +23,70 @@ def test_binding_is_an_event_grid_blob_trigger_on_raw(functions):
     assert trigger["direction"] == "IN"
 
 
-def blob(data: bytes, name: str, metadata: dict | None = None) -> func.blob.InputStream:
-    return func.blob.InputStream(data=data, name=name, length=len(data), metadata=metadata or {},
-                                 uri=f"http://127.0.0.1:10000/devstoreaccount1/{name}")
+def test_the_parameter_is_an_sdk_type_blob_client(functions):
+    import typing
+
+    import azurefunctions.extensions.bindings.blob as blob
+
+    annotation = typing.get_type_hints(functions["ingest_dump"].get_user_function())["client"]
+    assert blob.BlobClientConverter.check_input_type_annotation(annotation)
 
 
-def test_a_landed_dump_is_ingested(functions, local_env, tmp_path):
-    data = make_dump(tmp_path / "d.sqlite").read_bytes()
-    name = "lake/raw/store=S7/date=2026-11-27/S7-abc.sqlite"
-    functions["ingest_dump"].get_user_function()(
-        blob(data, name, {"snapshot_at": "2026-11-27T01:00:00Z", "sha256": "x"}))
-    manifests = list(local_env.lake.list("manifests/store=S7/"))
+@pytest.fixture
+def azurite_app(azurite_conn, tmp_path, monkeypatch):
+    """The app's container on an isolated Azurite container (the lake) and INVENTORY_HOME."""
+    import shared.bootstrap
+
+    container = f"lake-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
+    monkeypatch.setenv("LAKE", azurite_conn)
+    monkeypatch.setenv("LAKE_CONTAINER", container)
+    shared.bootstrap.reset_default_container()
+    c = shared.bootstrap.default_container()
+    yield c
+    c.lake.delete_container()
+    shared.bootstrap.reset_default_container()
+
+
+def trigger_with(c, functions, path):
+    """What the host does when Event Grid reports the blob: hand the function a BlobClient for it."""
+    client = c.lake.container.get_blob_client(path)
+    functions["ingest_dump"].get_user_function()(client)
+
+
+def test_an_uploaded_dump_is_ingested_exactly_once(functions, azurite_app, tmp_path):
+    from shared.services.upload_dump import upload_dump
+
+    up = upload_dump(make_dump(tmp_path / "d.sqlite"), "S7", azurite_app.lake, scratch=tmp_path)
+    trigger_with(azurite_app, functions, up.path)
+    lake = azurite_app.lake
+    manifests = list(lake.list("manifests/store=S7/"))
     assert len(manifests) == 1
-    manifest = json.loads(local_env.lake.get_bytes(manifests[0].path))
-    assert manifest["snapshot_at"] == "2026-11-27T01:00:00Z" and manifest["snapshot_source"] == "agent"
+    manifest = json.loads(lake.get_bytes(manifests[0].path))
+    assert manifest["snapshot_source"] == "agent"
+    assert manifest["received_sha256"] == up.sha256
     assert manifest["tables"]["sales"]["curated"] == 3
-    # Delivered again (the host retries, Event Grid redelivers): a no-op.
-    functions["ingest_dump"].get_user_function()(blob(data, name))
-    assert len(list(local_env.lake.list("manifests/store=S7/"))) == 1
+    assert any(o.path.startswith("curated/sales/store=S7/date=2026-11-25/") for o in lake.list("curated/"))
+    # Delivered again (Event Grid is at-least-once; the host retries): a no-op.
+    before = sorted((o.path, o.etag) for o in lake.list(""))
+    trigger_with(azurite_app, functions, up.path)
+    assert sorted((o.path, o.etag) for o in lake.list("")) == before
 
 
-def test_a_bad_dump_is_quarantined_without_raising(functions, local_env):
-    functions["ingest_dump"].get_user_function()(
-        blob(b"not a database", "lake/raw/store=S7/date=2026-11-27/x.sqlite"))
-    paths = [o.path for o in local_env.lake.list("quarantine/store=S7/")]
+def test_a_bad_dump_is_quarantined_without_raising(functions, azurite_app):
+    path = "raw/store=S7/date=2026-11-27/x.sqlite"
+    azurite_app.lake.put_bytes(path, b"not a database")
+    trigger_with(azurite_app, functions, path)
+    paths = [o.path for o in azurite_app.lake.list("quarantine/store=S7/")]
     assert any(p.endswith("reason.json") for p in paths)
-    assert list(local_env.lake.list("curated/")) == []
-    events = (local_env.settings.home / "telemetry" / "events.jsonl").read_text()
+    assert list(azurite_app.lake.list("curated/")) == []
+    events = (azurite_app.settings.home / "telemetry" / "events.jsonl").read_text()
     assert '"DumpQuarantined"' in events and "not_sqlite" in events
 
 
-def test_a_path_with_an_unsafe_store_id_is_quarantined_apart(functions, local_env, tmp_path):
-    data = make_dump(tmp_path / "d.sqlite").read_bytes()
-    functions["ingest_dump"].get_user_function()(blob(data, "lake/raw/store=..%2F..%2Fx/date=2026-11-27/d.sqlite"))
-    assert all(o.path.startswith("quarantine/store=_invalid/") for o in local_env.lake.list("quarantine/"))
-    assert list(local_env.lake.list("quarantine/"))
+def test_a_path_with_an_unsafe_store_id_is_quarantined_apart(functions, azurite_app, tmp_path):
+    azurite_app.lake.put_file("raw/store=..%2Fx/date=2026-11-27/d.sqlite", make_dump(tmp_path / "d.sqlite"))
+    trigger_with(azurite_app, functions, "raw/store=..%2Fx/date=2026-11-27/d.sqlite")
+    quarantined = [o.path for o in azurite_app.lake.list("quarantine/")]
+    assert quarantined and all(p.startswith("quarantine/store=_invalid/") for p in quarantined)

@@ -21,7 +21,7 @@ import pytest
 
 from shared.adapters.lake_folder import FolderLake
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30
