@@ -39,7 +39,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_MAX_CELL_BYTES", str(1 << 20), "Largest text or blob value in a dump (bytes)."),
     Setting("INGEST_MAX_ROWS_PER_TABLE", "100000000", "Most rows read from one table of a dump."),
     Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take."),
-    Setting("INGEST_MEMORY_LIMIT", "192MB", "Memory the cleaning engine (DuckDB) may use before it "
+    Setting("INGEST_MEMORY_LIMIT", "128MB", "Memory the cleaning engine (DuckDB) may use before it "
             "spills to disk."),
     Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr."),
 )

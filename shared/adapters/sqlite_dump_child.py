@@ -100,6 +100,23 @@ def resolve_columns(job: dict, found: list[str]) -> list[str | None]:
     return [by_lower.get(c.lower()) for c in job["want"]]
 
 
+def adbc_query(adbc_con, sql: str, batch_rows: int | None = None):  # noqa: ANN001, ANN201
+    """Run ``sql`` through ADBC's low-level API; return (statement, pyarrow.RecordBatchReader).
+
+    The DB-API wrapper (adbc_driver_sqlite.dbapi) imports pyarrow.dataset and pandas: ~55 MB and 0.25 s
+    this process does not need.
+    """
+    import adbc_driver_manager
+    import pyarrow as pa
+
+    stmt = adbc_driver_manager.AdbcStatement(adbc_con)
+    if batch_rows:
+        stmt.set_options(**{"adbc.sqlite.query.batch_rows": str(int(batch_rows))})
+    stmt.set_sql_query(sql)
+    stream, _ = stmt.execute_query()
+    return stmt, pa.RecordBatchReader._import_from_c(stream.address)
+
+
 def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -107,24 +124,21 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
 
     table = job["table"]
     cols = job["want"]
-    # Every value as text; blobs as x'…' hex so they cannot smuggle invalid UTF-8.
-    select = ", ".join(
-        f"CASE WHEN typeof({quote(src)}) = 'blob' THEN 'x''' || hex({quote(src)}) || '''' "
-        f"ELSE CAST({quote(src)} AS TEXT) END AS {quote(c)}" if src else f"NULL AS {quote(c)}"
-        for c, src in zip(cols, job["source_columns"], strict=True))
+    # Every value as text (a SQLite column may hold an integer in one row and text in the next). A blob
+    # becomes its bytes; invalid UTF-8 is replaced below, never passed on.
+    select = ", ".join(f"CAST({quote(src)} AS TEXT) AS {quote(c)}" if src else f"NULL AS {quote(c)}"
+                       for c, src in zip(cols, job["source_columns"], strict=True))
     sql = f"SELECT {select} FROM ({job['sql']})"
     schema = pa.schema([(c, pa.string()) for c in cols])
     max_cell = int(limits["max_cell_bytes"])
     max_rows = int(limits["max_rows_per_table"])
-    cur = adbc_con.cursor()
-    cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(int(limits["batch_rows"]))})
+    stmt = None
     rows = 0
     error = None
     write_frame(out, {"table": table, "stream": True})
     writer = ipc.new_stream(out, schema)
     try:
-        cur.execute(sql)
-        reader = cur.fetch_record_batch()
+        stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -154,7 +168,8 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
     except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
         error = ("reader_failed", f"reading table {table} failed: {exc}")
     finally:
-        cur.close()
+        if stmt is not None:
+            stmt.close()
     writer.close()
     if error:
         write_frame(out, {"error": error[0], "detail": error[1]})
@@ -174,16 +189,17 @@ def main() -> int:
         jobs = json.loads(line)
         for job in jobs:  # validate every job before streaming anything
             job["source_columns"] = resolve_columns(job, check_query(con, job["table"], job["sql"]))
-        import adbc_driver_sqlite.dbapi as adbc
+        import adbc_driver_manager
+        import adbc_driver_sqlite
 
         uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro&immutable=1"
-        with adbc.connect(uri) as adbc_con:
-            setup = adbc_con.cursor()
+        with adbc_driver_sqlite.connect(uri) as db, adbc_driver_manager.AdbcConnection(db) as adbc_con:
+            # ADBC bundles its own SQLite: the same defences as the checking connection.
             for pragma in ("query_only=ON", "trusted_schema=OFF", "mmap_size=0", "cell_size_check=ON",
                            "temp_store=MEMORY"):
-                setup.execute(f"PRAGMA {pragma}")
-                setup.fetchall()
-            setup.close()
+                stmt, reader = adbc_query(adbc_con, f"PRAGMA {pragma}")
+                reader.read_all()
+                stmt.close()
             for job in jobs:
                 stream_table(adbc_con, job, limits, out)
     except Fail as f:

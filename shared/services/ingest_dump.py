@@ -27,7 +27,15 @@ from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
 from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
-from shared.core.rules import FLAG_CODES, RULES, clean_sql, q
+from shared.core.rules import (
+    FLAG_CODES,
+    REJECT_CODES,
+    RULES,
+    duplicate_keys_sql,
+    duplicate_reason_sql,
+    q,
+    row_stage_sql,
+)
 from shared.core.schema import READ_ORDER, SCHEMA_VERSION, TABLES, Table
 from shared.settings import Settings
 
@@ -54,7 +62,7 @@ ProgressFn = Callable[[str], None]
 class IngestLimits:
     max_dump_bytes: int = 8 << 30
     read: ReadLimits = field(default_factory=ReadLimits)
-    memory_limit: str = "192MB"
+    memory_limit: str = "128MB"
 
     @classmethod
     def from_settings(cls, s: Settings) -> IngestLimits:
@@ -148,102 +156,167 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
     return jobs
 
 
-def _load_raw(con, table: Table, schema, batches, progress: ProgressFn | None) -> int:  # noqa: ANN001
-    """Insert the text batches into ``raw_<table>`` with a ``_row`` number (1-based dump order)."""
+@dataclass
+class StagedTable:
+    """One table after the row stage: the rows that passed (typed) and those set aside (as read)."""
+
+    table: Table
+    passed: Path
+    rejected_raw: Path
+    rows: int = 0
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def _row_numbers(start: int, n: int):
     import numpy as np
     import pyarrow as pa
 
-    cols = ", ".join(f"{q(c)} VARCHAR" for c in table.column_names)
-    con.execute(f"CREATE TABLE raw_{table.name} (_row BIGINT, {cols})")
-    rows = 0
-    for batch in batches:
-        numbered = pa.RecordBatch.from_arrays(
-            [pa.array(np.arange(rows + 1, rows + 1 + batch.num_rows, dtype=np.int64)), *batch.columns],
-            names=["_row", *batch.schema.names])
-        con.register("incoming_batch", numbered)
-        con.execute(f"INSERT INTO raw_{table.name} SELECT * FROM incoming_batch")
-        con.unregister("incoming_batch")
-        rows += batch.num_rows
-        if progress:
-            progress(f"{table.name}: {rows:,} rows read")
-    return rows
+    # from_buffers, not pa.array(ndarray): the latter imports pandas (~50 MB, 0.2 s) for nothing.
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(start, start + n, dtype=np.int64))])
 
 
-def _counts(con, table: Table) -> dict:  # noqa: ANN001
-    by_reason = dict(con.execute(
-        f"SELECT reason_code, count(*) FROM clean_{table.name} WHERE reason_code IS NOT NULL "
-        "GROUP BY ALL ORDER BY 1").fetchall())
-    row = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE reason_code IS NULL), "
-        "count(*) FILTER (WHERE sku_normalised AND reason_code IS NULL), "
-        + ", ".join(f"count(*) FILTER (WHERE reason_code IS NULL AND list_contains(string_split(flags, ','), "
-                    f"'{code}'))" for code in FLAG_CODES)
-        + f" FROM clean_{table.name}").fetchone()
-    total, curated, normalised, *flags = row
-    by_rule = {code: n for code, n in by_reason.items()}
-    if normalised:
-        by_rule["sku_normalised"] = normalised
-    by_rule.update({code: n for code, n in zip(FLAG_CODES, flags, strict=True) if n})
-    return {"input": total, "curated": curated, "rejected": total - curated,
-            "by_rule": dict(sorted(by_rule.items()))}
+def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # noqa: ANN001
+               vendors: str | None, progress: ProgressFn | None) -> StagedTable:
+    """Run the row stage on each batch as it arrives (while the reader reads the next one).
+
+    Rows that pass go, typed, to ``<table>.passed.parquet``; rows set aside go, as read, to
+    ``<table>.rejected.parquet`` with their reason. Nothing of the table is held whole in memory.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    staged = StagedTable(table, work / f"{table.name}.passed.parquet", work / f"{table.name}.rejected.parquet")
+    sql = row_stage_sql(table, "incoming_batch", items=items, vendors=vendors)
+    passed_writer = rejected_writer = None
+    try:
+        for batch in batches:
+            n = batch.num_rows
+            numbered = pa.RecordBatch.from_arrays([_row_numbers(staged.rows + 1, n), *batch.columns],
+                                                  names=["_row", *batch.schema.names])
+            staged.rows += n
+            con.register("incoming_batch", numbered)
+            out = con.sql(sql).to_arrow_table()
+            con.unregister("incoming_batch")
+            failed = pc.is_valid(out.column("reason_code"))
+            passed = out.filter(pc.invert(failed)).drop_columns(["reason_code"])
+            if passed_writer is None:
+                passed_writer = pq.ParquetWriter(staged.passed, passed.schema, compression="lz4")
+            passed_writer.write_table(passed)
+            if pc.any(failed).as_py():
+                bad = out.filter(failed).select(["_row", "reason_code"]).sort_by("_row")
+                raw = pa.Table.from_batches([numbered]).filter(pc.is_in(numbered.column("_row"),
+                                                                         bad.column("_row")))
+                raw = raw.append_column("reason_code", bad.column("reason_code"))
+                if rejected_writer is None:
+                    rejected_writer = pq.ParquetWriter(staged.rejected_raw, raw.schema, compression="lz4")
+                rejected_writer.write_table(raw)
+                for item in pc.value_counts(bad.column("reason_code")).to_pylist():
+                    code = item["values"]
+                    staged.rejected_by_rule[code] = staged.rejected_by_rule.get(code, 0) + item["counts"]
+            if progress:
+                progress(f"{table.name}: {staged.rows:,} rows read")
+    finally:
+        for w in (passed_writer, rejected_writer):
+            if w is not None:
+                w.close()
+    return staged
 
 
-# --- step 3: outputs -------------------------------------------------------------------------------------
+def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
+    """``<table>_keys``: the keys that will be curated (a conflicting duplicate's key is not)."""
+    table = staged.table
+    key = table.key[0]
+    if not staged.passed.exists():
+        con.execute(f"CREATE TABLE {table.name}_keys ({key} VARCHAR)")
+        return
+    values = ", ".join(f"p_{c}" for c in table.column_names)
+    con.execute(f"CREATE TABLE {table.name}_keys AS SELECT p_{key} AS {key} FROM read_parquet('{staged.passed}') "
+                f"GROUP BY p_{key} HAVING min(hash({values})) = max(hash({values}))")
 
-def _curated_select(table: Table, store_id: str, dump_id: str, snapshot_at: str) -> str:
-    cols = ", ".join(f"p_{c} AS {q(c)}" for c in table.column_names)
-    return (f"SELECT '{store_id}' AS store_id, {cols}, nullif(flags, '') AS flags, '{dump_id}' AS dump_id, "
-            f"TIMESTAMPTZ '{snapshot_at}' AS snapshot_at")
 
-
-def _stage_outputs(con, table: Table, stage: Path, store_id: str, dump_id: str,  # noqa: ANN001
-                   snapshot_at: str, snapshot_day: date, existing: list[Path]) -> dict:
-    """Write this table's curated and rejected Parquet under ``stage`` (lake layout). Returns counts."""
-    out: dict = {}
+def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_id: str,  # noqa: ANN001
+                  snapshot_at: str, snapshot_day: date, existing: list[Path]) -> dict:
+    """The duplicate stage, the counts, and this table's curated and rejected Parquet under ``stage``."""
+    table, name = staged.table, staged.table.name
     parquet = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144"
-    rejected_cols = ", ".join(f"r_{c} AS {q(c)}" for c in table.column_names)
-    n_rej = con.execute(f"SELECT count(*) FROM clean_{table.name} WHERE reason_code IS NOT NULL").fetchone()[0]
-    if n_rej:
-        target = stage / f"rejected/{table.name}/store={store_id}/date={snapshot_day}/{dump_id}.parquet"
+    if not staged.passed.exists():  # the table is empty: nothing to write
+        return {"input": 0, "curated": 0, "rejected": 0, "by_rule": {}}
+    clock = time.monotonic()
+    steps: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        steps[step] = round(time.monotonic() - clock, 3)
+        clock = time.monotonic()
+
+    con.execute(f"CREATE VIEW passed_{name} AS SELECT * FROM read_parquet('{staged.passed}')")
+    con.execute(f"CREATE TABLE dups_{name} AS {duplicate_keys_sql(table, f'passed_{name}')}")
+    lap("duplicates")
+    con.execute(f"CREATE VIEW final_{name} AS {duplicate_reason_sql(table, f'passed_{name}', f'dups_{name}')}")
+
+    # Counts, in one scan: rejections by the duplicate rules, fixes and flags among curated rows.
+    flag_counts = ", ".join(f"count(*) FILTER (WHERE list_contains(string_split(flags, ','), '{code}'))"
+                            for code in FLAG_CODES)
+    by_rule = dict(staged.rejected_by_rule)
+    for reason, n, normalised, *flags in con.execute(
+            f"SELECT reason_code, count(*), count(*) FILTER (WHERE sku_normalised), {flag_counts} "
+            f"FROM final_{name} GROUP BY reason_code").fetchall():
+        if reason is not None:
+            by_rule[reason] = by_rule.get(reason, 0) + n
+            continue
+        if normalised:
+            by_rule["sku_normalised"] = normalised
+        by_rule.update({code: k for code, k in zip(FLAG_CODES, flags, strict=True) if k})
+    rejected = sum(n for code, n in by_rule.items() if code in REJECT_CODES)
+    counts = {"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
+              "by_rule": dict(sorted(by_rule.items())), "timings_s": steps}
+    lap("counts")
+
+    # Rejected rows, in dump order: as read for row-level rules, as parsed for duplicates (the values of
+    # a duplicate are, by definition, those of the copy that was kept).
+    if rejected:
+        target = stage / f"rejected/{name}/store={store_id}/date={snapshot_day}/{dump_id}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         reasons = "CASE reason_code " + " ".join(
             f"WHEN '{r.code}' THEN '{r.description.replace(chr(39), chr(39) * 2)}'" for r in RULES) + " END"
+        as_text = ", ".join(f"CAST(p_{c} AS VARCHAR) AS {q(c)}" for c in table.column_names)
+        parts = [f"SELECT _row, {as_text}, reason_code FROM final_{name} WHERE reason_code IS NOT NULL"]
+        if staged.rejected_raw.exists():
+            parts.insert(0, f"SELECT * FROM read_parquet('{staged.rejected_raw}')")
         con.execute(
-            f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, {rejected_cols}, reason_code, "
-            f"{reasons} AS reason, '{dump_id}' AS dump_id FROM clean_{table.name} "
-            f"WHERE reason_code IS NOT NULL ORDER BY _row) TO '{target}' ({parquet})")
-    select = _curated_select(table, store_id, dump_id, snapshot_at)
+            f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, * EXCLUDE (_row, reason_code), "
+            f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM "
+            f"({' UNION ALL BY NAME '.join(parts)}) ORDER BY _row) TO '{target}' ({parquet})")
+        lap("rejected")
+
+    cols = ", ".join(f"p_{c} AS {q(c)}" for c in table.column_names)
+    select = (f"SELECT '{store_id}' AS store_id, {cols}, nullif(flags, '') AS flags, '{dump_id}' AS dump_id, "
+              f"TIMESTAMPTZ '{snapshot_at}' AS snapshot_at")
+    curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
     if not table.fact:
-        target = stage / f"curated/{table.name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
+        target = stage / f"curated/{name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY ({select} FROM clean_{table.name} WHERE reason_code IS NULL ORDER BY _row) "
-                    f"TO '{target}' ({parquet})")
-        return out
+        con.execute(f"COPY ({select} FROM {curated} ORDER BY _row) TO '{target}' ({parquet})")
+        lap("curated")
+        return counts
+
     # Facts: only lines whose key is not already in the lake for this store.
-    key = ", ".join(table.key)
-    new_rows = f"clean_{table.name}"
     if existing:
         files = ", ".join(f"'{p}'" for p in existing)
-        con.execute(f"CREATE TABLE existing_{table.name} AS SELECT DISTINCT {key} "
-                    f"FROM read_parquet([{files}], hive_partitioning = false)")
-        new_rows = (f"(SELECT * FROM clean_{table.name} c WHERE reason_code IS NOT NULL OR NOT EXISTS "
-                    f"(SELECT 1 FROM existing_{table.name} e WHERE "
-                    + " AND ".join(f"e.{k} = c.p_{k}" for k in table.key) + "))")
-    con.execute(f"CREATE TABLE new_{table.name} AS SELECT * FROM {new_rows} WHERE reason_code IS NULL")
-    written = con.execute(f"SELECT count(*) FROM new_{table.name}").fetchone()[0]
-    out["written"] = written
-    out["already_in_lake"] = con.execute(
-        f"SELECT count(*) FROM clean_{table.name} WHERE reason_code IS NULL").fetchone()[0] - written
-    if written:
-        folder = stage / f"curated/{table.name}/store={store_id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        ts = table.event_time
-        con.execute(
-            f"COPY ({select}, strftime(p_{ts} AT TIME ZONE 'UTC', '%Y-%m-%d') AS date FROM new_{table.name}) "
-            f"TO '{folder}' ({parquet}, PARTITION_BY (date), FILENAME_PATTERN '{dump_id}-{{i}}', "
-            "OVERWRITE_OR_IGNORE true)")
-    con.execute(f"DROP TABLE new_{table.name}")
-    return out
+        on = " AND ".join(f"e.{k} = c.p_{k}" for k in table.key)
+        curated = (f"(SELECT c.* FROM {curated} c ANTI JOIN (SELECT DISTINCT {', '.join(table.key)} FROM "
+                   f"read_parquet([{files}], hive_partitioning = false)) e ON {on})")
+    folder = stage / f"curated/{name}/store={store_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = con.execute(
+        f"COPY ({select}, strftime(p_{table.event_time} AT TIME ZONE 'UTC', '%Y-%m-%d') AS date "
+        f"FROM {curated}) TO '{folder}' ({parquet}, PARTITION_BY (date), "
+        f"FILENAME_PATTERN '{dump_id}-{{i}}', OVERWRITE_OR_IGNORE true)").fetchall()[0][0]
+    counts["written"] = written
+    counts["already_in_lake"] = counts["curated"] - written
+    lap("curated")
+    return counts
 
 
 def _publish(lake: Lake, stage: Path) -> list[str]:
@@ -344,9 +417,12 @@ def ingest_dump(
             return IngestResult("already_ingested", store_id, dump_id, manifest)
 
         timings: dict[str, float] = {}
+        staged: dict[str, StagedTable] = {}
         tables: dict[str, dict] = {}
-        stage = tmp / "stage"
-        con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": 2,
+        stage, work = tmp / "stage", tmp / "work"
+        work.mkdir()
+        # One DuckDB thread while the reader child streams (it has the other core), two afterwards.
+        con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": 1,
                                      "temp_directory": str(tmp / "spill"),
                                      "preserve_insertion_order": False})
         try:
@@ -356,23 +432,13 @@ def ingest_dump(
                 triggers = reader.info.triggers
                 for name, _schema, batches in reader.read(jobs):
                     t0 = time.monotonic()
-                    table = TABLES[name]
-                    _load_raw(con, table, _schema, batches, say)
-                    timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
-                    t0 = time.monotonic()
                     items = "items_keys" if name != "items" else None
-                    vendors = "vendors_keys" if "vendors" in tables else None
-                    con.execute(f"CREATE TABLE clean_{name} AS "
-                                + clean_sql(table, f"raw_{name}", items=items, vendors=vendors))
-                    con.execute(f"DROP TABLE raw_{name}")
-                    if name == "items":
-                        con.execute("CREATE TABLE items_keys AS SELECT p_sku AS sku FROM clean_items "
-                                    "WHERE reason_code IS NULL")
-                    if name == "vendors":
-                        con.execute("CREATE TABLE vendors_keys AS SELECT p_vendor_id AS vendor_id "
-                                    "FROM clean_vendors WHERE reason_code IS NULL")
-                    tables[name] = _counts(con, table)
-                    timings[f"clean_{name}"] = round(time.monotonic() - t0, 3)
+                    vendors = "vendors_keys" if "vendors" in staged else None
+                    staged[name] = _row_stage(con, TABLES[name], batches, work, items=items, vendors=vendors,
+                                              progress=say)
+                    timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
+                    if name in ("vendors", "items"):  # reference keys for the tables that follow
+                        _curated_keys(con, staged[name])
         except DumpRejected as exc:
             con.close()
             return _quarantine(lake, telemetry, store_id=store_id, key=dump_id, source=source,
@@ -382,8 +448,10 @@ def ingest_dump(
         if snapshot_at is not None:
             snap, snap_source = snapshot_at.astimezone(UTC), "agent"
         else:
-            counted = con.execute("SELECT max(p_counted_at) FROM clean_stock WHERE reason_code IS NULL"
-                                  ).fetchone()[0]
+            counted = None
+            if staged["stock"].passed.exists():
+                counted = con.execute(f"SELECT max(p_counted_at) FROM read_parquet('{staged['stock'].passed}')"
+                                      ).fetchall()[0][0]
             if counted is not None:
                 snap, snap_source = counted.astimezone(UTC), "stock.counted_at"
             else:
@@ -392,17 +460,19 @@ def ingest_dump(
         snap_day = snap.date()
 
         t0 = time.monotonic()
-        for name in tables:
-            table = TABLES[name]
-            existing: list[str] = []
-            if table.fact:
-                existing = [o.path for o in lake.list(f"curated/{name}/store={store_id}/")
-                            if o.path.endswith(".parquet")]
-            with lake.local_copy(existing) as local:
-                tables[name].update(_stage_outputs(con, table, stage, store_id, dump_id, snap_iso, snap_day,
-                                                   local))
-            say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
-        con.close()
+        con.execute("SET threads = 2")
+        try:
+            for name, st in staged.items():
+                existing: list[str] = []
+                if st.table.fact:
+                    existing = [o.path for o in lake.list(f"curated/{name}/store={store_id}/")
+                                if o.path.endswith(".parquet")]
+                with lake.local_copy(existing) as local:
+                    tables[name] = _finish_table(con, st, stage, store_id=store_id, dump_id=dump_id,
+                                                 snapshot_at=snap_iso, snapshot_day=snap_day, existing=local)
+                say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
+        finally:
+            con.close()
         timings["write"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
