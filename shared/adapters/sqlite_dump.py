@@ -21,19 +21,21 @@ Wire protocol on the child's stdout: frames of ``b"J" + u32 length + JSON``; a J
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import shared
+
+_F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 
 
 class DumpRejected(Exception):
@@ -99,8 +101,11 @@ class DumpReader:
                json.dumps(self.limits.__dict__)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env, cwd=root)
+        with contextlib.suppress(OSError):  # a 1 MiB pipe lets the child read ahead of the parent
+            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        frame = self._guarded(lambda: read_frame(self.proc.stdout), "opening the dump")
+        with self._deadline("opening the dump"):
+            frame = self._guarded(lambda: read_frame(self.proc.stdout), "opening the dump")
         self._raise_if_error(frame, "opening the dump")
         self.info = DumpInfo(frame["tables"], frame.get("triggers", []), frame.get("sqlite_version", ""))
         return self
@@ -119,12 +124,19 @@ class DumpReader:
             if sum(map(len, self._stderr)) < 64_000:
                 self._stderr.append(line)
 
-    def _guarded(self, fn, what: str, deadline: float | None = None):  # noqa: ANN001
-        """Run ``fn`` (a blocking read from the child); kill the child if ``deadline`` passes first."""
-        if deadline is None:
-            deadline = time.monotonic() + self.limits.query_timeout_s
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill, args=(what,))
+    @contextlib.contextmanager
+    def _deadline(self, what: str) -> Iterator[None]:
+        """Kill the child if the block (e.g. reading one table) outlasts INGEST_QUERY_TIMEOUT_S."""
+        timer = threading.Timer(self.limits.query_timeout_s, self._kill, args=(what,))
+        timer.daemon = True
         timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _guarded(self, fn, what: str):  # noqa: ANN001
+        """Run ``fn`` (a blocking read from the child), turning a dead child into a DumpRejected."""
         try:
             return fn()
         except DumpRejected:
@@ -133,8 +145,6 @@ class DumpReader:
             if self._killed_because:
                 raise DumpRejected("query_timeout", self._killed_because) from None
             raise self._crash(what, exc) from None
-        finally:
-            timer.cancel()
 
     def _kill(self, what: str) -> None:
         self._killed_because = (f"{what} took longer than {self.limits.query_timeout_s:g} s "
@@ -171,21 +181,21 @@ class DumpReader:
         for job in jobs:
             what = f"reading table {job['table']}"
             # One deadline per table, from the moment the parent asks for it (checks included).
-            deadline = time.monotonic() + self.limits.query_timeout_s
-            frame = self._guarded(lambda: read_frame(self.proc.stdout), what, deadline)
-            self._raise_if_error(frame, what)
-            reader = self._guarded(lambda: ipc.open_stream(self.proc.stdout), what, deadline)
+            with self._deadline(what):
+                frame = self._guarded(lambda: read_frame(self.proc.stdout), what)
+                self._raise_if_error(frame, what)
+                reader = self._guarded(lambda: ipc.open_stream(self.proc.stdout), what)
 
-            def batches(reader=reader, what: str = what, deadline: float = deadline) -> Iterator:  # noqa: ANN001
-                while True:
-                    batch = self._guarded(lambda: _next_or_none(reader), what, deadline)
-                    if batch is None:
-                        break
-                    yield batch
-                tail = self._guarded(lambda: read_frame(self.proc.stdout), what, deadline)
-                self._raise_if_error(tail, what)
+                def batches(reader=reader, what: str = what) -> Iterator:  # noqa: ANN001
+                    while True:
+                        batch = self._guarded(lambda: _next_or_none(reader), what)
+                        if batch is None:
+                            break
+                        yield batch
+                    tail = self._guarded(lambda: read_frame(self.proc.stdout), what)
+                    self._raise_if_error(tail, what)
 
-            yield job["table"], reader.schema, batches()
+                yield job["table"], reader.schema, batches()
 
 
 def _next_or_none(reader):  # noqa: ANN001

@@ -176,11 +176,15 @@ def duplicate_keys_sql(table: Table, passed: str) -> str:
     """Stage 2a: the keys seen more than once among ``passed`` (rows with no row-level reason).
 
     Output: the key columns ``p_<key>``, ``conflict`` (the copies' values differ) and ``first_row``.
+    Grouping millions of text keys is the costly part, so the rows are first grouped by a 64-bit hash of
+    the key (cheap), and only the rows whose key hash repeats (duplicates, and the rare collision) are
+    grouped by the key itself.
     """
     key = ", ".join(f"p_{k}" for k in table.key)
     values = ", ".join(f"p_{c}" for c in table.column_names)
+    repeated = f"SELECT hash({key}) AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1"
     return (f"SELECT {key}, min(hash({values})) <> max(hash({values})) AS conflict, min(_row) AS first_row "
-            f"FROM {passed} GROUP BY {key} HAVING count(*) > 1")
+            f"FROM {passed} WHERE hash({key}) IN ({repeated}) GROUP BY {key} HAVING count(*) > 1")
 
 
 def duplicate_reason_sql(table: Table, passed: str, dups: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from shared import __version__
 from shared.adapters.lake import Lake
+from shared.adapters.parquet_files import write_partitioned
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
 from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
@@ -309,10 +310,9 @@ def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_
                    f"read_parquet([{files}], hive_partitioning = false)) e ON {on})")
     folder = stage / f"curated/{name}/store={store_id}"
     folder.mkdir(parents=True, exist_ok=True)
-    written = con.execute(
-        f"COPY ({select}, strftime(p_{table.event_time} AT TIME ZONE 'UTC', '%Y-%m-%d') AS date "
-        f"FROM {curated}) TO '{folder}' ({parquet}, PARTITION_BY (date), "
-        f"FILENAME_PATTERN '{dump_id}-{{i}}', OVERWRITE_OR_IGNORE true)").fetchall()[0][0]
+    reader = con.sql(f"{select}, CAST(p_{table.event_time} AT TIME ZONE 'UTC' AS DATE) AS date "
+                     f"FROM {curated}").to_arrow_reader(65_536)
+    written = write_partitioned(reader, folder, "date", f"{dump_id}-0")
     counts["written"] = written
     counts["already_in_lake"] = counts["curated"] - written
     lap("curated")
