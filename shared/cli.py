@@ -69,6 +69,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     mapping = None
     if args.mapping:
         path = Path(args.mapping)
+        if not path.is_file():
+            _err(f"no mapping file at {path}; see examples/mappings/ for the format")
+            return 1
         mapping = parse_mapping(path.read_text(encoding="utf-8"), source=str(path))
     snapshot_at = datetime.fromisoformat(args.snapshot_at) if args.snapshot_at else None
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))

@@ -1,0 +1,79 @@
+"""The `inventory` command as a user runs it: JSON on stdout, messages on stderr, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.dumps import make_dump
+
+
+def inventory(*args, home):
+    env = {**os.environ, "INVENTORY_HOME": str(home), "TELEMETRY_CONSOLE": "0"}
+    for name in ("LAKE", "LAKE__blobServiceUri"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "shared", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_ingest_prints_the_manifest_and_exits_0_then_0_again(tmp_path):
+    dump = make_dump(tmp_path / "d.sqlite")
+    first = inventory("ingest", str(dump), "--store", "S1", home=tmp_path / "home")
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads(first.stdout)
+    assert manifest["tables"]["sales"]["curated"] == 3
+    again = inventory("ingest", str(dump), "--store", "S1", home=tmp_path / "home")
+    assert again.returncode == 0
+    assert "already ingested" in again.stderr
+    assert json.loads(again.stdout)["dump_id"] == manifest["dump_id"]
+
+
+def test_a_quarantined_dump_exits_2_with_the_reason_on_stderr(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not a database")
+    result = inventory("ingest", str(bad), "--store", "S1", home=tmp_path / "home")
+    assert result.returncode == 2
+    assert "not_sqlite" in result.stderr
+    assert json.loads(result.stdout)["reason_code"] == "not_sqlite"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--store", "../x"], "invalid store id"),
+    (["--store", "S1", "--mapping", "/nonexistent.toml"], "nonexistent.toml"),
+])
+def test_usage_problems_exit_1_with_a_message(tmp_path, args, message):
+    dump = make_dump(tmp_path / "d.sqlite")
+    result = inventory("ingest", str(dump), *args, home=tmp_path / "home")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not (tmp_path / "home" / "lake" / "curated").exists()
+
+
+def test_a_broken_mapping_file_is_named(tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[tables.sales]\nquery = "DELETE FROM sales"\n')
+    result = inventory("ingest", str(make_dump(tmp_path / "d.sqlite")), "--store", "S1", "--mapping",
+                       str(mapping), home=tmp_path / "home")
+    assert result.returncode == 1
+    assert "must be one SELECT" in result.stderr
+
+
+def test_agent_upload_then_ingest_from_the_lake(tmp_path):
+    home = tmp_path / "home"
+    up = inventory("agent", "upload", str(make_dump(tmp_path / "pos.db")), "--store", "S9", "--quiet", home=home)
+    assert up.returncode == 0, up.stderr
+    uploaded = json.loads(up.stdout)
+    assert uploaded["uploaded"] is True and uploaded["path"].startswith("raw/store=S9/date=")
+    again = inventory("agent", "upload", str(tmp_path / "pos.db"), "--store", "S9", "--quiet", home=home)
+    assert json.loads(again.stdout)["uploaded"] is False
+    assert "already in the lake" in again.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["agent", "upload"], ["demo"], ["rules"]])
+def test_help_everywhere(tmp_path, command):
+    result = inventory(*command, "--help", home=tmp_path)
+    assert result.returncode == 0 and "usage: inventory" in result.stdout
