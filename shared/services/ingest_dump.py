@@ -166,6 +166,7 @@ class StagedTable:
     rejected_raw: Path
     rows: int = 0
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    wait_s: float = 0.0  # time spent waiting for the reader (the rest of the read time is the row stage)
 
 
 def _row_numbers(start: int, n: int):
@@ -190,8 +191,10 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
     staged = StagedTable(table, work / f"{table.name}.passed.parquet", work / f"{table.name}.rejected.parquet")
     sql = row_stage_sql(table, "incoming_batch", items=items, vendors=vendors)
     passed_writer = rejected_writer = None
+    waited = time.monotonic()
     try:
         for batch in batches:
+            staged.wait_s += time.monotonic() - waited
             n = batch.num_rows
             numbered = pa.RecordBatch.from_arrays([_row_numbers(staged.rows + 1, n), *batch.columns],
                                                   names=["_row", *batch.schema.names])
@@ -217,6 +220,7 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
                     staged.rejected_by_rule[code] = staged.rejected_by_rule.get(code, 0) + item["counts"]
             if progress:
                 progress(f"{table.name}: {staged.rows:,} rows read")
+            waited = time.monotonic()
     finally:
         for w in (passed_writer, rejected_writer):
             if w is not None:
@@ -437,6 +441,7 @@ def ingest_dump(
                     staged[name] = _row_stage(con, TABLES[name], batches, work, items=items, vendors=vendors,
                                               progress=say)
                     timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
+                    timings[f"read_{name}_waiting"] = round(staged[name].wait_s, 3)
                     if name in ("vendors", "items"):  # reference keys for the tables that follow
                         _curated_keys(con, staged[name])
         except DumpRejected as exc:
