@@ -42,7 +42,13 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobBlock, BlobProperties, ContainerClient, ExponentialRetry
+from azure.storage.blob import (
+    BlobBlock,
+    BlobProperties,
+    ContainerClient,
+    ExponentialRetry,
+    StorageStreamDownloader,
+)
 
 from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
 
@@ -388,20 +394,9 @@ class BlobLake:
         mid-download fails (LakeError) instead of producing a file that mixes two versions. A failed
         download leaves no partial file behind.
         """
-        check_lake_path(path)
-        blob = self._container.get_blob_client(path)
         target = Path(target)
         hook = _delta_progress(progress) if progress else None
-        try:
-            downloader = blob.download_blob(max_concurrency=self.max_concurrency, progress_hook=hook)
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
-                self._fail(exc, path, "read")
-            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()}") from None
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-            self._fail(exc, path, "read")
-        if _is_folder(downloader.properties):
-            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
+        downloader = self._download(path, max_concurrency=self.max_concurrency, progress_hook=hook)
         try:
             with open(target, "wb") as out:
                 downloader.readinto(out)
@@ -413,21 +408,27 @@ class BlobLake:
 
     def get_bytes(self, path: str) -> bytes:
         """Read a small object whole; FileNotFoundError if missing."""
+        downloader = self._download(path)
+        try:
+            return downloader.readall()
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "read")
+
+    def _download(self, path: str, **kwargs: object) -> StorageStreamDownloader:
+        """Start a download; a missing object or a folder is FileNotFoundError, other failures LakeError."""
         check_lake_path(path)
         blob = self._container.get_blob_client(path)
         try:
-            downloader = blob.download_blob()
-            if _is_folder(downloader.properties):
-                raise FileNotFoundError(
-                    f"no object {path!r} in the lake at {self.describe()} (it is a folder)"
-                )
-            return downloader.readall()
+            downloader = blob.download_blob(**kwargs)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "ContainerNotFound":
                 self._fail(exc, path, "read")
             raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()}") from None
         except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             self._fail(exc, path, "read")
+        if _is_folder(downloader.properties):
+            raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
+        return downloader
 
     def head(self, path: str) -> LakeObject | None:
         """Size, metadata and etag, or None when there is no such object (ADLS Gen2 folders included)."""
