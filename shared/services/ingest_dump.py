@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -360,6 +361,23 @@ def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, so
                         exc.code, exc.detail)
 
 
+STALE_SCRATCH_S = 6 * 3600  # far beyond the function timeout (30 min): nobody is using such a folder
+
+
+def sweep_stale_scratch(scratch: Path, max_age_s: float = STALE_SCRATCH_S) -> int:
+    """Remove working folders left by ingests that were killed (SIGKILL, host recycled). Returns how many."""
+    removed = 0
+    now = time.time()
+    for folder in Path(scratch).glob("ingest-*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def load_store_mapping(lake: Lake, store_id: str) -> Mapping:
     """The mapping kept in the lake for a store (``config/mappings/store=<id>.toml``), else the default."""
     path = f"config/mappings/store={validate_store_id(store_id)}.toml"
@@ -402,6 +420,8 @@ def ingest_dump(
         mapping = load_store_mapping(lake, store_id)
     landed_at = landed_at or datetime.now(UTC)
     say = progress or (lambda _msg: None)
+    if scratch is not None:
+        sweep_stale_scratch(scratch)
 
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=scratch) as tmp_name:
         tmp = Path(tmp_name)
