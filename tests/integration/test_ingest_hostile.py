@@ -183,3 +183,23 @@ def test_mixed_types_and_blobs_in_a_column_are_rows_not_crashes(tmp_path, lake):
     sales = result.manifest["tables"]["sales"]
     assert sales["input"] == 7 and sales["curated"] == 4
     assert sales["by_rule"]["bad_number"] == 2 and sales["by_rule"]["unknown_sku"] == 1
+
+
+@pytest.mark.parametrize("bad_value, code", [("'two'", "bad_number"), ("2.5", "bad_number"), ("X'FF'", "bad_number")])
+def test_a_type_change_deep_in_a_table_resumes_as_text_without_losing_or_repeating_rows(tmp_path, lake,
+                                                                                       bad_value, code):
+    # Batches of 100 rows: the first batches are read with SQLite's types, then row 650 breaks the column's
+    # type and the reader goes on as text from the row after the last one it sent.
+    rows = ",".join(f"('m{i}', 1, 'A-1', {bad_value if i == 650 else 1}, 1.0, '2026-11-26 10:00:00')"
+                    for i in range(1, 1001))
+    dump = make_dump(tmp_path / "late.sqlite", f"DELETE FROM sales; INSERT INTO sales VALUES {rows};")
+    result, _ = ingest(dump, lake, IngestLimits(read=ReadLimits(batch_rows=100)))
+    sales = result.manifest["tables"]["sales"]
+    assert sales["input"] == 1000 and sales["curated"] == 999
+    assert sales["by_rule"] == {code: 1}
+    import duckdb
+
+    files = [str(lake.root / o.path) for o in lake.list("rejected/sales/")]
+    assert duckdb.sql(f"SELECT row_number, sale_id FROM read_parquet({files})").fetchall() == [(650, "m650")]
+    curated = [str(lake.root / o.path) for o in lake.list("curated/sales/")]
+    assert duckdb.sql(f"SELECT count(DISTINCT sale_id) FROM read_parquet({curated})").fetchall()[0][0] == 999
