@@ -117,101 +117,64 @@ def adbc_query(adbc_con, sql: str, batch_rows: int | None = None):  # noqa: ANN0
     return stmt, pa.RecordBatchReader._import_from_c(stream.address)
 
 
-def _as_text(arr):  # noqa: ANN001
-    """A column as UTF-8 text: numbers formatted, invalid UTF-8 (from blobs or bad TEXT) replaced."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-        arr = pa.array([None if v is None else v.decode("utf-8", "replace") for v in arr.to_pylist()], pa.string())
-    elif arr.type != pa.string():  # int64, double, or null for an all-NULL batch
-        arr = pc.cast(arr, pa.string())
-    try:
-        arr.validate(full=True)
-    except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT: keep the row, replacing the bad bytes
-        arr = pa.array([None if v is None else v.decode("utf-8", "replace")
-                        for v in arr.cast(pa.binary()).to_pylist()], pa.string())
-    return arr
-
-
 def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
-    """Stream one table as text columns.
-
-    First with SQLite's own types for keys, integers and text (1.5x faster: no text conversion inside
-    SQLite; decimals and timestamps are always CAST, SQLite formats REALs as people write them). ADBC
-    types a column from its first values, so a column that mixes types (an integer column holding 'two'
-    or 2.5, a blob in a text column) stops that stream with a type mismatch: the rest of the table is
-    then read with every value CAST to TEXT, resuming after the rows already sent (the same query on an
-    immutable file returns rows in the same order).
-    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.ipc as ipc
 
     table = job["table"]
     cols = job["want"]
-
-    always_text = set(job.get("text_columns", ()))  # decimals and timestamps: SQLite formats them best
-
-    def select(as_text: bool) -> str:
-        return ", ".join(
-            (f"CAST({quote(src)} AS TEXT) AS {quote(c)}" if as_text or c in always_text
-             else f"{quote(src)} AS {quote(c)}")
-            if src else f"NULL AS {quote(c)}" for c, src in zip(cols, job["source_columns"], strict=True))
-
+    # Every value as text (a SQLite column may hold an integer in one row and text in the next). A blob
+    # becomes its bytes; invalid UTF-8 is replaced below, never passed on.
+    select = ", ".join(f"CAST({quote(src)} AS TEXT) AS {quote(c)}" if src else f"NULL AS {quote(c)}"
+                       for c, src in zip(cols, job["source_columns"], strict=True))
+    sql = f"SELECT {select} FROM ({job['sql']})"
     schema = pa.schema([(c, pa.string()) for c in cols])
     max_cell = int(limits["max_cell_bytes"])
     max_rows = int(limits["max_rows_per_table"])
+    stmt = None
     rows = 0
     error = None
-    # Resuming at an offset relies on the re-run returning rows in the same order: certain for a plain
-    # table scan (rowid order), not promised for a mapping's joins, so those are read as text throughout.
-    as_text = not job.get("plain", False)
     write_frame(out, {"table": table, "stream": True})
     writer = ipc.new_stream(out, schema)
-    while error is None:
-        sql = f"SELECT {select(as_text)} FROM ({job['sql']})"
-        if rows:
-            sql += f" LIMIT -1 OFFSET {rows}"
-        stmt = None
-        try:
-            stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                if not as_text and any(pa.types.is_floating(a.type) for a in batch.columns):
-                    raise TypeError("type mismatch: REAL values where integers or text were expected")
-                if rows + batch.num_rows > max_rows:
-                    error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
-                             "(INGEST_MAX_ROWS_PER_TABLE)")
-                    break
-                arrays = []
-                for name, arr in zip(cols, batch.columns, strict=True):
-                    arr = _as_text(arr)
-                    longest = pc.max(pc.binary_length(arr)).as_py() or 0
-                    if longest > max_cell:
-                        error = ("cell_too_large", f"a value in {table}.{name} is {longest} bytes, above "
-                                 f"the limit of {max_cell} (INGEST_MAX_CELL_BYTES)")
-                        break
-                    arrays.append(arr)
-                if error:
-                    break
-                writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                rows += batch.num_rows
-            break
-        except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
-            if not as_text and "type mismatch" in str(exc).lower():
-                as_text = True  # mixed types: the rest as text
+    try:
+        stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
+        for batch in reader:
+            if batch.num_rows == 0:
                 continue
-            error = ("reader_failed", f"reading table {table} failed: {exc}")
-        finally:
-            if stmt is not None:
-                stmt.close()
+            rows += batch.num_rows
+            if rows > max_rows:
+                error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
+                         "(INGEST_MAX_ROWS_PER_TABLE)")
+                break
+            arrays = []
+            for name, arr in zip(cols, batch.columns, strict=True):
+                if arr.type != pa.string():  # an all-NULL batch comes back typed null/int64
+                    arr = pc.cast(arr, pa.string())
+                longest = pc.max(pc.binary_length(arr)).as_py() or 0
+                if longest > max_cell:
+                    error = ("cell_too_large", f"a value in {table}.{name} is {longest} bytes, above "
+                             f"the limit of {max_cell} (INGEST_MAX_CELL_BYTES)")
+                    break
+                try:
+                    arr.validate(full=True)
+                except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT: keep it, replacing bad bytes
+                    arr = pa.array([None if v is None else v.decode("utf-8", "replace")
+                                    for v in arr.cast(pa.binary()).to_pylist()], pa.string())
+                arrays.append(arr)
+            if error:
+                break
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
+        error = ("reader_failed", f"reading table {table} failed: {exc}")
+    finally:
+        if stmt is not None:
+            stmt.close()
     writer.close()
     if error:
         write_frame(out, {"error": error[0], "detail": error[1]})
         raise SystemExit(0)
-    write_frame(out, {"ok": True, "rows": rows, "typed": not as_text})
+    write_frame(out, {"ok": True, "rows": rows})
 
 
 def main() -> int:

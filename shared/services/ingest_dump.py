@@ -141,7 +141,6 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
     for name in READ_ORDER:
         table = TABLES[name]
         query = mapping.query_for(name)
-        plain = query is None
         if query is None:
             found = info_find(name)
             if found is None:
@@ -155,8 +154,7 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
                                    f"{found['error']}")
             query = f'SELECT * FROM "{found["name"].replace(chr(34), chr(34) * 2)}"'
         jobs.append({"table": name, "sql": query, "want": list(table.column_names),
-                     "required": list(table.required_columns), "plain": plain,
-                     "text_columns": [c.name for c in table.columns if c.kind in ("decimal", "timestamp")]})
+                     "required": list(table.required_columns)})
     return jobs
 
 
