@@ -52,7 +52,7 @@ class ReadLimits:
     max_cell_bytes: int = 1 << 20
     max_rows_per_table: int = 100_000_000
     query_timeout_s: float = 900.0
-    batch_rows: int = 262_144
+    batch_rows: int = 131_072
 
 
 @dataclass
