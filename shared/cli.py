@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from shared import __version__
@@ -54,6 +55,26 @@ def cmd_agent_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_line() -> Callable[[str], None]:
+    """Progress messages on stderr: a table's "rows read" count rewritten in place on a terminal, every
+    other message on its own line; plain lines when stderr is not a terminal (logs, CI)."""
+    if not sys.stderr.isatty():
+        return lambda msg: print(msg, file=sys.stderr)
+    inline = {"table": None}
+
+    def say(msg: str) -> None:
+        table = msg.split(":", 1)[0] if "rows read" in msg else None
+        if inline["table"] is not None and table != inline["table"]:
+            print(file=sys.stderr)  # keep the finished table's count on screen
+        if table is None:
+            print(msg, file=sys.stderr, flush=True)
+        else:
+            print(f"\r{msg:<60}", end="", file=sys.stderr, flush=True)
+        inline["table"] = table
+
+    return say
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -74,7 +95,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             return 1
         mapping = parse_mapping(path.read_text(encoding="utf-8"), source=str(path))
     snapshot_at = datetime.fromisoformat(args.snapshot_at) if args.snapshot_at else None
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = None if args.quiet else _status_line()
     result = ingest_dump(dump, args.store, lake=c.lake, telemetry=c.telemetry, limits=c.ingest_limits,
                          mapping=mapping, snapshot_at=snapshot_at, scratch=c.scratch_dir, progress=say)
     if result.status == "quarantined":
