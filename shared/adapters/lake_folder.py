@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,7 +186,3 @@ class FolderLake:
     @contextlib.contextmanager
     def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
         yield [self._file(p) for p in paths]
-
-    def remove_tree(self, prefix: str) -> None:
-        """Delete a folder (tests and the demo's clean start only)."""
-        shutil.rmtree(self._file(prefix), ignore_errors=True)

@@ -57,7 +57,6 @@ RULES: tuple[Rule, ...] = (
     Rule("negative_on_hand", ("stock",), "flag",
          "the on-hand count is negative (kept: it happens when sales outrun counted receipts)"),
 )
-RULES_BY_CODE = {r.code: r for r in RULES}
 REJECT_CODES = tuple(r.code for r in RULES if r.action == "reject")
 FLAG_CODES = tuple(r.code for r in RULES if r.action == "flag")
 

@@ -12,7 +12,6 @@ import json
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from shared.bootstrap import build
 
@@ -95,6 +94,3 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     ok = all(r.status in ("ingested", "already_ingested") for r in results[:-1])
     return 0 if ok else 1
 
-
-def demo_path() -> Path:
-    return build().settings.home / "demo"
