@@ -468,6 +468,9 @@ def ingest_dump(
             con.close()
             return _quarantine(lake, telemetry, store_id=store_id, key=dump_id, source=source,
                                source_name=source_name, exc=exc, started=started, received_sha=received_sha)
+        except BaseException:
+            con.close()  # an unexpected failure (disk full, ...) propagates: the trigger retries
+            raise
 
         # The snapshot time T of handbook §5.
         if snapshot_at is not None:
