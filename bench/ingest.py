@@ -557,6 +557,26 @@ def _summary(runs: list[Run]) -> dict:
             "walls": walls, "peak_kb": max((r.peak_kb for r in ok), default=0), "runs": runs}
 
 
+def _step_table(results: dict, path: str, title: str) -> list[str]:
+    """Markdown rows: each timing key of ``path``'s runs, the median per size ([] when there are none)."""
+    keys: list[str] = []
+    for res in results.values():
+        for r in res.get(path, {}).get("runs", []):
+            keys += [k for k in r.detail.get("timings_s", {}) if k not in keys]
+    if not keys:
+        return []
+    sizes = list(results)
+    lines = ["", title, "", "| step | " + " | ".join(f"{s:,}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for k in keys:
+        row = []
+        for s in sizes:
+            vals = [r.detail["timings_s"][k] for r in results[s].get(path, {}).get("runs", [])
+                    if k in r.detail.get("timings_s", {})]
+            row.append(f"{statistics.median(vals):.2f}" if vals else "-")
+        lines.append(f"| {k} | " + " | ".join(row) + " |")
+    return lines
+
+
 def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> str:
     lines = ["# Ingest benchmark", "",
              f"Dumps: `generate_store(sales_lines=N, n_items={N_ITEMS}, days={DAYS}, seed={SEED})`; "
@@ -607,21 +627,10 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
 
     # Where ours spends its time: the manifest's timings_s (median per key over the runs).
-    timing_keys: list[str] = []
-    for res in results.values():
-        for r in res.get("ours", {}).get("runs", []):
-            timing_keys += [k for k in r.detail.get("timings_s", {}) if k not in timing_keys]
-    if timing_keys:
+    ours_steps = _step_table(results, "ours", "## ours: manifest `timings_s` (median over runs)")
+    lines += ours_steps
+    if ours_steps:
         sizes = list(results)
-        lines += ["", "## ours: manifest `timings_s` (median over runs)", "",
-                  "| step | " + " | ".join(f"{s:,}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
-        for k in timing_keys:
-            row = []
-            for s in sizes:
-                vals = [r.detail["timings_s"][k] for r in results[s].get("ours", {}).get("runs", [])
-                        if k in r.detail.get("timings_s", {})]
-                row.append(f"{statistics.median(vals):.2f}" if vals else "-")
-            lines.append(f"| {k} | " + " | ".join(row) + " |")
         row = []
         for s in sizes:
             walls = results[s].get("ours", {}).get("walls", [])
@@ -650,21 +659,7 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
             lines.append(f"| {size:,} | {path} | {_mb(r.peak_kb):.0f} | {_mb(d['tree_peak_kb']):.0f} "
                          f"| {_mb(d['tree_pss_peak_kb']):.0f} | {_mb(d['maxrss_kb']):.0f} | {procs} |")
 
-    naive_keys: list[str] = []
-    for res in results.values():
-        for r in res.get("naive", {}).get("runs", []):
-            naive_keys += [k for k in r.detail.get("timings_s", {}) if k not in naive_keys]
-    if naive_keys:
-        sizes = list(results)
-        lines += ["", "## naive: time per step (median over runs)", "",
-                  "| step | " + " | ".join(f"{s:,}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
-        for k in naive_keys:
-            row = []
-            for s in sizes:
-                vals = [r.detail["timings_s"][k] for r in results[s].get("naive", {}).get("runs", [])
-                        if k in r.detail.get("timings_s", {})]
-                row.append(f"{statistics.median(vals):.2f}" if vals else "-")
-            lines.append(f"| {k} | " + " | ".join(row) + " |")
+    lines += _step_table(results, "naive", "## naive: time per step (median over runs)")
 
     lines += ["", "## Checks", ""]
     for size, res in results.items():
