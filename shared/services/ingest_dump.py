@@ -103,20 +103,19 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_source(source: Path, scratch: Path, max_bytes: int) -> tuple[Path, str, str]:
-    """Return (SQLite file, its sha256, sha256 of the file as received).
+def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: int) -> tuple[Path, str]:
+    """Return (SQLite file, its sha256), given the sha256 of the file as received.
 
     A gzip file (recognised by its magic bytes, not its name) is decompressed into ``scratch`` while
     counting: past ``max_bytes`` it is refused as ``too_large``, so a gzip bomb costs at most that much disk.
     """
     with open(source, "rb") as f:
         magic = f.read(2)
-    received_sha = _sha256_file(source)
     if magic != b"\x1f\x8b":
         if source.stat().st_size > max_bytes:
             raise DumpRejected("too_large", f"the dump is {source.stat().st_size} bytes, above "
                                f"INGEST_MAX_DUMP_BYTES={max_bytes}")
-        return source, received_sha, received_sha
+        return source, received_sha
     target = scratch / "dump.sqlite"
     h = hashlib.sha256()
     total = 0
@@ -131,7 +130,7 @@ def prepare_source(source: Path, scratch: Path, max_bytes: int) -> tuple[Path, s
                 out.write(chunk)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DumpRejected("bad_gzip", f"the gzip stream is damaged or truncated: {exc}") from None
-    return target, h.hexdigest(), received_sha
+    return target, h.hexdigest()
 
 
 # --- step 2: read and clean ------------------------------------------------------------------------------
@@ -425,11 +424,10 @@ def ingest_dump(
 
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=scratch) as tmp_name:
         tmp = Path(tmp_name)
-        received_sha = ""
+        received_sha = _sha256_file(source)  # once: the dump id of a plain file, the quarantine key
         try:
-            db, sha, received_sha = prepare_source(source, tmp, limits.max_dump_bytes)
+            db, sha = prepare_source(source, received_sha, tmp, limits.max_dump_bytes)
         except DumpRejected as exc:
-            received_sha = received_sha or _sha256_file(source)
             return _quarantine(lake, telemetry, store_id=store_id, key=received_sha[:24], source=source,
                                source_name=source_name, exc=exc, started=started, received_sha=received_sha)
         dump_id = dump_id_from_sha256(sha)
