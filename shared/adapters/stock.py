@@ -1,0 +1,86 @@
+"""The stock-store port: per-store stock documents kept equal to the invariant of handbook §5.
+
+Two adapters implement it: :mod:`shared.adapters.stock_sqlite` (embedded, the local default) and
+:mod:`shared.adapters.stock_cosmos` (Azure Cosmos DB for NoSQL). One contract test suite
+(``tests/integration/test_stock_contract.py``) holds both to the same behaviour.
+
+The contract, for one store:
+- ``apply`` adds each event's deltas once: an event id seen before (by any earlier call, in any process,
+  before or after a crash) is a ``duplicate``; an event at or before the store's baseline snapshot is
+  ``before_baseline`` (the dump's count already includes it). ``apply`` is atomic per event: after a crash
+  an event has either changed stock and been recorded, or neither.
+- ``rebase`` makes a dump the baseline if it is later than the current one (snapshot time, then dump id)
+  and recomputes every sku from the dump's count plus the recorded events after its snapshot. It is
+  idempotent, and a rebase interrupted by a crash is finished by running it again.
+Callers pass events of one store per ``apply`` call, already validated and with distinct event ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from shared.core.events import SaleEvent
+from shared.core.stock import Baseline
+
+
+@dataclass(frozen=True)
+class StockDoc:
+    store_id: str
+    sku: str
+    on_hand: int
+    baseline_on_hand: int  # the count in the baseline dump (0 when the dump did not list the sku)
+    events_delta: int  # the sum of the counted events after the baseline
+    baseline_dump_id: str | None
+    baseline_at: str | None  # the baseline's snapshot time (UTC text), None before the first dump
+    updated_at: str
+
+    def to_json(self) -> dict:
+        return {"storeId": self.store_id, "sku": self.sku, "onHand": self.on_hand,
+                "baselineOnHand": self.baseline_on_hand, "eventsDelta": self.events_delta,
+                "baselineDumpId": self.baseline_dump_id, "baselineAt": self.baseline_at,
+                "updatedAt": self.updated_at}
+
+
+@dataclass
+class ApplyResult:
+    applied: list[str] = field(default_factory=list)  # event ids that changed stock in this call
+    duplicates: list[str] = field(default_factory=list)  # already applied by an earlier call
+    before_baseline: list[str] = field(default_factory=list)  # already in the baseline dump's count
+    operations: int = 0  # store operations this call cost (rows or documents read and written)
+
+
+@dataclass(frozen=True)
+class RebaseResult:
+    status: Literal["rebased", "current", "older"]  # current: already the baseline; older: a later one is
+    store_id: str
+    dump_id: str
+    skus: int = 0  # stock documents written
+    events_after: int = 0  # recorded events after the snapshot, added on top of the dump's counts
+
+
+@dataclass(frozen=True)
+class BaselineInfo:
+    dump_id: str
+    snapshot_at: str  # UTC text (shared.core.events.time_key)
+
+
+class StockStore(Protocol):
+    def apply(self, store_id: str, events: Sequence[SaleEvent]) -> ApplyResult: ...
+
+    def rebase(self, baseline: Baseline) -> RebaseResult: ...
+
+    def stock(self, store_id: str, sku: str | None = None) -> list[StockDoc]:
+        """The store's documents, sorted by sku; one sku's (or none) when ``sku`` is given."""
+        ...
+
+    def baseline(self, store_id: str) -> BaselineInfo | None: ...
+
+    def stores(self) -> list[str]:
+        """Every store that has a baseline or stock documents, sorted."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...

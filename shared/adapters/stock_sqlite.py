@@ -1,0 +1,167 @@
+"""The embedded stock store (local default): one SQLite file under ``$INVENTORY_HOME``.
+
+Each ``apply`` and ``rebase`` is one ``BEGIN IMMEDIATE`` transaction, so several processes may share the
+file and a crash (even SIGKILL) leaves every event either fully applied and recorded in the ledger, or not
+at all. The ledger holds the events counted after the current baseline: an event id found there is a
+duplicate; events at or before the baseline need no record (the snapshot already counts them), so a
+rebase deletes them and the ledger stays as small as one day's traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
+from shared.core.events import SaleEvent, coalesce, counts_after, time_key
+from shared.core.stock import Baseline
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS baseline (
+    store_id TEXT PRIMARY KEY, dump_id TEXT NOT NULL, snapshot_at TEXT NOT NULL, rebased_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stock (
+    store_id TEXT NOT NULL, sku TEXT NOT NULL, on_hand INTEGER NOT NULL, baseline_on_hand INTEGER NOT NULL,
+    events_delta INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (store_id, sku)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger (
+    store_id TEXT NOT NULL, event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, deltas TEXT NOT NULL,
+    applied_at TEXT NOT NULL, PRIMARY KEY (store_id, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ledger_by_time ON ledger (store_id, occurred_at);
+"""
+
+_UPSERT = """
+INSERT INTO stock (store_id, sku, on_hand, baseline_on_hand, events_delta, updated_at) VALUES (?, ?, ?, 0, ?, ?)
+ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = on_hand + excluded.events_delta,
+    events_delta = events_delta + excluded.events_delta, updated_at = excluded.updated_at
+"""
+_IN_CHUNK = 500  # bound on "IN (?, ...)" parameters per statement
+
+
+def _now() -> str:
+    return time_key(datetime.now(UTC))
+
+
+class SqliteStockStore:
+    """The :class:`~shared.adapters.stock.StockStore` on a local SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock up front,
+        # so two processes never both read-then-write the same counts).
+        self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        self._con.executescript(SCHEMA)
+        self._lock = threading.Lock()  # one connection, shared by threads: one transaction at a time
+
+    def describe(self) -> str:
+        return f"embedded stock store at {self.path}"
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _baseline_key(self, store_id: str) -> str | None:
+        row = self._con.execute("SELECT snapshot_at FROM baseline WHERE store_id = ?", (store_id,)).fetchone()
+        return row[0] if row else None
+
+    def apply(self, store_id: str, events: Sequence[SaleEvent]) -> ApplyResult:
+        result = ApplyResult()
+        if not events:
+            return result
+        with self._lock:
+            return self._apply(store_id, events, result)
+
+    def _apply(self, store_id: str, events: Sequence[SaleEvent], result: ApplyResult) -> ApplyResult:
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            cutoff = self._baseline_key(store_id)
+            after = counts_after(cutoff, events)
+            after_ids = {e.event_id for e in after}
+            result.before_baseline = [e.event_id for e in events if e.event_id not in after_ids]
+            known: set[str] = set()
+            ids = [e.event_id for e in after]
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i:i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                known.update(r[0] for r in con.execute(
+                    f"SELECT event_id FROM ledger WHERE store_id = ? AND event_id IN ({marks})", (store_id, *chunk)))
+            new = [e for e in after if e.event_id not in known]
+            result.duplicates = [e.event_id for e in after if e.event_id in known]
+            now = _now()
+            con.executemany("INSERT INTO ledger VALUES (?, ?, ?, ?, ?)",
+                            [(store_id, e.event_id, e.occurred_key, json.dumps(e.deltas), now) for e in new])
+            sums = coalesce(new)
+            con.executemany(_UPSERT, [(store_id, sku, d, d, now) for sku, d in sums.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        result.applied = [e.event_id for e in new]
+        result.operations = 1 + len(ids) + len(new) + len(sums)  # baseline read, ledger lookups, writes
+        return result
+
+    def rebase(self, baseline: Baseline) -> RebaseResult:
+        with self._lock:
+            return self._rebase(baseline)
+
+    def _rebase(self, baseline: Baseline) -> RebaseResult:
+        store_id, dump_id = baseline.store_id, baseline.dump_id
+        new_key = (time_key(baseline.snapshot_at), dump_id)
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute("SELECT snapshot_at, dump_id FROM baseline WHERE store_id = ?", (store_id,)).fetchone()
+            if row is not None and tuple(row) >= new_key:
+                con.execute("ROLLBACK")
+                return RebaseResult("current" if tuple(row) == new_key else "older", store_id, dump_id)
+            cutoff = new_key[0]
+            events_after: dict[str, int] = {}
+            n_events = 0
+            for (deltas,) in con.execute("SELECT deltas FROM ledger WHERE store_id = ? AND occurred_at > ?",
+                                         (store_id, cutoff)):
+                n_events += 1
+                for sku, delta in json.loads(deltas):
+                    events_after[sku] = events_after.get(sku, 0) + delta
+            existing = [r[0] for r in con.execute("SELECT sku FROM stock WHERE store_id = ?", (store_id,))]
+            skus = set(baseline.on_hand) | set(events_after) | set(existing)
+            now = _now()
+            rows = [(store_id, k, baseline.on_hand.get(k, 0) + events_after.get(k, 0), baseline.on_hand.get(k, 0),
+                     events_after.get(k, 0), now) for k in sorted(skus)]
+            con.execute("DELETE FROM stock WHERE store_id = ?", (store_id,))
+            con.executemany("INSERT INTO stock VALUES (?, ?, ?, ?, ?, ?)", rows)
+            # Events at or before the new snapshot can never count again: the ledger forgets them.
+            con.execute("DELETE FROM ledger WHERE store_id = ? AND occurred_at <= ?", (store_id, cutoff))
+            con.execute("INSERT INTO baseline VALUES (?, ?, ?, ?) ON CONFLICT (store_id) DO UPDATE SET "
+                        "dump_id = excluded.dump_id, snapshot_at = excluded.snapshot_at, "
+                        "rebased_at = excluded.rebased_at", (store_id, dump_id, cutoff, now))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return RebaseResult("rebased", store_id, dump_id, skus=len(rows), events_after=n_events)
+
+    def baseline(self, store_id: str) -> BaselineInfo | None:
+        with self._lock:
+            row = self._con.execute("SELECT dump_id, snapshot_at FROM baseline WHERE store_id = ?",
+                                    (store_id,)).fetchone()
+        return BaselineInfo(row[0], row[1]) if row else None
+
+    def stock(self, store_id: str, sku: str | None = None) -> list[StockDoc]:
+        base = self.baseline(store_id)
+        sql = ("SELECT sku, on_hand, baseline_on_hand, events_delta, updated_at FROM stock WHERE store_id = ?"
+               + (" AND sku = ?" if sku is not None else "") + " ORDER BY sku")
+        params = (store_id, sku) if sku is not None else (store_id,)
+        with self._lock:
+            rows = self._con.execute(sql, params).fetchall()
+        return [StockDoc(store_id, k, on_hand, b, d, base.dump_id if base else None,
+                         base.snapshot_at if base else None, upd) for k, on_hand, b, d, upd in rows]
+
+    def stores(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._con.execute(
+                "SELECT store_id FROM baseline UNION SELECT store_id FROM stock ORDER BY 1")]
