@@ -7,6 +7,8 @@ layer (``shared/services/``). Heavy libraries are imported inside the function b
 import azure.functions as func
 
 from shared.triggers.dumps import bp as dumps
+from shared.triggers.sales import bp as sales
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dumps)
+app.register_functions(sales)

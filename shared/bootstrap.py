@@ -1,7 +1,10 @@
 """The composition root: settings in, adapters and services out. The only place that chooses.
 
-Local defaults (a folder lake, JSON-lines telemetry) are used unless Azure settings are present:
+Local defaults (a folder lake, an embedded stock store and queue, JSON-lines telemetry) are used unless
+Azure settings are present:
 - lake: ``LAKE`` (connection string, e.g. Azurite) or ``LAKE__blobServiceUri`` (managed identity).
+- stock store: ``COSMOS`` (emulator connection string) or ``COSMOS__accountEndpoint`` (managed identity).
+- events: ``EVENTS`` (emulator connection string) or ``EVENTS__fullyQualifiedNamespace`` (managed identity).
 Azure SDKs are imported lazily, inside the branch that needs them, to keep cold start low.
 """
 
@@ -11,7 +14,9 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
+from shared.adapters.event_sink import EventSink
 from shared.adapters.lake import Lake
+from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import JsonLinesTelemetry, Telemetry
 from shared.settings import Settings
 
@@ -45,6 +50,54 @@ class Container:
         from shared.adapters.lake_folder import FolderLake
 
         return FolderLake(s.home / "lake")
+
+    @cached_property
+    def stock(self) -> StockStore:
+        s = self.settings
+        ttl_s = s.int("STOCK_LEDGER_TTL_DAYS") * 86400
+        db, container = s.get("COSMOS_DATABASE"), s.get("COSMOS_CONTAINER")
+        if s.get("COSMOS"):
+            from shared.adapters.stock_cosmos import CosmosStockStore
+
+            return CosmosStockStore.from_connection_string(s.get("COSMOS"), db, container, ledger_ttl_s=ttl_s)
+        if s.get("COSMOS__accountEndpoint"):
+            from shared.adapters.stock_cosmos import CosmosStockStore
+
+            cred = azure_credential(s.get("COSMOS__clientId"))
+            return CosmosStockStore.from_endpoint(s.get("COSMOS__accountEndpoint"), cred, db, container,
+                                                  ledger_ttl_s=ttl_s)
+        from shared.adapters.stock_sqlite import SqliteStockStore
+
+        return SqliteStockStore(s.home / "stock" / "stock.sqlite")
+
+    @cached_property
+    def queue(self):  # noqa: ANN201 - EmbeddedQueue, imported lazily
+        """The embedded durable queue: the local default for Event Hubs (producers write, the local runner
+        and ``inventory events consume`` read)."""
+        from shared.adapters.queue_sqlite import EmbeddedQueue
+
+        return EmbeddedQueue(self.settings.home / "events" / "queue.sqlite",
+                             partitions=self.settings.int("EVENTS_QUEUE_PARTITIONS"))
+
+    @property
+    def uses_event_hubs(self) -> bool:
+        return bool(self.settings.get("EVENTS") or self.settings.get("EVENTS__fullyQualifiedNamespace"))
+
+    @cached_property
+    def events(self) -> EventSink:
+        """Where producers (HTTP ingress, ``inventory pos``) send events: Event Hubs, else the embedded queue."""
+        s = self.settings
+        if s.get("EVENTS"):
+            from shared.adapters.eventhub_sink import EventHubSink
+
+            return EventHubSink.from_connection_string(s.get("EVENTS"), s.get("EVENTHUB_NAME"))
+        if s.get("EVENTS__fullyQualifiedNamespace"):
+            from shared.adapters.eventhub_sink import EventHubSink
+
+            cred = azure_credential(s.get("EVENTS__clientId"))
+            return EventHubSink.from_namespace(s.get("EVENTS__fullyQualifiedNamespace"), s.get("EVENTHUB_NAME"),
+                                               cred)
+        return self.queue
 
     @cached_property
     def telemetry(self) -> Telemetry:

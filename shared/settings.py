@@ -41,6 +41,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take."),
     Setting("INGEST_MEMORY_LIMIT", "128MB", "Memory the cleaning engine (DuckDB) may use before it "
             "spills to disk."),
+    Setting("COSMOS", "", "Connection string of a Cosmos DB emulator, for development only. Empty: use "
+            "COSMOS__accountEndpoint, else the embedded stock store (SQLite under INVENTORY_HOME)."),
+    Setting("COSMOS__accountEndpoint", "", "Azure: the Cosmos DB account endpoint "
+            "(https://<account>.documents.azure.com:443/); authenticates with DefaultAzureCredential."),
+    Setting("COSMOS__credential", "", "Azure: `managedidentity` for the identity-based Cosmos connection."),
+    Setting("COSMOS__clientId", "", "Azure: client id of a user-assigned managed identity for Cosmos DB."),
+    Setting("COSMOS_DATABASE", "inventory", "Cosmos DB database of the stock container."),
+    Setting("COSMOS_CONTAINER", "stock", "Cosmos DB container of stock documents (partition key /storeId)."),
+    Setting("STOCK_LEDGER_TTL_DAYS", "8", "How long the event ledger remembers an event id (days). Longer "
+            "than the dump cadence and than Event Hubs retention, so a redelivery is always recognised."),
+    Setting("EVENTS", "", "Connection string of an Event Hubs emulator, for development only. Empty: use "
+            "EVENTS__fullyQualifiedNamespace, else the embedded queue (SQLite under INVENTORY_HOME)."),
+    Setting("EVENTS__fullyQualifiedNamespace", "", "Azure: the Event Hubs namespace "
+            "(<namespace>.servicebus.windows.net); used by the trigger's identity-based connection and by "
+            "the producers (HTTP ingress, `inventory pos`)."),
+    Setting("EVENTS__credential", "", "Azure: `managedidentity` for the identity-based Event Hubs connection."),
+    Setting("EVENTS__clientId", "", "Azure: client id of a user-assigned managed identity for Event Hubs."),
+    Setting("EVENTHUB_NAME", "sales", "The event hub POS sale events go to."),
+    Setting("EVENTHUB_CONSUMER_GROUP", "apply-sales", "The consumer group the `apply_sales` trigger reads with."),
+    Setting("EVENTS_QUEUE_PARTITIONS", "4", "Partitions of the embedded queue (local default for Event Hubs)."),
+    Setting("SALES_HTTP_MAX_BYTES", str(1 << 20), "Largest request body `POST /api/sales` accepts (bytes); "
+            "larger ones get 413."),
     Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr."),
 )
 

@@ -534,6 +534,11 @@ def generate_store(
                       normalised_skus=stock_normalised + sales_normalised)
 
 
+def catalogue_skus(n_items: int = 300, n_vendors: int = 12) -> list[str]:
+    """The chain's skus for the default catalogue size (what :func:`generate_store` writes to items)."""
+    return list(_catalogue(n_items, n_vendors).skus)
+
+
 def generate_stores(folder: Path, n_stores: int, *, seed: int = 0, **kwargs: Any) -> list[StoreTruth]:
     """Stores S001..S<n> as ``<folder>/<store_id>.sqlite``; each store's seed derives from ``seed`` and its
     number, so stores differ from one another but the set is reproducible. Other arguments as

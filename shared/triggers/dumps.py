@@ -24,10 +24,12 @@ log = logging.getLogger("inventory.dumps")
     source=func.BlobSource.EVENT_GRID,
 )
 def ingest_dump(client: blob.BlobClient) -> None:
-    """A dump landed under raw/: ingest it. Quarantines are results, not failures (no retry);
-    unexpected errors (lake unreachable, ...) raise so the host retries and finally poisons the message."""
+    """A dump landed under raw/: ingest it, then make it the store's stock baseline. Quarantines are results,
+    not failures (no retry); unexpected errors (lake unreachable, ...) raise so the host retries and finally
+    poisons the message."""
     from shared.bootstrap import default_container
     from shared.services.ingest_dump import ingest_landed_dump
+    from shared.services.reconcile_stock import reconcile_after_ingest
 
     c = default_container()
     props = client.get_blob_properties()
@@ -41,8 +43,11 @@ def ingest_dump(client: blob.BlobClient) -> None:
                                     telemetry=c.telemetry, limits=c.ingest_limits, scratch=c.scratch_dir)
     if result.status == "quarantined":
         log.warning("dump %s quarantined: %s: %s", lake_path, result.reason_code, result.reason)
-    else:
-        log.info("dump %s %s as %s", lake_path, result.status, result.dump_id)
+        return
+    log.info("dump %s %s as %s", lake_path, result.status, result.dump_id)
+    # Also for a dump already ingested: a retry after a crash between manifest and rebase finishes the job.
+    rebase = reconcile_after_ingest(result, lake=c.lake, stock=c.stock, telemetry=c.telemetry)
+    log.info("stock of store %s: %s on dump %s", result.store_id, rebase.status, rebase.dump_id)
 
 
 def _if_not_modified() -> "MatchConditions":  # noqa: F821 (imported lazily)

@@ -1,0 +1,157 @@
+"""Use case: apply a batch of POS sale events to the stock store (what the Event Hub trigger does).
+
+    raw bodies ──validate──▶ invalid ──▶ deadletter/events/date=<d>/<batch>.jsonl (raw body + reason)
+                      └────▶ valid ──dedupe within the batch──▶ per store ──▶ StockStore.apply
+
+The dead-letter file is written before anything is applied and is named by the batch's content, so a
+redelivered batch rewrites the same file instead of adding a second copy. The stock store makes each event
+count once (its ledger), so redelivery after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.adapters.lake import Lake
+from shared.adapters.stock import StockStore
+from shared.adapters.telemetry import Telemetry
+from shared.core.events import InvalidEvent, SaleEvent, dedupe, parse_event, time_key
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One delivered message: its body as received and where it came from (for the dead-letter record)."""
+
+    body: bytes
+    source: str = ""
+
+
+@dataclass
+class ApplyCounts:
+    received: int = 0
+    applied: int = 0
+    duplicate: int = 0  # seen before (earlier batch, or twice in this one)
+    before_baseline: int = 0  # already in the latest dump's count (occurredAt <= snapshot)
+    deadlettered: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # dead-letter reason code -> count
+    stores: int = 0
+    operations: int = 0  # stock-store operations
+    deadletter_path: str | None = None
+
+    def add(self, other: ApplyCounts) -> None:
+        for name in ("received", "applied", "duplicate", "before_baseline", "deadlettered", "stores", "operations"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for code, n in other.reasons.items():
+            self.reasons[code] = self.reasons.get(code, 0) + n
+
+    def to_json(self) -> dict:
+        return {"received": self.received, "applied": self.applied, "duplicate": self.duplicate,
+                "before_baseline": self.before_baseline, "deadlettered": self.deadlettered,
+                "reasons": dict(sorted(self.reasons.items())), "stores": self.stores}
+
+
+def deadletter_record(bad: InvalidEvent, received_at: str) -> dict:
+    try:
+        body: dict = {"body": bad.body.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"bodyBase64": base64.b64encode(bad.body).decode("ascii")}
+    return {"reason": bad.reason, "detail": bad.detail, "source": bad.source, "storeId": bad.store_id,
+            "receivedAt": received_at, **body}
+
+
+def write_deadletters(lake: Lake, invalid: Sequence[InvalidEvent], *, now: datetime) -> str | None:
+    """Write the batch's invalid events as one JSON-lines file; returns its lake path."""
+    if not invalid:
+        return None
+    digest = hashlib.sha256()
+    for bad in invalid:
+        digest.update(bad.source.encode() + b"\0" + bad.body + b"\0")
+    path = f"deadletter/events/date={now.date().isoformat()}/{digest.hexdigest()[:24]}.jsonl"
+    received_at = time_key(now)
+    lines = [json.dumps(deadletter_record(bad, received_at), ensure_ascii=False) for bad in invalid]
+    lake.put_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telemetry: Telemetry,
+                now: datetime | None = None) -> ApplyCounts:
+    """Validate, dead-letter and apply one batch. Raises only when the lake or the stock store fails (the
+    caller retries the whole batch; nothing counts twice)."""
+    now = now or datetime.now(UTC)
+    counts = ApplyCounts(received=len(raw))
+    valid: list[SaleEvent] = []
+    invalid: list[InvalidEvent] = []
+    for r in raw:
+        parsed = parse_event(r.body, source=r.source, now=now)
+        (valid if isinstance(parsed, SaleEvent) else invalid).append(parsed)
+    counts.deadletter_path = write_deadletters(lake, invalid, now=now)
+    counts.deadlettered = len(invalid)
+    for bad in invalid:
+        counts.reasons[bad.reason] = counts.reasons.get(bad.reason, 0) + 1
+
+    first, repeats = dedupe(valid)
+    counts.duplicate = len(repeats)
+    by_store: dict[str, list[SaleEvent]] = {}
+    for e in first:
+        by_store.setdefault(e.store_id, []).append(e)
+    counts.stores = len(by_store)
+    for store_id, events in by_store.items():
+        result = stock.apply(store_id, events)
+        counts.applied += len(result.applied)
+        counts.duplicate += len(result.duplicates)
+        counts.before_baseline += len(result.before_baseline)
+        counts.operations += result.operations
+
+    if invalid:
+        telemetry.event("EventsDeadLettered", count=len(invalid), reasons=dict(counts.reasons),
+                        path=counts.deadletter_path)
+        for code, n in counts.reasons.items():
+            telemetry.metric("events_deadlettered", n, reason=code)
+    telemetry.metric("events_applied", counts.applied)
+    if counts.duplicate:
+        telemetry.metric("events_duplicate", counts.duplicate)
+    if counts.before_baseline:
+        telemetry.metric("events_before_baseline", counts.before_baseline)
+    return counts
+
+
+def deadletter_failed_batch(lake: Lake, raw: Sequence[RawEvent], error: BaseException, *,
+                            now: datetime | None = None) -> str:
+    """Set a whole batch aside after the stock store failed on its last retry, so the checkpoint can move on
+    without losing it. Replay with ``inventory events apply`` once the store is healthy (duplicates of
+    anything that did apply are recognised)."""
+    now = now or datetime.now(UTC)
+    digest = hashlib.sha256(b"".join(r.source.encode() + b"\0" + r.body + b"\0" for r in raw)).hexdigest()[:24]
+    path = f"deadletter/failed-batches/date={now.date().isoformat()}/{digest}.jsonl"
+    detail = f"{type(error).__name__}: {error}"[:500]
+    lines = []
+    for r in raw:
+        bad = InvalidEvent("bad_json", "", r.body, r.source)  # reuse the body encoding; reason overwritten
+        rec = deadletter_record(bad, time_key(now))
+        rec.update(reason="apply_failed", detail=detail)
+        lines.append(json.dumps(rec, ensure_ascii=False))
+    lake.put_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+def apply_delivered_batch(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telemetry: Telemetry,
+                          last_attempt: bool, now: datetime | None = None) -> ApplyCounts | str:
+    """What the Event Hub trigger runs: :func:`apply_sales`, and on the last retry of a failing batch,
+    :func:`deadletter_failed_batch` instead of an exception, because Event Hubs moves the checkpoint past a
+    batch whose function failed and the events would otherwise be lost. Returns the counts, or the
+    dead-letter path of a batch set aside. Earlier attempts re-raise so the trigger's retry policy runs."""
+    try:
+        return apply_sales(raw, stock=stock, lake=lake, telemetry=telemetry, now=now)
+    except Exception as exc:
+        if not last_attempt:
+            raise
+        path = deadletter_failed_batch(lake, raw, exc, now=now)
+        telemetry.event("EventBatchSetAside", events=len(raw), path=path,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+        telemetry.metric("events_set_aside", len(raw))
+        return path

@@ -1,0 +1,50 @@
+"""Use case: make an ingested dump the stock baseline of its store (handbook §5).
+
+Called after ``ingest_dump`` by the blob trigger and ``inventory ingest``, for a dump just ingested *and*
+for one already ingested: if the process died between the manifest and the rebase, the retry finishes the
+job (a rebase is idempotent, and a dump older than the store's baseline changes nothing).
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+from shared.adapters.lake import Lake
+from shared.adapters.stock import RebaseResult, StockStore
+from shared.adapters.telemetry import Telemetry
+from shared.core.stock import Baseline
+from shared.services.ingest_dump import IngestResult
+
+
+def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
+    """The dump's curated stock counts (the ``curated/stock/...`` Parquet the manifest lists)."""
+    import pyarrow.parquet as pq
+
+    store_id, dump_id = manifest["store_id"], manifest["dump_id"]
+    on_hand: dict[str, int] = {}
+    for path in manifest.get("outputs", []):
+        if not path.startswith(f"curated/stock/store={store_id}/"):
+            continue
+        table = pq.read_table(io.BytesIO(lake.get_bytes(path)), columns=["sku", "on_hand"])
+        for sku, count in zip(table.column("sku").to_pylist(), table.column("on_hand").to_pylist(), strict=True):
+            on_hand[sku] = on_hand.get(sku, 0) + int(count)
+    snapshot_at = datetime.fromisoformat(manifest["snapshot_at"].replace("Z", "+00:00"))
+    return Baseline(store_id, dump_id, snapshot_at, on_hand)
+
+
+def reconcile_dump(manifest: dict, *, lake: Lake, stock: StockStore, telemetry: Telemetry) -> RebaseResult:
+    baseline = baseline_from_manifest(manifest, lake)
+    result = stock.rebase(baseline)
+    if result.status == "rebased":
+        telemetry.event("StockRebased", storeId=result.store_id, dumpId=result.dump_id, skus=result.skus,
+                        eventsAfter=result.events_after, snapshotAt=manifest["snapshot_at"])
+    return result
+
+
+def reconcile_after_ingest(result: IngestResult, *, lake: Lake, stock: StockStore,
+                           telemetry: Telemetry) -> RebaseResult | None:
+    """Rebase the store on a dump that is in the lake (ingested now or before); nothing for a quarantine."""
+    if result.status not in ("ingested", "already_ingested"):
+        return None
+    return reconcile_dump(result.manifest, lake=lake, stock=stock, telemetry=telemetry)
