@@ -286,7 +286,9 @@ def cmd_pos_simulate(args: argparse.Namespace) -> int:
 
     c = build()
     stores = [f"S{n:03d}" for n in range(1, args.stores + 1)]
-    skus = sorted({d.sku for s in stores for d in c.stock.stock(s)})
+    from shared.local.demo import skus_by_stock
+
+    skus = skus_by_stock(c.stock, stores)
     if not skus:
         from shared.local.generator import catalogue_skus
 
