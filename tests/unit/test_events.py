@@ -96,7 +96,8 @@ def test_signs_by_type(kind: str, qty: int, delta: int) -> None:
     (body(lines=[{"sku": "A", "qty": 10**7}]), "bad_qty"),
     (body(lines=[{"sku": "A", "qty": 1, "unitPrice": -0.01}]), "bad_price"),
     (body(lines=[{"sku": "A", "qty": 1, "unitPrice": "3.49"}]), "bad_price"),
-    (body(lines=[{"sku": "A", "qty": 1, "unitPrice": float("nan")}]), "bad_price"),
+    (body(lines=[{"sku": "A", "qty": 1, "unitPrice": float("nan")}]), "bad_json"),  # NaN is not JSON (RFC 8259)
+    (body(lines=[{"sku": "A", "qty": 1, "unitPrice": 1e400}]), "bad_json"),  # Infinity: not JSON either
     (b" " * 70_000, "too_large"),
 ])
 def test_invalid_events_get_their_reason(raw: bytes, code: str) -> None:

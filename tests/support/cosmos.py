@@ -1,0 +1,438 @@
+"""Cosmos DB for the tests (set-up, not product): the Cosmos-API server from npm, and a real endpoint.
+
+**The npm server** (``@vercel/cosmosdb-server``, ``node_modules/.bin/cosmosdb-server``) runs for the whole
+session on 127.0.0.1. When ``make test`` or ``scripts/devservers.sh start`` already runs one,
+``COSMOS_SERVER_PORT`` points the tests at it; otherwise the session starts its own on a free port and
+stops it at the end. It serves HTTPS with a self-signed certificate, so the test client (only) uses
+``connection_verify=False``, and the emulator's published well-known key (the SDK base64-decodes keys).
+On CI a missing server is a failure, never a silent skip; locally the Cosmos tests are skipped.
+
+Its gaps are worked around HERE, never in the product, by :class:`ServerShimContainer`:
+
+- It has no transactional batch (and its batch route refuses ``patch``). The shim runs a batch's
+  operations one by one with the same preconditions (``if_match_etag``, ``filter_predicate``), undoes what
+  it did when one fails and raises the SDK's own ``CosmosBatchOperationError`` (failing index and status,
+  424 for the others). It holds one lock over every operation made through it, so within this process a
+  batch is all-or-nothing and isolated like a real one. **What this cannot verify:** the atomicity of a
+  real transactional batch — the server's own batch semantics, and a process killed in the middle of a
+  shimmed batch (that would leave half of it written). Batch atomicity is only tested against Azure
+  (``COSMOS_TEST_ENDPOINT``).
+- Its conditional patch lower-cases the condition (so ``c.snapshotAt`` never matches): the shim sends the
+  equivalent full query, which the server evaluates verbatim, restricted to the item's id and partition.
+- A point read of a missing item answers 500 (which the SDK retries as a server error): the shim asks
+  whether the item exists first and raises ``CosmosResourceNotFoundError`` (404) like Azure when not.
+
+**A real endpoint** when ``COSMOS_TEST_ENDPOINT`` is set: ``COSMOS_TEST_KEY`` for the official emulator
+(``COSMOS_TEST_VERIFY_TLS=0`` if its certificate is not trusted), else ``DefaultAzureCredential``. The
+session creates a uniquely named database and deletes it at the end; no shim.
+
+``tests/integration/conftest.py`` imports the fixtures below and adds the ``cosmos-server`` and ``cosmos``
+params of ``stock_store`` with :func:`cosmos_server_store` and :func:`cosmos_real_store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COSMOS_SERVER_BIN = REPO / "node_modules" / ".bin" / "cosmosdb-server"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30
+
+# The Cosmos DB emulator's published well-known key. Microsoft documents it; it only works against an
+# emulator and is not a secret. The SDK base64-decodes the key, so an arbitrary string would not do.
+EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+CONTAINER = "stock"
+LEDGER_TTL_S = 8 * 86400
+
+
+def server_connection_string(port: int) -> str:
+    return f"AccountEndpoint=https://{HOST}:{port}/;AccountKey={EMULATOR_KEY};"
+
+
+def _port_answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+        return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the npm server on a free port; retry on the rare port race with another process."""
+    last_error = ""
+    for _ in range(3):
+        port = _free_port()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [str(COSMOS_SERVER_BIN), "--host", HOST, "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=log.parent,
+                start_new_session=True,  # Ctrl-C on pytest does not reach it first; _stop ends it
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if _port_answers(port):
+                return proc, port
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        else:
+            _stop(proc)
+            pytest.fail(f"the Cosmos DB server did not answer on {HOST}:{port} within {START_TIMEOUT_S} s; see {log}")
+        last_error = f"the Cosmos DB server exited with code {proc.returncode} while starting on port {port}"
+    pytest.fail(f"{last_error}; see {log}")
+
+
+def _unverified_tls_transport() -> Any:
+    """An SDK transport for the npm server: TLS without verification, with ONE prebuilt SSL context.
+
+    The server closes the connection after every response, and without a given context urllib3 builds
+    a new one per connection and loads the system CA store into it (~40 ms here): 10x slower tests.
+    Test set-up only; the product uses the SDK's default transport, which keeps connections open."""
+    import ssl
+
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = context
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.trust_env = False  # no proxy lookup per request: the server is on 127.0.0.1
+    session.mount("https://", _Adapter())
+    return RequestsTransport(session=session, session_owner=True, use_env_settings=False)
+
+
+@contextlib.contextmanager
+def _unverified_tls_ok() -> Iterator[None]:
+    """No InsecureRequestWarning per request from the test client that does not verify the server's
+    self-signed certificate (fixture set-up and tear-down; tests get the same through a filterwarnings
+    mark in tests/integration/conftest.py and test_stock_cosmos.py)."""
+    import urllib3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        yield
+
+
+# --- the shim: ContainerProxy on the npm server, with its gaps filled (test set-up only) -------------------
+
+_PREDICATE = re.compile(r"^\s*FROM\s+([A-Za-z_][A-Za-z0-9_]*)\s+WHERE\s+(.+)$", re.IGNORECASE | re.DOTALL)
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+class ServerShimContainer:
+    """A ContainerProxy stand-in for ``@vercel/cosmosdb-server`` (see the module docstring for what it
+    fills in and what it therefore cannot verify). Anything not overridden goes to the real proxy."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+        self._pk_field = inner.read()["partitionKey"]["paths"][0].lstrip("/")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    # Every operation holds the lock, so a shimmed batch is isolated from them (within this process).
+
+    def read_item(self, item: str, partition_key: Any, **kwargs: Any) -> Any:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        with self._lock:
+            # Ask first: the server's 500 would also make the SDK retry with backoff (~0.2 s per read).
+            if not self._exists(item, partition_key):
+                raise CosmosResourceNotFoundError(
+                    status_code=404, message=f"item {item!r} not found (test shim: the npm server answers 500)")
+            return self._inner.read_item(item, partition_key=partition_key, **kwargs)
+
+    def create_item(self, body: dict[str, Any], **kwargs: Any) -> Any:
+        with self._lock:
+            return self._inner.create_item(body, **kwargs)
+
+    def upsert_item(self, body: dict[str, Any], **kwargs: Any) -> Any:
+        with self._lock:
+            return self._inner.upsert_item(body, **kwargs)
+
+    def replace_item(self, item: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        with self._lock:
+            return self._inner.replace_item(item, body, **kwargs)
+
+    def delete_item(self, item: str, partition_key: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._inner.delete_item(item, partition_key=partition_key, **kwargs)
+
+    def patch_item(self, item: str, partition_key: Any, patch_operations: list[dict[str, Any]],
+                   filter_predicate: str | None = None, **kwargs: Any) -> Any:
+        with self._lock:
+            if filter_predicate is not None:
+                filter_predicate = self._full_condition(item, partition_key, filter_predicate)
+            return self._inner.patch_item(item, partition_key=partition_key, patch_operations=patch_operations,
+                                          filter_predicate=filter_predicate, **kwargs)
+
+    def query_items(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            return iter(list(self._inner.query_items(*args, **kwargs)))
+
+    def execute_item_batch(self, batch_operations: list[tuple[Any, ...]], partition_key: Any,
+                           **kwargs: Any) -> list[dict[str, Any]]:
+        """The operations one by one, all-or-nothing: on the first failure, undo the ones done (newest
+        first) and raise ``CosmosBatchOperationError`` as the SDK does for a failed transactional batch."""
+        from azure.cosmos import CosmosList
+        from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
+
+        with self._lock:
+            undo: list[Callable[[], None]] = []
+            results: list[dict[str, Any]] = []
+            before = self._items(partition_key, [op[1][0] for op in batch_operations
+                                                 if op[0].lower() in ("replace", "patch", "delete")]
+                                 + [op[1][0]["id"] for op in batch_operations if op[0].lower() == "upsert"])
+            for index, operation in enumerate(batch_operations):
+                try:
+                    status, body = self._run(operation, partition_key, undo, before)
+                except CosmosHttpResponseError as exc:
+                    for step in reversed(undo):
+                        step()
+                    responses: list[dict[str, Any]] = [{"statusCode": 424} for _ in batch_operations]
+                    responses[index] = {"statusCode": exc.status_code}
+                    raise CosmosBatchOperationError(
+                        error_index=index, headers={}, status_code=exc.status_code,
+                        message=f"(test shim) operation {index} ({operation[0]}) failed: {exc.http_error_message}",
+                        operation_responses=responses) from exc
+                results.append({"statusCode": status, "resourceBody": body,
+                                "eTag": body.get("_etag") if isinstance(body, dict) else None})
+            return CosmosList(results, response_headers={})
+
+    # --- helpers
+
+    def _exists(self, item: str, partition_key: Any) -> bool:
+        rows = self._inner.query_items(
+            f"SELECT c.id FROM c WHERE c.id = @id AND c.{self._pk_field} = @pk",
+            parameters=[{"name": "@id", "value": item}, {"name": "@pk", "value": partition_key}],
+            enable_cross_partition_query=True)
+        return any(True for _ in rows)
+
+    def _items(self, partition_key: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The items a batch will change, as they are before it (to undo it): one query."""
+        if not ids:
+            return {}
+        rows = self._inner.query_items(
+            f"SELECT * FROM c WHERE c.{self._pk_field} = @pk AND ARRAY_CONTAINS(@ids, c.id)",
+            parameters=[{"name": "@pk", "value": partition_key}, {"name": "@ids", "value": sorted(set(ids))}],
+            enable_cross_partition_query=True)
+        return {row["id"]: row for row in rows}
+
+    def _full_condition(self, item: str, partition_key: Any, predicate: str) -> str:
+        """``FROM c WHERE <cond>`` as a full query the server runs verbatim (it lower-cases a bare
+        condition), limited to this item: the server checks the condition across the whole container."""
+        match = _PREDICATE.match(predicate)
+        if match is None:
+            raise ValueError(f"(test shim) unsupported filter predicate {predicate!r}")
+        alias, condition = match.groups()
+        return (f"SELECT * FROM {alias} WHERE {alias}.id = @id AND {alias}.{self._pk_field} = "
+                f"{json.dumps(partition_key)} AND ({condition})")
+
+    def _run(self, operation: tuple[Any, ...], pk: Any, undo: list[Callable[[], None]],
+             current: dict[str, dict[str, Any]]) -> tuple[int, Any]:
+        """One batch operation with its preconditions; pushes how to undo it onto ``undo`` and keeps
+        ``current`` (id -> item as it is now) up to date for the operations after it."""
+        from azure.core import MatchConditions
+
+        kind, args = operation[0].lower(), operation[1]
+        options = dict(operation[2]) if len(operation) > 2 else {}
+        conditions: dict[str, Any] = {}
+        if options.get("if_match_etag") is not None:
+            conditions = {"etag": options.pop("if_match_etag"), "match_condition": MatchConditions.IfNotModified}
+        elif options.get("if_none_match_etag") is not None:
+            conditions = {"etag": options.pop("if_none_match_etag"), "match_condition": MatchConditions.IfModified}
+        predicate = options.pop("filter_predicate", None)
+        if options:
+            raise ValueError(f"(test shim) unsupported batch operation options {sorted(options)}")
+
+        def restore(before: dict[str, Any] | None, item_id: str) -> Callable[[], None]:
+            if before is None:
+                return lambda: self._inner.delete_item(item_id, partition_key=pk)
+            return lambda: self._inner.upsert_item(_body(before))
+
+        if kind == "read":
+            return 200, self.read_item(args[0], partition_key=pk)
+        if kind == "create":
+            body = self._inner.create_item(args[0], **conditions)
+            undo.append(restore(None, body["id"]))
+            current[body["id"]] = body
+            return 201, body
+        if kind == "upsert":
+            before = current.get(args[0]["id"])
+            body = self._inner.upsert_item(args[0], **conditions)
+            undo.append(restore(before, body["id"]))
+            current[body["id"]] = body
+            return (200 if before else 201), body
+        if kind in ("replace", "patch", "delete"):
+            item_id = args[0]
+            before = current.get(item_id)
+            if kind == "replace":
+                body = self._inner.replace_item(item_id, args[1], **conditions)
+            elif kind == "patch":
+                body = self.patch_item(item_id, partition_key=pk, patch_operations=args[1],
+                                       filter_predicate=predicate, **conditions)
+            else:
+                self._inner.delete_item(item_id, partition_key=pk, **conditions)
+                body = None
+            if before is not None:  # (when it was missing, the write failed with 404: nothing to undo)
+                undo.append(restore(before, item_id) if kind != "delete" else
+                            (lambda b=before: self._inner.create_item(_body(b))))
+            if body is None:
+                current.pop(item_id, None)
+            else:
+                current[item_id] = body
+            return (204 if kind == "delete" else 200), body
+        raise ValueError(f"(test shim) unknown batch operation {kind!r}")
+
+
+# --- fixtures: the npm server ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cosmos_server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of a running npm Cosmos DB server on 127.0.0.1 (shared by the whole session)."""
+    env_port = os.environ.get("COSMOS_SERVER_PORT", "").strip()
+    if env_port:
+        if not env_port.isdigit():
+            pytest.fail(f"COSMOS_SERVER_PORT={env_port!r} is not a port number")
+        if _port_answers(int(env_port)):
+            yield int(env_port)
+            return
+        # Set but nothing answers (e.g. a stale variable): start our own rather than fail.
+    if not COSMOS_SERVER_BIN.exists():
+        message = f"Cosmos DB server not installed ({COSMOS_SERVER_BIN} missing): run `npm ci` in {REPO}"
+        if _in_ci():
+            pytest.fail(message + " (CI must run the Cosmos DB tests, not skip them)")
+        pytest.skip("Cosmos DB server (@vercel/cosmosdb-server) not installed: run `npm ci`")
+    log = tmp_path_factory.mktemp("cosmos-server") / "cosmos-server.log"
+    proc, port = _start_server(log)
+    try:
+        yield port
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def cosmos_server_container(cosmos_server_port: int) -> Iterator[Any]:
+    """The stock container on the npm server, created by the product's ensure_container in a uniquely
+    named database (deleted afterwards: a server started by ``make test`` outlives the session)."""
+    from azure.cosmos import CosmosClient
+
+    from shared.adapters.stock_cosmos import client_options, ensure_container
+
+    client = CosmosClient(f"https://{HOST}:{cosmos_server_port}/", credential=EMULATOR_KEY,
+                          connection_verify=False, transport=_unverified_tls_transport(), **client_options())
+    database = f"test-{uuid.uuid4().hex[:12]}"
+    try:
+        with _unverified_tls_ok():
+            container = ensure_container(client, CONTAINER, database)
+        yield container
+    finally:
+        with _unverified_tls_ok(), contextlib.suppress(Exception):
+            client.delete_database(database)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def cosmos_server_shim(cosmos_server_container: Any) -> ServerShimContainer:
+    """One shim per session: its lock must be shared by every store on the container."""
+    with _unverified_tls_ok():
+        return ServerShimContainer(cosmos_server_container)
+
+
+def cosmos_server_store(request: pytest.FixtureRequest) -> Any:
+    """A CosmosStockStore on the npm server (through the shim). Tests use fresh store ids, so one
+    container serves the session."""
+    from shared.adapters.stock_cosmos import CosmosStockStore
+
+    return CosmosStockStore(request.getfixturevalue("cosmos_server_shim"), ledger_ttl_s=LEDGER_TTL_S)
+
+
+# --- fixtures: a real endpoint (Azure, or the official emulator) -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cosmos_real_container() -> Iterator[Any]:
+    endpoint = os.environ.get("COSMOS_TEST_ENDPOINT", "").strip()
+    if not endpoint:
+        pytest.skip("COSMOS_TEST_ENDPOINT not set (a real Cosmos DB account or the official emulator)")
+    from azure.cosmos import CosmosClient
+
+    from shared.adapters.stock_cosmos import client_options, ensure_container
+
+    key = os.environ.get("COSMOS_TEST_KEY", "").strip()
+    if key:
+        credential: Any = key
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    options = client_options()
+    if os.environ.get("COSMOS_TEST_VERIFY_TLS", "1").strip().lower() in ("0", "false", "no"):
+        options["connection_verify"] = False  # the official emulator's certificate, when not trusted
+    client = CosmosClient(endpoint, credential=credential, **options)
+    database = f"inventory-test-{uuid.uuid4().hex[:12]}"
+    try:
+        with _unverified_tls_ok():
+            container = ensure_container(client, CONTAINER, database)
+        yield container
+    finally:
+        with _unverified_tls_ok(), contextlib.suppress(Exception):
+            client.delete_database(database)
+        client.close()
+
+
+def cosmos_real_store(request: pytest.FixtureRequest) -> Any:
+    """A CosmosStockStore on COSMOS_TEST_ENDPOINT (skipped when unset); no shim."""
+    from shared.adapters.stock_cosmos import CosmosStockStore
+
+    return CosmosStockStore(request.getfixturevalue("cosmos_real_container"), ledger_ttl_s=LEDGER_TTL_S)
