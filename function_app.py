@@ -8,7 +8,9 @@ import azure.functions as func
 
 from shared.triggers.dumps import bp as dumps
 from shared.triggers.sales import bp as sales
+from shared.triggers.timers import bp as timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dumps)
 app.register_functions(sales)
+app.register_functions(timers)

@@ -101,8 +101,16 @@ class Container:
 
     @cached_property
     def telemetry(self) -> Telemetry:
-        console = os.sys.stderr if self.settings.get("TELEMETRY_CONSOLE") == "1" else None
-        return JsonLinesTelemetry(self.settings.home / "telemetry" / "events.jsonl", console=console)
+        s = self.settings
+        if s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+            from shared.adapters.telemetry_azure import AzureMonitorTelemetry
+
+            auth = dict(part.split("=", 1) for part in s.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING").split(";")
+                        if "=" in part)
+            credential = azure_credential(auth.get("ClientId", "")) if auth.get("Authorization") == "AAD" else None
+            return AzureMonitorTelemetry(s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"), credential=credential)
+        console = os.sys.stderr if s.get("TELEMETRY_CONSOLE") == "1" else None
+        return JsonLinesTelemetry(s.home / "telemetry" / "events.jsonl", console=console)
 
     @cached_property
     def ingest_limits(self):  # noqa: ANN201

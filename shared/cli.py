@@ -320,6 +320,32 @@ def cmd_pos_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from shared.bootstrap import build
+    from shared.services.compute_aggregates import compute_aggregates
+
+    c = build()
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = compute_aggregates(lake=c.lake, stock=c.stock, telemetry=c.telemetry, scratch=c.scratch_dir,
+                                memory_limit=c.settings.get("INGEST_MEMORY_LIMIT"), progress=say)
+    _print_json(result.to_json())
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from shared.bootstrap import build
+    from shared.services.raise_alerts import AlertSettings, raise_alerts
+
+    c = build()
+    run = raise_alerts(lake=c.lake, stock=c.stock, telemetry=c.telemetry,
+                       settings=AlertSettings.from_settings(c.settings))
+    held = run.true_now - len(run.raised)
+    print(f"{len(run.raised)} alert(s) raised; {held} still true but already raised (cool-down)"
+          + (f"; true now by kind: {run.by_kind}" if run.by_kind else ""), file=sys.stderr)
+    _print_json([a.to_json() for a in run.raised])
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from shared.core.rules import RULES
     from shared.services.ingest_dump import QUARANTINE_REASONS
@@ -414,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--quiet", action="store_true", help="no progress")
     sim.set_defaults(func=cmd_pos_simulate)
+
+    agg = sub.add_parser("aggregate", help="what the compute_aggregates timer does: aggregates and forecasts "
+                         "for what changed; prints a summary")
+    agg.add_argument("--quiet", action="store_true", help="no progress messages")
+    agg.set_defaults(func=cmd_aggregate)
+    al = sub.add_parser("alerts", help="what the raise_alerts timer does; prints the alerts this run raised",
+                        description="Evaluate every alert rule and print, as a JSON list, the alerts this run "
+                        "raised (each with kind, severity, storeId, sku where it applies, and reason). Alerts "
+                        "already raised and still true are not repeated within ALERT_COOLDOWN_HOURS unless they "
+                        "got worse, so a second run with nothing changed prints [].")
+    al.set_defaults(func=cmd_alerts)
 
     rules = sub.add_parser("rules", help="print the business rules and quarantine reasons")
     rules.add_argument("--markdown", action="store_true", help="as Markdown tables (as in the README)")

@@ -63,6 +63,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EVENTS_QUEUE_PARTITIONS", "4", "Partitions of the embedded queue (local default for Event Hubs)."),
     Setting("SALES_HTTP_MAX_BYTES", str(1 << 20), "Largest request body `POST /api/sales` accepts (bytes); "
             "larger ones get 413."),
+    Setting("AGGREGATES_SCHEDULE", "0 20 * * * *", "NCRONTAB schedule of the `compute_aggregates` timer "
+            "(default: hourly at :20; a run only recomputes what changed)."),
+    Setting("ALERTS_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of the `raise_alerts` timer (default: "
+            "every 15 minutes)."),
+    Setting("ALERT_STALE_DUMP_HOURS", "26", "StaleDump: a store whose latest ingested dump was taken longer "
+            "ago than this (hours); critical at twice it."),
+    Setting("ALERT_INGEST_GRACE_MINUTES", "60", "IngestFailure: a dump in raw/ with neither manifest nor "
+            "quarantine record this long after it landed (minutes)."),
+    Setting("ALERT_COOLDOWN_HOURS", "24", "An alert still true is raised again only after this long (hours), "
+            "or at once when it gets worse."),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "", "Azure: Application Insights connection string. Set: "
+            "telemetry (alerts as custom events, pipeline metrics) goes to Application Insights through "
+            "azure-monitor-opentelemetry. Empty: JSON lines under INVENTORY_HOME."),
+    Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "", "Azure: `Authorization=AAD` (with `;ClientId=<id>` "
+            "for a user-assigned identity) sends telemetry with the managed identity, so Application Insights "
+            "can refuse key-based ingestion."),
     Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr."),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +27,7 @@ class LakeObject:
     size: int
     metadata: dict[str, str] = field(default_factory=dict)
     etag: str = ""
+    last_modified: datetime | None = None  # aware UTC; when the object was last written
 
 
 class Lake(Protocol):

@@ -443,7 +443,8 @@ class BlobLake:
             self._fail(exc, path, "read the properties of")
         if _is_folder(props):
             return None
-        return LakeObject(path, props.size, dict(props.metadata or {}), etag=_etag(props))
+        return LakeObject(path, props.size, dict(props.metadata or {}), etag=_etag(props),
+                          last_modified=props.last_modified)
 
     def list(self, prefix: str) -> Iterator[LakeObject]:
         """Objects whose path starts with ``prefix``, in path order, with their metadata.
@@ -462,7 +463,8 @@ class BlobLake:
             for props in self._container.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
                 if _is_folder(props):
                     continue
-                yield LakeObject(props.name, props.size, dict(props.metadata or {}), etag=_etag(props))
+                yield LakeObject(props.name, props.size, dict(props.metadata or {}), etag=_etag(props),
+                                 last_modified=props.last_modified)
         except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             self._fail(exc, prefix, "list")
 

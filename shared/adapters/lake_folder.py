@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
@@ -151,7 +152,8 @@ class FolderLake:
             return None
         if not src.is_file():
             return None
-        return LakeObject(path, st.st_size, self._read_meta(path), etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
+        return LakeObject(path, st.st_size, self._read_meta(path), etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+                          last_modified=_mtime(st))
 
     def _read_meta(self, path: str) -> dict[str, str]:
         try:
@@ -181,8 +183,12 @@ class FolderLake:
                     found.append(rel)
         for rel in sorted(found):
             st = (self.root / rel).stat()
-            yield LakeObject(rel, st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
+            yield LakeObject(rel, st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=_mtime(st))
 
     @contextlib.contextmanager
     def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
         yield [self._file(p) for p in paths]
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, UTC)

@@ -1,0 +1,239 @@
+"""Use case: decide which alerts are true now, raise the ones on-call has not heard of (the timer
+``raise_alerts`` and ``inventory alerts``).
+
+    lake (manifests/, quarantine/, raw/, curated items, aggregates/) ─┐
+    stock store (live on-hand) ──────────────────────────────────────┼─▶ core.alerts rules ─▶ deduplicate
+                                                                      │        (state: alerts/state.json)
+                                                                      └─▶ telemetry: one custom event per alert
+
+Telemetry is how alerts leave the app: each raised alert is a custom event named after its kind (with its
+dimensions as properties) and an ``alerts_raised`` metric; Azure Monitor alert rules on Application
+Insights turn them into pages. The app never pages anyone itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shared.adapters.lake import Lake
+from shared.adapters.stock import StockStore
+from shared.adapters.telemetry import Telemetry
+from shared.core.alerts import (
+    SEVERITY_NAMES,
+    Alert,
+    DaySales,
+    ItemStock,
+    StoreDumps,
+    deduplicate,
+    dump_alerts,
+    stock_alerts,
+    unusual_sales_alerts,
+)
+from shared.core.events import time_key
+from shared.core.ids import InvalidStoreId, parse_raw_dump_path
+
+STATE_PATH = "alerts/state.json"
+LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
+DEFAULT_LEAD_TIME_DAYS = 7
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    stale_after: timedelta = timedelta(hours=26)
+    ingest_grace: timedelta = timedelta(minutes=60)
+    cooldown: timedelta = timedelta(hours=24)
+
+    @classmethod
+    def from_settings(cls, s) -> AlertSettings:  # noqa: ANN001 - shared.settings.Settings
+        return cls(timedelta(hours=float(s.get("ALERT_STALE_DUMP_HOURS"))),
+                   timedelta(minutes=float(s.get("ALERT_INGEST_GRACE_MINUTES"))),
+                   timedelta(hours=float(s.get("ALERT_COOLDOWN_HOURS"))))
+
+
+@dataclass
+class AlertRun:
+    raised: list[Alert] = field(default_factory=list)
+    true_now: int = 0  # alerts whose condition holds (raised or kept quiet by the cool-down)
+    by_kind: dict[str, int] = field(default_factory=dict)  # true now, per kind
+
+
+def _store_of(path: str, zone: str) -> str | None:
+    parts = path.split("/")
+    if len(parts) > 1 and parts[0] == zone and parts[1].startswith("store="):
+        return parts[1][len("store="):]
+    return None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def store_dumps(lake: Lake, cache: dict, *, now: datetime) -> list[StoreDumps]:
+    """Every store the lake has seen (raw/, manifests/, quarantine/), with its latest ingested snapshot,
+    recent quarantines and recent uploads that were never processed. ``cache`` (part of the alert state)
+    remembers what each manifest and quarantine record said, so each is read once."""
+    manifests: dict[str, dict] = cache.setdefault("manifests", {})
+    quarantines: dict[str, dict] = cache.setdefault("quarantines", {})
+    stores: set[str] = set()
+    listed: set[str] = set()
+    for obj in lake.list("manifests/"):
+        store = _store_of(obj.path, "manifests")
+        if store is None or not obj.path.endswith(".json"):
+            continue
+        stores.add(store)
+        listed.add(obj.path)
+        if obj.path not in manifests:
+            m = json.loads(lake.get_bytes(obj.path))
+            manifests[obj.path] = {"store": store, "snapshotAt": m.get("snapshot_at"), "source": m.get("source_name")}
+    for path in set(manifests) - listed:
+        del manifests[path]
+    listed.clear()
+    for obj in lake.list("quarantine/"):
+        store = _store_of(obj.path, "quarantine")
+        if store is None or not obj.path.endswith("/reason.json"):
+            continue
+        stores.add(store)
+        listed.add(obj.path)
+        if obj.path not in quarantines:
+            r = json.loads(lake.get_bytes(obj.path))
+            quarantines[obj.path] = {"store": store, "code": r.get("reason_code", "?"), "reason": r.get("reason", ""),
+                                     "at": r.get("quarantined_at"), "source": r.get("source_name")}
+    for path in set(quarantines) - listed:
+        del quarantines[path]
+
+    latest: dict[str, datetime] = {}
+    processed: dict[str, set[str]] = {}
+    for m in manifests.values():
+        processed.setdefault(m["store"], set()).add(m["source"])
+        snap = _parse_time(m["snapshotAt"])
+        if snap is not None and (m["store"] not in latest or snap > latest[m["store"]]):
+            latest[m["store"]] = snap
+    recent_q: dict[str, list[tuple[str, str, str]]] = {}
+    for path, q in quarantines.items():
+        processed.setdefault(q["store"], set()).add(q["source"])
+        at = _parse_time(q["at"])
+        if at is not None and now - at <= LOOKBACK:
+            key = path.rsplit("/", 2)[-2]
+            recent_q.setdefault(q["store"], []).append((key, q["code"], q["reason"]))
+    unprocessed: dict[str, list[tuple[str, datetime]]] = {}
+    for obj in lake.list("raw/"):
+        try:
+            store, _day, name = parse_raw_dump_path(obj.path)
+        except (InvalidStoreId, ValueError):
+            continue  # quarantined under store=_invalid by the trigger
+        stores.add(store)
+        landed = obj.last_modified
+        if landed is None or now - landed > LOOKBACK or name in processed.get(store, set()):
+            continue
+        unprocessed.setdefault(store, []).append((obj.path, landed))
+    return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))))
+            for s in sorted(stores)]
+
+
+def _read_parquet(lake: Lake, path: str):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(lake.get_bytes(path)))
+
+
+def _baseline_file(lake: Lake, table: str, store_id: str, dump_id: str) -> str | None:
+    for obj in lake.list(f"curated/{table}/store={store_id}/"):
+        if obj.path.endswith(f"/{dump_id}.parquet"):
+            return obj.path
+    return None
+
+
+def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
+    """Live on-hand per sku joined with the item master of the store's baseline dump (name, active, reorder
+    point and quantity, vendor and lead time) and, when aggregates exist, the demand forecast."""
+    docs = stock.stock(store_id)
+    base = stock.baseline(store_id)
+    items: dict[str, dict] = {}
+    lead: dict[str, int] = {}
+    if base is not None:
+        path = _baseline_file(lake, "items", store_id, base.dump_id)
+        if path:
+            for row in _read_parquet(lake, path).select(
+                    ["sku", "name", "active", "reorder_point", "reorder_qty", "vendor_id"]).to_pylist():
+                items[row["sku"]] = row
+        vpath = _baseline_file(lake, "vendors", store_id, base.dump_id)
+        if vpath:
+            lead = {r["vendor_id"]: int(r["lead_time_days"]) for r in
+                    _read_parquet(lake, vpath).select(["vendor_id", "lead_time_days"]).to_pylist()
+                    if r["lead_time_days"] is not None}
+    demand: dict[str, float] = {}
+    fpath = f"aggregates/forecast/store={store_id}/part-0.parquet"
+    if lake.head(fpath) is not None:
+        t = _read_parquet(lake, fpath)
+        sums: dict[str, list[float]] = {}
+        for sku, mean in zip(t.column("sku").to_pylist(), t.column("mean").to_pylist(), strict=True):
+            sums.setdefault(sku, []).append(float(mean))
+        demand = {sku: sum(v) / len(v) for sku, v in sums.items()}
+    out = []
+    for d in docs:
+        it = items.get(d.sku)
+        if it is None:  # sold or received but not in the item master: no reorder point to compare with
+            out.append(ItemStock(store_id, d.sku, "", True, d.on_hand, 0))
+            continue
+        lead_days = lead.get(it["vendor_id"], DEFAULT_LEAD_TIME_DAYS)
+        mean = demand.get(d.sku)
+        suggested = None
+        if mean is not None:
+            need = mean * (lead_days + 3) - d.on_hand  # lead time + 3 safety days
+            case = max(int(it["reorder_qty"] or 0), 1)
+            suggested = max(0, -(-int(need + 0.999) // case) * case) if need > 0 else 0
+        out.append(ItemStock(store_id, d.sku, it["name"], bool(it["active"]), d.on_hand, int(it["reorder_point"]),
+                             int(it["reorder_qty"]), it["vendor_id"], lead_days, mean, suggested))
+    return out
+
+
+def day_sales(lake: Lake, stores: Iterable[str]) -> list[DaySales]:
+    """The last complete day's units against the forecast interval, as written by compute_aggregates."""
+    out = []
+    for store_id in stores:
+        path = f"aggregates/sales_check/store={store_id}/part-0.parquet"
+        if lake.head(path) is None:
+            continue
+        for r in _read_parquet(lake, path).to_pylist():
+            out.append(DaySales(store_id, r["sku"], str(r["date"]), int(r["units"]), float(r["expected"]),
+                                float(r["lower"]), float(r["upper"])))
+    return out
+
+
+def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, settings: AlertSettings | None = None,
+                 now: datetime | None = None) -> AlertRun:
+    settings = settings or AlertSettings()
+    now = now or datetime.now(UTC)
+    try:
+        state = json.loads(lake.get_bytes(STATE_PATH))
+    except FileNotFoundError:
+        state = {}
+    cache = state.setdefault("cache", {})
+    dumps = store_dumps(lake, cache, now=now)
+    stock_stores = stock.stores()
+    candidates: list[Alert] = dump_alerts(dumps, now=now, stale_after=settings.stale_after,
+                                          ingest_grace=settings.ingest_grace)
+    for store_id in stock_stores:
+        candidates += stock_alerts(item_stock(lake, stock, store_id))
+    candidates += unusual_sales_alerts(day_sales(lake, sorted({d.store_id for d in dumps} | set(stock_stores))))
+
+    raised, state["alerts"] = deduplicate(candidates, state.get("alerts", {}), now=now, cooldown=settings.cooldown)
+    run = AlertRun(raised=raised, true_now=len(candidates))
+    for a in candidates:
+        run.by_kind[a.kind] = run.by_kind.get(a.kind, 0) + 1
+    for a in raised:
+        props = {k: v for k, v in a.to_json().items() if k not in ("kind",)}
+        telemetry.event(a.kind, **props)
+        telemetry.metric("alerts_raised", 1, kind=a.kind, severity=SEVERITY_NAMES[a.severity], storeId=a.store_id)
+    for kind, n in run.by_kind.items():
+        telemetry.metric("alerts_active", n, kind=kind)
+    state["updatedAt"] = time_key(now)
+    lake.put_bytes(STATE_PATH, json.dumps(state, sort_keys=True).encode())  # last: a crash re-raises, never loses
+    return run
