@@ -29,7 +29,9 @@ def _attribute(value: object) -> str | int | float | bool:
 
 
 class AzureMonitorTelemetry:
-    def __init__(self, connection_string: str, *, credential: Any = None, configure: bool = True) -> None:
+    def __init__(self, connection_string: str, *, credential: Any = None, configure: bool = True,
+                 meter_provider: Any = None) -> None:
+        """``configure=False`` and ``meter_provider`` are for tests: they skip the process-wide set-up."""
         if configure:
             from azure.monitor.opentelemetry import configure_azure_monitor
 
@@ -41,7 +43,8 @@ class AzureMonitorTelemetry:
 
         self._log = logging.getLogger(LOGGER_NAME)
         self._log.setLevel(logging.INFO)
-        self._meter = metrics.get_meter("inventory")
+        self._meter = (meter_provider.get_meter("inventory") if meter_provider is not None
+                       else metrics.get_meter("inventory"))
         self._histograms: dict[str, Any] = {}
         self._lock = threading.Lock()
 

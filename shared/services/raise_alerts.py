@@ -189,8 +189,9 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
             need = mean * (lead_days + 3) - d.on_hand  # lead time + 3 safety days
             case = max(int(it["reorder_qty"] or 0), 1)
             suggested = max(0, -(-int(need + 0.999) // case) * case) if need > 0 else 0
-        out.append(ItemStock(store_id, d.sku, it["name"], bool(it["active"]), d.on_hand, int(it["reorder_point"]),
-                             int(it["reorder_qty"]), it["vendor_id"], lead_days, mean, suggested))
+        out.append(ItemStock(store_id, d.sku, it["name"] or "", it["active"] is not False, d.on_hand,
+                             int(it["reorder_point"] or 0), int(it["reorder_qty"] or 0), it["vendor_id"] or "",
+                             lead_days, mean, suggested))
     return out
 
 

@@ -485,3 +485,15 @@ def test_a_wrong_account_key_is_reported_as_refused_access(azurite_conn):
     with pytest.raises(LakeError, match="access was refused") as info:
         BlobLake.from_connection_string(conn, "lake")
     assert wrong_key not in str(info.value)
+
+
+def test_head_and_list_tell_when_an_object_was_written(lake):
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC) - timedelta(seconds=5)  # Azurite and file systems round to seconds or better
+    lake.put_bytes("when/a.txt", b"x")
+    head = lake.head("when/a.txt")
+    [listed] = list(lake.list("when/"))
+    for obj in (head, listed):
+        assert obj.last_modified is not None and obj.last_modified.tzinfo is not None
+        assert before <= obj.last_modified <= datetime.now(UTC) + timedelta(seconds=5)

@@ -73,3 +73,23 @@ def test_northwind_without_a_mapping_is_quarantined_naming_the_missing_tables(no
     result = ingest_dump(northwind, "NW1", lake=lake, telemetry=MemoryTelemetry())
     assert result.status == "quarantined" and result.reason_code == "missing_table"
     assert "'items'" in result.reason and "mapping file" in result.reason
+
+
+def test_northwind_low_stock_alerts_are_the_one_line_sql(northwind, tmp_path):
+    """The issue's check: the alerts a run raises are exactly the true ones."""
+    from shared.adapters.stock_sqlite import SqliteStockStore
+    from shared.services.raise_alerts import raise_alerts
+    from shared.services.reconcile_stock import reconcile_after_ingest
+
+    lake, telemetry = FolderLake(tmp_path / "lake"), MemoryTelemetry()
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
+    mapping = parse_mapping(MAPPING.read_text(), source=str(MAPPING))
+    result = ingest_dump(northwind, "NW1", lake=lake, telemetry=telemetry, mapping=mapping)
+    reconcile_after_ingest(result, lake=lake, stock=stock, telemetry=telemetry)
+    raised = raise_alerts(lake=lake, stock=stock, telemetry=telemetry).raised
+    src = sqlite3.connect(northwind)
+    expected = {str(r[0]) for r in src.execute("SELECT ProductID FROM Products WHERE Discontinued = '0' AND "
+                                                "ReorderLevel > 0 AND UnitsInStock <= ReorderLevel")}
+    assert {a.sku for a in raised if a.kind == "LowStock"} == expected and len(expected) == 18
+    assert raise_alerts(lake=lake, stock=stock, telemetry=telemetry).raised == []
+    stock.close()

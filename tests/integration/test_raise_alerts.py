@@ -25,7 +25,8 @@ SNAPSHOT = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 
 @pytest.fixture
 def world(tmp_path: Path):
-    lake, stock, telemetry = FolderLake(tmp_path / "lake"), SqliteStockStore(tmp_path / "stock.sqlite"), MemoryTelemetry()
+    lake, telemetry = FolderLake(tmp_path / "lake"), MemoryTelemetry()
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
     db = tmp_path / "S001.sqlite"
     generate_store(db, "S001", n_items=120, days=14, sales_lines=3000, dirty_rate=0.0, seed=3)
     result = ingest_dump(db, "S001", lake=lake, telemetry=telemetry, snapshot_at=SNAPSHOT, scratch=tmp_path)
