@@ -235,6 +235,8 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
         telemetry.metric("alerts_raised", 1, kind=a.kind, severity=SEVERITY_NAMES[a.severity], storeId=a.store_id)
     for kind, n in run.by_kind.items():
         telemetry.metric("alerts_active", n, kind=kind)
+    # What is true now, with when each was last raised: for the dashboard and for people reading the lake.
+    state["active"] = [{**a.to_json(), "raisedAt": state["alerts"][a.key]["raisedAt"]} for a in candidates]
     state["updatedAt"] = time_key(now)
     lake.put_bytes(STATE_PATH, json.dumps(state, sort_keys=True).encode())  # last: a crash re-raises, never loses
     return run
