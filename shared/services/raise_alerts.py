@@ -176,6 +176,10 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
         for sku, mean in zip(t.column("sku").to_pylist(), t.column("mean").to_pylist(), strict=True):
             sums.setdefault(sku, []).append(float(mean))
         demand = {sku: sum(v) / len(v) for sku, v in sums.items()}
+    import numpy as np
+
+    from shared.core.forecast import cover_and_reorder
+
     out = []
     for d in docs:
         it = items.get(d.sku)
@@ -185,10 +189,10 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
         lead_days = lead.get(it["vendor_id"], DEFAULT_LEAD_TIME_DAYS)
         mean = demand.get(d.sku)
         suggested = None
-        if mean is not None:
-            need = mean * (lead_days + 3) - d.on_hand  # lead time + 3 safety days
-            case = max(int(it["reorder_qty"] or 0), 1)
-            suggested = max(0, -(-int(need + 0.999) // case) * case) if need > 0 else 0
+        if mean is not None:  # demand over lead time + safety days, less what is on hand, in whole cases
+            _cover, order = cover_and_reorder(np.array([d.on_hand]), np.array([mean]), np.array([lead_days]),
+                                              np.array([int(it["reorder_qty"] or 0)]))
+            suggested = int(order[0])
         out.append(ItemStock(store_id, d.sku, it["name"] or "", it["active"] is not False, d.on_hand,
                              int(it["reorder_point"] or 0), int(it["reorder_qty"] or 0), it["vendor_id"] or "",
                              lead_days, mean, suggested))
