@@ -84,6 +84,37 @@ POS_SAMPLE = 20_000  # events of pos_traffic's own mix measured for its mean lin
 TARGET_SPEEDUP = 5.0  # ours events/s ÷ naive events/s, at least
 NAIVE_SIGN = {"sale": -1, "return": 1, "receipt": 1, "adjustment": 1}
 
+# --- Cosmos DB request units (RU) per operation, from Microsoft's documentation ------------------------------
+# Every item written here is well under 1 KB (the bench measures and reports their sizes), so the documented
+# 1 KB figures are used as they are: a conservative (upper-bound) cost per operation.
+#
+# https://learn.microsoft.com/azure/cosmos-db/request-units
+#   "A point read for a 1-KB item is equivalent to one Request Unit (RU)."
+RU_POINT_READ = 1.0
+# https://learn.microsoft.com/azure/cosmos-db/optimize-cost-reads-writes ("Writing data")
+#   "Inserting a 1 KB item without indexing costs around ~5.5 RUs. Replacing an item costs two times the charge
+#   required to insert the same item."  (The stock container indexes 4 paths + id, not nothing; 5.5 is the
+#   documented floor for an insert and is used as the insert cost.)
+RU_CREATE = 5.5
+RU_REPLACE = 2 * RU_CREATE
+RU_UPSERT = RU_REPLACE  # assumption: an upsert is billed like a replace of the item (the dearer case)
+RU_DELETE = RU_CREATE  # assumption (apply never deletes)
+# https://learn.microsoft.com/azure/cosmos-db/partial-document-update-faq ("How is RU/s pricing calculated?")
+#   "Partial Document Update is normalized into request unit billing in the same way as other database
+#   operations. Users shouldn't expect a significant reduction in RU."  -> a patch is billed like a replace.
+RU_PATCH = RU_REPLACE
+# Queries: the docs give no minimum charge. Assumption: 3 RU per single-partition query returning a few small
+# items; the query-metrics example on optimize-cost-reads-writes (above) shows "Request Charge : 3.19 RUs" for
+# a query that retrieves 1 document.
+RU_QUERY = 3.0
+# Transactional batch: the docs give no RU rule for it. Assumption: a batch costs the sum of its operations
+# (the .NET SDK reports a charge per operation inside a batch: https://github.com/Azure/azure-cosmos-dotnet-v3/pull/925),
+# and a batch that fails is charged in full (an upper bound: the service stops at the failing operation).
+RU_BATCH_OP = {"create": RU_CREATE, "patch": RU_PATCH, "replace": RU_REPLACE, "upsert": RU_UPSERT,
+               "read": RU_POINT_READ, "delete": RU_DELETE}
+RU_NAIVE_LINE = RU_POINT_READ + RU_REPLACE  # naive Cosmos design: read the sku's document, replace it
+COSMOS_TARGET_RATIO = 0.5  # ours RU/event ÷ naive RU/event, at most
+
 
 def say(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -456,6 +487,184 @@ def child_naive(args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# --- the Cosmos child: apply_sales with CosmosStockStore on the npm server, operations counted -----------------
+
+def _body_bytes(body: object) -> int:
+    return len(json.dumps(body).encode("utf-8"))
+
+
+class CountingContainer:
+    """A thin ContainerProxy wrapper that counts what ``CosmosStockStore`` asks of Cosmos, by kind.
+
+    Sits between the store and ``ServerShimContainer`` (which emulates transactional batch on the npm server
+    with many plain requests of its own): what is counted is what the store would send to Azure. Point
+    operations and queries count one request each (``query_items`` calls: every query here is single-partition
+    and returns one page); ``execute_item_batch`` counts one batch request and each operation in it by kind.
+    Also records the serialized size of the ledger items and stock documents written (``json.dumps`` of the
+    body as sent) and, per batch, its events (ledger creates), distinct skus (stock patches) and lines."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.point: Counter[str] = Counter()  # read / create / replace / upsert / patch / delete, outside batches
+        self.queries: Counter[str] = Counter()  # by what the query looks up: event ids, stock ids, stock, other
+        self.batch_ops: Counter[str] = Counter()  # operations inside committed batches, by kind
+        self.failed_ops: Counter[str] = Counter()  # operations inside batches that failed, by kind
+        self.failed: Counter[int] = Counter()  # failed batches by status (404: missing stock doc, 409: resend)
+        self.batches = 0  # committed batch requests
+        self.events_per_batch: list[int] = []
+        self.skus_per_batch: list[int] = []
+        self.ops_per_batch: list[int] = []
+        self.lines = 0  # lines (ledger deltas) of committed batches
+        self.sizes: dict[str, list[int]] = {k: [0, 0] for k in ("event", "stock", "baseline")}  # [n, Σ bytes]
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def _size(self, body: object) -> None:
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind in self.sizes:
+            self.sizes[kind][0] += 1
+            self.sizes[kind][1] += _body_bytes(body)
+
+    def read_item(self, *args, **kwargs):
+        self.point["read"] += 1
+        return self._inner.read_item(*args, **kwargs)
+
+    def create_item(self, body, *args, **kwargs):
+        self.point["create"] += 1
+        self._size(body)
+        return self._inner.create_item(body, *args, **kwargs)
+
+    def replace_item(self, item, body, *args, **kwargs):
+        self.point["replace"] += 1
+        self._size(body)
+        return self._inner.replace_item(item, body, *args, **kwargs)
+
+    def upsert_item(self, body, *args, **kwargs):
+        self.point["upsert"] += 1
+        self._size(body)
+        return self._inner.upsert_item(body, *args, **kwargs)
+
+    def patch_item(self, *args, **kwargs):
+        self.point["patch"] += 1
+        return self._inner.patch_item(*args, **kwargs)
+
+    def delete_item(self, *args, **kwargs):
+        self.point["delete"] += 1
+        return self._inner.delete_item(*args, **kwargs)
+
+    def query_items(self, query, *args, **kwargs):
+        params = {p["name"]: p["value"] for p in kwargs.get("parameters") or ()}
+        what = ("ids:" + str(params["@t"]) if "@t" in params and "@ids" in params
+                else "stock" if "'stock'" in query else "other")
+        self.queries[what] += 1
+        return self._inner.query_items(query, *args, **kwargs)
+
+    def execute_item_batch(self, batch_operations, *args, **kwargs):
+        from azure.cosmos.exceptions import CosmosBatchOperationError
+
+        ops = list(batch_operations)
+        kinds = Counter(op[0].lower() for op in ops)
+        try:
+            result = self._inner.execute_item_batch(ops, *args, **kwargs)
+        except CosmosBatchOperationError as exc:
+            self.failed[exc.status_code] += 1
+            self.failed_ops.update(kinds)
+            raise
+        self.batches += 1
+        self.batch_ops.update(kinds)
+        events = skus = 0
+        for op in ops:
+            kind = op[0].lower()
+            if kind == "create":
+                body = op[1][0]
+                self._size(body)
+                if body.get("type") == "event":
+                    events += 1
+                    self.lines += len(body.get("deltas") or ())
+            elif kind == "patch" and str(op[1][0]).startswith("stock:"):
+                skus += 1
+        self.events_per_batch.append(events)
+        self.skus_per_batch.append(skus)
+        self.ops_per_batch.append(len(ops))
+        return result
+
+    def snapshot(self) -> dict:
+        return {"point": dict(self.point), "queries": dict(self.queries), "batches": self.batches,
+                "batch_ops": dict(self.batch_ops), "failed": {str(k): v for k, v in self.failed.items()},
+                "failed_ops": dict(self.failed_ops), "lines": self.lines,
+                "events_per_batch": self.events_per_batch, "skus_per_batch": self.skus_per_batch,
+                "ops_per_batch": self.ops_per_batch, "sizes": self.sizes}
+
+
+def child_cosmos(args: argparse.Namespace) -> dict:
+    """``apply_sales`` with a ``CosmosStockStore`` on the npm Cosmos-API server, through
+    ``tests.support.cosmos`` (server start-up, TLS transport, ``ServerShimContainer``), counted by
+    :class:`CountingContainer`. Then the stock documents are checked against ``expected_deltas`` of the
+    sample. A fresh server (and database) per run."""
+    import uuid
+
+    sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
+    import pytest
+    from azure.cosmos import CosmosClient
+
+    from shared.adapters.lake_folder import FolderLake
+    from shared.adapters.stock_cosmos import CosmosStockStore, client_options, ensure_container
+    from shared.adapters.telemetry import MemoryTelemetry
+    from shared.local.pos_traffic import DUPLICATE, VALID, expected_deltas
+    from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
+    from tests.support import cosmos as tc
+
+    work = Path(tempfile.mkdtemp(prefix="cosmos-", dir=args.work))
+    proc = client = None
+    try:
+        with tc._unverified_tls_ok():
+            try:
+                proc, port = tc._start_server(work / "cosmos-server.log")
+            except pytest.fail.Exception as exc:  # the helper reports start-up failures through pytest.fail
+                raise RuntimeError(str(exc)) from None
+            client = CosmosClient(f"https://{tc.HOST}:{port}/", credential=tc.EMULATOR_KEY, connection_verify=False,
+                                  transport=tc._unverified_tls_transport(), **client_options())
+            container = ensure_container(client, tc.CONTAINER, f"bench-{uuid.uuid4().hex[:12]}")
+            counting = CountingContainer(tc.ServerShimContainer(container))
+            stock = CosmosStockStore(counting, ledger_ttl_s=tc.LEDGER_TTL_S)
+            lake, telemetry = FolderLake(work / "lake"), MemoryTelemetry()
+
+            total = ApplyCounts()
+            seq = [0] * PARTITIONS
+            done = calls = 0
+            progress = Progress("cosmos", args.limit)
+            t0 = time.perf_counter()
+            for p, batch in deliver(args.bodies, args.keys, args.limit, args.batch_size):
+                s = seq[p]
+                raw = [RawEvent(body, f"eventhub:{p}:seq={s + i}") for i, body in enumerate(batch)]
+                seq[p] = s + len(batch)
+                counts = apply_sales(raw, stock=stock, lake=lake, telemetry=telemetry)
+                total.add(counts)
+                calls += counts.stores
+                done += len(batch)
+                progress.update(done)
+            wall = time.perf_counter() - t0
+            counted = counting.snapshot()  # before the check below, whose queries are not part of apply
+
+            say("    cosmos: checking the stock documents against expected_deltas of the sample ...")
+            items = list(sample_items(args.bodies, args.keys, args.limit))
+            truth = expected_deltas(item for item, _ in items)
+            got = {(store, d.sku): d.on_hand for store in STORES for d in stock.stock(store)}
+        kinds = Counter(item.kind for item, _ in items)
+        return {"wall_s": wall, "events": done, "apply_calls": calls, "operations": total.operations,
+                "counts": total.to_json(), "kinds": dict(kinds),
+                "valid_lines": sum(n for item, n in items if item.kind == VALID),
+                "delivered_lines": sum(n for item, n in items if item.kind in (VALID, DUPLICATE)),
+                "cells": len(truth), "stock_diff": _diff(got, truth), "counted": counted}
+    finally:
+        if client is not None:
+            client.close()
+        if proc is not None:
+            tc._stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --- the parent ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -635,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="stream cache and scratch folder")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each path (median wall reported)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--child", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("ours", "naive", "cosmos"), help=argparse.SUPPRESS)
     for name in ("--bodies", "--keys", "--truth", "--work"):
         ap.add_argument(name, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -643,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.child:
-        result = child_ours(args) if args.child == "ours" else child_naive(args)
+        result = {"ours": child_ours, "naive": child_naive, "cosmos": child_cosmos}[args.child](args)
         json.dump(result, sys.stdout)
         return 0
 

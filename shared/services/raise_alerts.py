@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.adapters.lake import Lake
@@ -180,23 +180,25 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
 
     from shared.core.forecast import cover_and_reorder
 
-    out = []
+    rows = []
     for d in docs:
         it = items.get(d.sku)
         if it is None:  # sold or received but not in the item master: no reorder point to compare with
-            out.append(ItemStock(store_id, d.sku, "", True, d.on_hand, 0))
+            rows.append(ItemStock(store_id, d.sku, "", True, d.on_hand, 0))
             continue
-        lead_days = lead.get(it["vendor_id"], DEFAULT_LEAD_TIME_DAYS)
-        mean = demand.get(d.sku)
-        suggested = None
-        if mean is not None:  # demand over lead time + safety days, less what is on hand, in whole cases
-            _cover, order = cover_and_reorder(np.array([d.on_hand]), np.array([mean]), np.array([lead_days]),
-                                              np.array([int(it["reorder_qty"] or 0)]))
-            suggested = int(order[0])
-        out.append(ItemStock(store_id, d.sku, it["name"] or "", it["active"] is not False, d.on_hand,
-                             int(it["reorder_point"] or 0), int(it["reorder_qty"] or 0), it["vendor_id"] or "",
-                             lead_days, mean, suggested))
-    return out
+        rows.append(ItemStock(store_id, d.sku, it["name"] or "", it["active"] is not False, d.on_hand,
+                              int(it["reorder_point"] or 0), int(it["reorder_qty"] or 0), it["vendor_id"] or "",
+                              lead.get(it["vendor_id"], DEFAULT_LEAD_TIME_DAYS), demand.get(d.sku)))
+    forecasted = [i for i, r in enumerate(rows) if r.mean_daily_demand is not None]
+    if forecasted:  # demand over lead time + safety days, less what is on hand, in whole cases (vectorised)
+        pick = [rows[i] for i in forecasted]
+        _cover, orders = cover_and_reorder(np.array([r.on_hand for r in pick]),
+                                           np.array([r.mean_daily_demand for r in pick]),
+                                           np.array([r.lead_time_days for r in pick]),
+                                           np.array([r.reorder_qty for r in pick]))
+        for i, order in zip(forecasted, orders.tolist(), strict=True):
+            rows[i] = replace(rows[i], suggested_order=int(order))
+    return rows
 
 
 def day_sales(lake: Lake, stores: Iterable[str]) -> list[DaySales]:
