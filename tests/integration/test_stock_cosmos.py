@@ -208,8 +208,20 @@ def test_events_with_many_distinct_skus_take_a_batch_each(shim: Any) -> None:
     result = store.apply(s, events)
     assert len(result.applied) == 3 and result.operations == spy.operations
     assert spy.committed() == [66, 66, 66]  # 1 guard + 1 ledger item + 64 patches: one event per batch
-    assert {status for _, status in spy.batches} == {None, 404}  # new skus: documents created, then retried
+    # New skus' documents are created before the batch that patches them: no batch fails (and is charged).
+    assert {status for _, status in spy.batches} == {None}
     assert counts(store, s) == expected_stock([], events)
+
+
+def test_a_document_gone_behind_our_back_is_recreated_after_the_404(shim: Any) -> None:
+    spy = Spy(shim)
+    store = CosmosStockStore(spy, ledger_ttl_s=LEDGER_TTL_S)
+    s = new_store_id()
+    store.apply(s, [ev("e1", 1, ("A", -1), store=s)])
+    shim.delete_item(stock_doc_id("A"), partition_key=s)  # e.g. removed by hand: our cache says it exists
+    result = store.apply(s, [ev("e2", 2, ("A", -2), store=s)])
+    assert result.applied == ["e2"] and 404 in {status for _, status in spy.batches}
+    assert counts(store, s) == {"A": -2}  # the deleted document's history is gone with it; e2 counted once
 
 
 def test_a_duplicate_in_the_middle_of_a_chunk_keeps_the_others(shim: Any) -> None:
