@@ -346,6 +346,18 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from shared.bootstrap import build
+    from shared.services.dashboard import write_dashboard
+
+    c = build()
+    out = Path(args.out).expanduser() if args.out else c.settings.home / "dashboard.html"
+    path = write_dashboard(out, lake=c.lake, stock=c.stock).resolve()
+    print(f"dashboard written; open {path.as_uri()} in a browser (no network needed)", file=sys.stderr)
+    _print_json({"path": str(path), "url": path.as_uri(), "lake": c.lake.describe()})
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from shared.core.rules import RULES
     from shared.services.ingest_dump import QUARANTINE_REASONS
@@ -451,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "already raised and still true are not repeated within ALERT_COOLDOWN_HOURS unless they "
                         "got worse, so a second run with nothing changed prints [].")
     al.set_defaults(func=cmd_alerts)
+
+    dash = sub.add_parser("dashboard", help="write a self-contained HTML dashboard of the lake and the stock",
+                          description="Write one self-contained HTML file (no network needed to view it): stores "
+                          "at a glance, alerts true now, and per store the sales trend with its forecast, stock "
+                          "against reorder points, what to reorder and data quality per dump day. Prints its path "
+                          "as JSON.")
+    dash.add_argument("--out", metavar="FILE", help="where to write it (default: $INVENTORY_HOME/dashboard.html)")
+    dash.set_defaults(func=cmd_dashboard)
 
     rules = sub.add_parser("rules", help="print the business rules and quarantine reasons")
     rules.add_argument("--markdown", action="store_true", help="as Markdown tables (as in the README)")

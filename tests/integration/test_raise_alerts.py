@@ -104,3 +104,32 @@ def test_pipeline_health_alerts(world, tmp_path: Path) -> None:
     third = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, settings=settings, now=next_day).raised
     stale = [a for a in third if a.kind == "StaleDump"]
     assert [a.store_id for a in stale] == ["S001"] and "check the store agent" in stale[0].reason
+
+
+def test_unusual_sales_flags_the_spike_and_little_else(tmp_path: Path) -> None:
+    """A generated store, one sku sold ten times its usual on the last complete day: compute_aggregates
+    writes the day's check, raise_alerts pages for that sku."""
+    from shared.services.compute_aggregates import compute_aggregates
+
+    lake, telemetry = FolderLake(tmp_path / "lake"), MemoryTelemetry()
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
+    db = tmp_path / "S001.sqlite"
+    generate_store(db, "S001", n_items=80, days=42, sales_lines=20_000, dirty_rate=0.0, seed=5)
+    con = sqlite3.connect(db)
+    sku, daily = con.execute("SELECT sku, sum(qty) / 42.0 FROM sales GROUP BY sku ORDER BY 2 DESC LIMIT 1 OFFSET 5"
+                             ).fetchone()
+    spike = int(daily * 10) + 20
+    con.executemany("INSERT INTO sales (sale_id, line_no, sku, qty, unit_price, sold_at) VALUES (?, 1, ?, ?, 1.0, ?)",
+                    [(f"SPIKE{i}", sku, 1, "2026-11-25 12:00:00") for i in range(spike)])
+    con.commit()
+    con.close()
+    result = ingest_dump(db, "S001", lake=lake, telemetry=telemetry, snapshot_at=SNAPSHOT, scratch=tmp_path)
+    reconcile_after_ingest(result, lake=lake, stock=stock, telemetry=telemetry)
+    compute_aggregates(lake=lake, stock=stock, telemetry=telemetry, scratch=tmp_path)
+    unusual = [a for a in raise_alerts(lake=lake, stock=stock, telemetry=telemetry).raised
+               if a.kind == "UnusualSales"]
+    assert sku in {a.sku for a in unusual}
+    flagged = next(a for a in unusual if a.sku == sku)
+    assert flagged.dimensions["day"] == "2026-11-25" and "above its forecast interval" in flagged.reason
+    assert len(unusual) <= 3, "on 80 ordinary skus, at most a couple of chance alerts"
+    stock.close()
