@@ -83,17 +83,17 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     lake = c.lake
     _say(f"inventory demo: {stores} stores, {sales_lines:,} sale lines each, lake at {lake.describe()}")
 
-    _say("1/4 generating store databases ...")
+    _say("1/5 generating store databases ...")
     truths = generate_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days)
 
-    _say("2/4 store agents upload their nightly dumps to raw/ ...")
+    _say("2/5 store agents upload their nightly dumps to raw/ ...")
     uploads = []
     for t in truths:
         r = upload_dump(t.path, t.store_id, lake, scratch=c.scratch_dir)
         uploads.append(r)
         _say(f"    {t.store_id}: {r.path} ({r.size / 1e6:.1f} MB{'' if r.uploaded else ', already there'})")
 
-    _say("3/4 ingesting every dump under raw/ and setting each store's stock baseline (the blob trigger) ...")
+    _say("3/5 ingesting every dump under raw/ and setting each store's stock baseline (the blob trigger) ...")
     results = []
     for up in uploads:
         obj = lake.head(up.path)
@@ -114,8 +114,19 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
                                       limits=c.ingest_limits, scratch=c.scratch_dir))
     bad.unlink(missing_ok=True)
 
-    _say("4/4 POS systems post sales over HTTP; the Event Hub trigger's code applies them to stock ...")
+    _say("4/5 POS systems post sales over HTTP; the Event Hub trigger's code applies them to stock ...")
     events = _pos_traffic(c, [t.store_id for t in truths], count=pos_events)
+
+    _say("5/5 the timers: aggregates and forecasts, then alerts; and the dashboard ...")
+    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.dashboard import write_dashboard
+    from shared.services.raise_alerts import AlertSettings, raise_alerts
+
+    aggregates = compute_aggregates(lake=lake, stock=c.stock, telemetry=c.telemetry, scratch=c.scratch_dir,
+                                    memory_limit=c.settings.get("INGEST_MEMORY_LIMIT"))
+    alert_run = raise_alerts(lake=lake, stock=c.stock, telemetry=c.telemetry,
+                             settings=AlertSettings.from_settings(c.settings))
+    dashboard = write_dashboard(home / "dashboard.html", lake=lake, stock=c.stock).resolve()
 
     _say("")
     _say(f"{'store':<8} {'status':<17} {'table':<9} {'input':>9} {'curated':>9} {'rejected':>9}  by rule")
@@ -136,6 +147,9 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     for d in moved:
         _say(f"  {first} {d.sku:<8} counted {d.baseline_on_hand:>4} at the snapshot, {d.events_delta:+5} since "
              f"= {d.on_hand:>4} on hand")
+    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(alert_run.by_kind.items())) or "none"
+    _say(f"Aggregates: {aggregates.partitions_recomputed:,} store-days recomputed, {aggregates.stock_rows:,} "
+         f"stock rows with forecasts. Alerts raised: {len(alert_run.raised)} ({by_kind}).")
     _say("")
     _say(f"Done in {time.monotonic() - started:.1f} s. Look at:")
     _say(f"  lake               {lake.describe()}")
@@ -144,11 +158,14 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     _say("    manifests/       one JSON per dump: counts per table and rule, timings")
     _say("    quarantine/      dumps that could not be read, with reason.json")
     _say("    deadletter/      events that failed validation, raw body + reason")
+    _say("    aggregates/      daily sales, current stock, forecasts, data quality (Parquet for Synapse)")
     _say(f"  stock              {c.stock.describe()}")
     _say(f"  telemetry          {home / 'telemetry' / 'events.jsonl'}")
+    _say(f"  dashboard          {dashboard.as_uri()}")
     _say(f"  try                inventory stock {first} | head -30    then    inventory pos simulate --rate 50 "
          "--count 500 && inventory events consume && inventory stock " + first)
-    json.dump({"lake": lake.describe(), "events": events, "results": [
+    json.dump({"lake": lake.describe(), "events": events, "dashboard": str(dashboard),
+               "alerts_raised": len(alert_run.raised), "results": [
         {"store_id": r.store_id, "status": r.status, "dump_id": r.dump_id, "reason_code": r.reason_code}
         for r in results]}, sys.stdout, indent=2)
     sys.stdout.write("\n")
