@@ -36,10 +36,8 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,10 +46,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.servers import HOST, in_ci, port_answers
+from tests.support.servers import start as start_server
+from tests.support.servers import stop as stop_server
+
 REPO = Path(__file__).resolve().parents[2]
 COSMOS_SERVER_BIN = REPO / "node_modules" / ".bin" / "cosmosdb-server"
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 30
 
 # The Cosmos DB emulator's published well-known key. Microsoft documents it; it only works against an
 # emulator and is not a secret. The SDK base64-decodes the key, so an arbitrary string would not do.
@@ -64,59 +64,9 @@ def server_connection_string(port: int) -> str:
     return f"AccountEndpoint=https://{HOST}:{port}/;AccountKey={EMULATOR_KEY};"
 
 
-def _port_answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-        return True
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the npm server on a free port; retry on the rare port race with another process."""
-    last_error = ""
-    for _ in range(3):
-        port = _free_port()
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [str(COSMOS_SERVER_BIN), "--host", HOST, "--port", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=log.parent,
-                start_new_session=True,  # Ctrl-C on pytest does not reach it first; _stop ends it
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if _port_answers(port):
-                return proc, port
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        else:
-            _stop(proc)
-            pytest.fail(f"the Cosmos DB server did not answer on {HOST}:{port} within {START_TIMEOUT_S} s; see {log}")
-        last_error = f"the Cosmos DB server exited with code {proc.returncode} while starting on port {port}"
-    pytest.fail(f"{last_error}; see {log}")
+    return start_server("the Cosmos DB server",
+                        lambda port: [str(COSMOS_SERVER_BIN), "--host", HOST, "--port", str(port)], log)
 
 
 def _unverified_tls_transport() -> Any:
@@ -344,13 +294,13 @@ def cosmos_server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int
     if env_port:
         if not env_port.isdigit():
             pytest.fail(f"COSMOS_SERVER_PORT={env_port!r} is not a port number")
-        if _port_answers(int(env_port)):
+        if port_answers(int(env_port)):
             yield int(env_port)
             return
         # Set but nothing answers (e.g. a stale variable): start our own rather than fail.
     if not COSMOS_SERVER_BIN.exists():
         message = f"Cosmos DB server not installed ({COSMOS_SERVER_BIN} missing): run `npm ci` in {REPO}"
-        if _in_ci():
+        if in_ci():
             pytest.fail(message + " (CI must run the Cosmos DB tests, not skip them)")
         pytest.skip("Cosmos DB server (@vercel/cosmosdb-server) not installed: run `npm ci`")
     log = tmp_path_factory.mktemp("cosmos-server") / "cosmos-server.log"
@@ -358,7 +308,7 @@ def cosmos_server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int
     try:
         yield port
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")
