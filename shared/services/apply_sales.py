@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,10 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
         for code, n in counts.reasons.items():
             telemetry.metric("events_deadlettered", n, reason=code)
     telemetry.metric("events_applied", counts.applied)
+    if first:  # how far behind the tills the stock is: seconds from the sale to its application
+        lags = [(now - e.occurred_at).total_seconds() for e in first]
+        telemetry.metric("events_lag_s", round(statistics.median(lags), 3), stat="median")
+        telemetry.metric("events_lag_s", round(max(lags), 3), stat="max")
     if counts.duplicate:
         telemetry.metric("events_duplicate", counts.duplicate)
     if counts.before_baseline:

@@ -65,6 +65,8 @@ def test_a_mixed_batch_applies_the_valid_and_sets_aside_the_rest(env) -> None:
     assert ("EventsDeadLettered", {"count": 3, "reasons": {"bad_json": 2, "bad_qty": 1},
                                    "path": counts.deadletter_path}) in telemetry.events
 
+    lag = {dims["stat"]: v for name, v, dims in telemetry.metrics if name == "events_lag_s"}
+    assert lag == {"median": 7140.0, "max": 7200.0}, "e1 at 10:00, e3 at 10:02, applied at 12:00"
     again = apply_sales(batch, stock=store, lake=lake, telemetry=telemetry, now=NOW)  # a redelivery
     assert (again.applied, again.duplicate, again.deadlettered) == (0, 3, 3)
     assert stock_of(store) == {"A-1": -2}
