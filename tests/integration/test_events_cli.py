@@ -126,3 +126,13 @@ def test_sigkill_in_the_middle_of_events_apply_then_rerun_is_exact(tmp_path: Pat
     assert out["applied"] > 0 and out["duplicate"] >= applied_before
     for store in ("S001", "S002", "S003"):
         assert stock_of(home, store) == {sku: d for (s, sku), d in expected.items() if s == store}
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run(home, "pos", "simulate", "--stores", "1", "--count", "200", "--fast", "--quiet")
+    run(home, "events", "consume", "--quiet")
+    env = {**os.environ, "INVENTORY_HOME": str(home), "TELEMETRY_CONSOLE": "0"}
+    proc = subprocess.run(f"{sys.executable} -m shared stock S001 | head -1", shell=True, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "[\n" and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
