@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 export AZURITE_BLOB_PORT ?= 10000
 export COSMOS_SERVER_PORT ?= 8081
 
-.PHONY: demo test lint bench clean help
+.PHONY: demo test lint bench bench-ingest bench-events bench-aggregate bench-forecast clean help
 help:
 	@echo "make demo   - the pipeline on generated stores, locally"
 	@echo "make test   - lint + the whole test suite (starts and stops Azurite and the Cosmos DB server)"
-	@echo "make bench  - benchmarks (bench/), not part of the tests"
+	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest,"
+	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -34,8 +35,19 @@ test: $(BIN)/.installed node_modules/.installed lint
 	scripts/devservers.sh start
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; scripts/devservers.sh stop; exit $$rc
 
-bench: $(BIN)/.installed
+bench: bench-ingest bench-events bench-forecast bench-aggregate
+
+bench-ingest: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
+
+bench-events: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python bench/events.py
+
+bench-forecast: $(BIN)/.installed
+	$(BIN)/python bench/forecast.py
+
+bench-aggregate: $(BIN)/.installed
+	$(BIN)/python bench/aggregate.py --lines 50000000
 
 clean:
 	rm -rf $(VENV) node_modules .inventory
