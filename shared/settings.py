@@ -23,7 +23,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("INVENTORY_HOME", ".inventory", "Folder for every local default's files (folder lake, "
-            "embedded stores, telemetry). One variable isolates a run."),
+            "embedded stores, telemetry) and for scratch space. One variable isolates a run. In Azure "
+            "`/tmp/inventory` (the app's folder is read-only there; only scratch files go to it)."),
     Setting("LAKE", "", "Connection string of the lake's Blob endpoint, for development against Azurite "
             "(`UseDevelopmentStorage=true`). Empty: use LAKE__blobServiceUri, else the folder lake."),
     Setting("LAKE__blobServiceUri", "", "Azure: the lake account's Blob endpoint "
