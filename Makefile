@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 export AZURITE_BLOB_PORT ?= 10000
 export COSMOS_SERVER_PORT ?= 8081
 
-.PHONY: demo test lint bench bench-ingest bench-events bench-aggregate bench-forecast clean help
+.PHONY: demo test lint infra-check bench bench-ingest bench-events bench-aggregate bench-forecast clean help
 help:
 	@echo "make demo   - the pipeline on generated stores, locally"
-	@echo "make test   - lint + the whole test suite (starts and stops Azurite and the Cosmos DB server)"
+	@echo "make test   - lint (ruff; checkov on infra/) + the whole test suite (starts and stops the local servers)"
 	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest,"
 	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast"
 
@@ -28,8 +28,18 @@ node_modules/.installed: package.json package-lock.json
 demo: $(BIN)/.installed
 	$(BIN)/inventory demo
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed infra-check
 	$(BIN)/ruff check .
+
+# checkov scans the Bicep offline. Its own venv: its pins (e.g. packaging<24) conflict with pytest's.
+INFRA_VENV := .venv-infra
+$(INFRA_VENV)/.installed: requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $@
+
+infra-check: $(INFRA_VENV)/.installed
+	$(INFRA_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact --quiet
 
 test: $(BIN)/.installed node_modules/.installed lint
 	scripts/devservers.sh start
@@ -50,4 +60,4 @@ bench-aggregate: $(BIN)/.installed
 	$(BIN)/python bench/aggregate.py --lines 50000000
 
 clean:
-	rm -rf $(VENV) node_modules .inventory
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .inventory
