@@ -800,6 +800,7 @@ def child_cosmos(args: argparse.Namespace) -> dict:
     from shared.local.pos_traffic import DUPLICATE, VALID, expected_deltas
     from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
     from tests.support import cosmos as tc
+    from tests.support import servers
 
     work = Path(tempfile.mkdtemp(prefix="cosmos-", dir=args.work))
     proc = client = None
@@ -851,7 +852,7 @@ def child_cosmos(args: argparse.Namespace) -> dict:
         if client is not None:
             client.close()
         if proc is not None:
-            tc.stop_server(proc)
+            servers.stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

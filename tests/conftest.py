@@ -8,8 +8,6 @@ never a silent skip.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.lake_folder import FolderLake
-from tests.support.servers import HOST, in_ci, port_answers
-from tests.support.servers import start as start_server
-from tests.support.servers import stop as stop_server
+from tests.support.servers import HOST, session_server
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
@@ -46,33 +42,13 @@ def dev_connection_string(port: int) -> str:
     )
 
 
-def _start_azurite(log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    return start_server("Azurite", lambda port: [str(AZURITE_BIN), "--blobHost", HOST, "--blobPort", str(port),
-                                                 *AZURITE_FLAGS], log)
-
-
 @pytest.fixture(scope="session")
 def azurite_conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A connection string for an Azurite Blob service on 127.0.0.1 (shared by the whole session)."""
-    env_port = os.environ.get("AZURITE_BLOB_PORT", "").strip()
-    if env_port:
-        if not env_port.isdigit():
-            pytest.fail(f"AZURITE_BLOB_PORT={env_port!r} is not a port number")
-        if port_answers(int(env_port)):
-            yield dev_connection_string(int(env_port))
-            return
-        # Set but nothing answers (e.g. a stale variable): start our own rather than fail.
-    if not AZURITE_BIN.exists():
-        message = f"Azurite not installed ({AZURITE_BIN} missing): run `npm ci` in {REPO}"
-        if in_ci():
-            pytest.fail(message + " (CI must run the Azurite tests, not skip them)")
-        pytest.skip("Azurite not installed: run `npm ci`")
-    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
-    proc, port = _start_azurite(log)
-    try:
+    for port in session_server("Azurite", "AZURITE_BLOB_PORT", AZURITE_BIN,
+                               lambda port: [str(AZURITE_BIN), "--blobHost", HOST, "--blobPort", str(port),
+                                             *AZURITE_FLAGS], tmp_path_factory):
         yield dev_connection_string(port)
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import threading
 import uuid
 import warnings
@@ -46,9 +45,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import HOST, in_ci, port_answers
-from tests.support.servers import start as start_server
-from tests.support.servers import stop as stop_server
+from tests.support.servers import HOST, session_server
 
 REPO = Path(__file__).resolve().parents[2]
 COSMOS_SERVER_BIN = REPO / "node_modules" / ".bin" / "cosmosdb-server"
@@ -62,11 +59,6 @@ LEDGER_TTL_S = 8 * 86400
 
 def server_connection_string(port: int) -> str:
     return f"AccountEndpoint=https://{HOST}:{port}/;AccountKey={EMULATOR_KEY};"
-
-
-def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    return start_server("the Cosmos DB server",
-                        lambda port: [str(COSMOS_SERVER_BIN), "--host", HOST, "--port", str(port)], log)
 
 
 def _unverified_tls_transport() -> Any:
@@ -290,25 +282,10 @@ class ServerShimContainer:
 @pytest.fixture(scope="session")
 def cosmos_server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The port of a running npm Cosmos DB server on 127.0.0.1 (shared by the whole session)."""
-    env_port = os.environ.get("COSMOS_SERVER_PORT", "").strip()
-    if env_port:
-        if not env_port.isdigit():
-            pytest.fail(f"COSMOS_SERVER_PORT={env_port!r} is not a port number")
-        if port_answers(int(env_port)):
-            yield int(env_port)
-            return
-        # Set but nothing answers (e.g. a stale variable): start our own rather than fail.
-    if not COSMOS_SERVER_BIN.exists():
-        message = f"Cosmos DB server not installed ({COSMOS_SERVER_BIN} missing): run `npm ci` in {REPO}"
-        if in_ci():
-            pytest.fail(message + " (CI must run the Cosmos DB tests, not skip them)")
-        pytest.skip("Cosmos DB server (@vercel/cosmosdb-server) not installed: run `npm ci`")
-    log = tmp_path_factory.mktemp("cosmos-server") / "cosmos-server.log"
-    proc, port = _start_server(log)
-    try:
-        yield port
-    finally:
-        stop_server(proc)
+    yield from session_server("the Cosmos DB server (@vercel/cosmosdb-server)", "COSMOS_SERVER_PORT",
+                              COSMOS_SERVER_BIN,
+                              lambda port: [str(COSMOS_SERVER_BIN), "--host", HOST, "--port", str(port)],
+                              tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

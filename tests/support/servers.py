@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +66,30 @@ def start(name: str, argv: Callable[[int], list[str]], log: Path) -> tuple[subpr
             pytest.fail(f"{name} did not answer on {HOST}:{port} within {START_TIMEOUT_S} s; see {log}")
         last_error = f"{name} exited with code {proc.returncode} while starting on port {port}"
     pytest.fail(f"{last_error}; see {log}")
+
+
+def session_server(name: str, env_var: str, binary: Path, argv: Callable[[int], list[str]],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of a running ``name`` for a whole test session (a fixture body: ``yield from`` it).
+
+    ``env_var`` names the port of one already running (``make test`` starts them); when it is unset, or set
+    but nothing answers (a stale variable), the session starts its own and stops it at the end. A missing
+    binary fails the session on CI and skips locally, with the fix in the message."""
+    env_port = os.environ.get(env_var, "").strip()
+    if env_port:
+        if not env_port.isdigit():
+            pytest.fail(f"{env_var}={env_port!r} is not a port number")
+        if port_answers(int(env_port)):
+            yield int(env_port)
+            return
+    if not binary.exists():
+        message = f"{name} not installed ({binary} missing): run `npm ci`"
+        if in_ci():
+            pytest.fail(message + " (CI must run these tests, not skip them)")
+        pytest.skip(message)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    proc, port = start(name, argv, log)
+    try:
+        yield port
+    finally:
+        stop(proc)
