@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -75,38 +75,37 @@ def _parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _cached_records(lake: Lake, records: dict[str, dict], zone: str, suffix: str, stores: set[str],
+                    summary: Callable[[str, dict], dict]) -> dict[str, dict]:
+    """The JSON records under ``<zone>/store=<id>/…<suffix>``, each read once and kept as ``summary(store,
+    record)`` in ``records`` (part of the alert state); records no longer in the lake are dropped. Adds the
+    stores seen to ``stores``."""
+    listed: set[str] = set()
+    for obj in lake.list(f"{zone}/"):
+        store = _store_of(obj.path, zone)
+        if store is None or not obj.path.endswith(suffix):
+            continue
+        stores.add(store)
+        listed.add(obj.path)
+        if obj.path not in records:
+            records[obj.path] = summary(store, json.loads(lake.get_bytes(obj.path)))
+    for path in set(records) - listed:
+        del records[path]
+    return records
+
+
 def store_dumps(lake: Lake, cache: dict, *, now: datetime) -> list[StoreDumps]:
     """Every store the lake has seen (raw/, manifests/, quarantine/), with its latest ingested snapshot,
     recent quarantines and recent uploads that were never processed. ``cache`` (part of the alert state)
     remembers what each manifest and quarantine record said, so each is read once."""
-    manifests: dict[str, dict] = cache.setdefault("manifests", {})
-    quarantines: dict[str, dict] = cache.setdefault("quarantines", {})
     stores: set[str] = set()
-    listed: set[str] = set()
-    for obj in lake.list("manifests/"):
-        store = _store_of(obj.path, "manifests")
-        if store is None or not obj.path.endswith(".json"):
-            continue
-        stores.add(store)
-        listed.add(obj.path)
-        if obj.path not in manifests:
-            m = json.loads(lake.get_bytes(obj.path))
-            manifests[obj.path] = {"store": store, "snapshotAt": m.get("snapshot_at"), "source": m.get("source_name")}
-    for path in set(manifests) - listed:
-        del manifests[path]
-    listed.clear()
-    for obj in lake.list("quarantine/"):
-        store = _store_of(obj.path, "quarantine")
-        if store is None or not obj.path.endswith("/reason.json"):
-            continue
-        stores.add(store)
-        listed.add(obj.path)
-        if obj.path not in quarantines:
-            r = json.loads(lake.get_bytes(obj.path))
-            quarantines[obj.path] = {"store": store, "code": r.get("reason_code", "?"), "reason": r.get("reason", ""),
-                                     "at": r.get("quarantined_at"), "source": r.get("source_name")}
-    for path in set(quarantines) - listed:
-        del quarantines[path]
+    manifests = _cached_records(lake, cache.setdefault("manifests", {}), "manifests", ".json", stores,
+                                lambda store, m: {"store": store, "snapshotAt": m.get("snapshot_at"),
+                                                  "source": m.get("source_name")})
+    quarantines = _cached_records(lake, cache.setdefault("quarantines", {}), "quarantine", "/reason.json", stores,
+                                  lambda store, r: {"store": store, "code": r.get("reason_code", "?"),
+                                                    "reason": r.get("reason", ""), "at": r.get("quarantined_at"),
+                                                    "source": r.get("source_name")})
 
     latest: dict[str, datetime] = {}
     processed: dict[str, set[str]] = {}
