@@ -56,13 +56,17 @@ class ApplyCounts:
                 "reasons": dict(sorted(self.reasons.items())), "stores": self.stores}
 
 
-def deadletter_record(bad: InvalidEvent, received_at: str) -> dict:
+def _body_fields(body: bytes) -> dict:
+    """The raw body as kept in a dead-letter record: text when it is UTF-8, else base64 (byte for byte)."""
     try:
-        body: dict = {"body": bad.body.decode("utf-8")}
+        return {"body": body.decode("utf-8")}
     except UnicodeDecodeError:
-        body = {"bodyBase64": base64.b64encode(bad.body).decode("ascii")}
+        return {"bodyBase64": base64.b64encode(body).decode("ascii")}
+
+
+def deadletter_record(bad: InvalidEvent, received_at: str) -> dict:
     return {"reason": bad.reason, "detail": bad.detail, "source": bad.source, "storeId": bad.store_id,
-            "receivedAt": received_at, **body}
+            "receivedAt": received_at, **_body_fields(bad.body)}
 
 
 def write_deadletters(lake: Lake, invalid: Sequence[InvalidEvent], *, now: datetime) -> str | None:
@@ -133,12 +137,8 @@ def deadletter_failed_batch(lake: Lake, raw: Sequence[RawEvent], error: BaseExce
     digest = hashlib.sha256(b"".join(r.source.encode() + b"\0" + r.body + b"\0" for r in raw)).hexdigest()[:24]
     path = f"deadletter/failed-batches/date={now.date().isoformat()}/{digest}.jsonl"
     detail = f"{type(error).__name__}: {error}"[:500]
-    lines = []
-    for r in raw:
-        bad = InvalidEvent("bad_json", "", r.body, r.source)  # reuse the body encoding; reason overwritten
-        rec = deadletter_record(bad, time_key(now))
-        rec.update(reason="apply_failed", detail=detail)
-        lines.append(json.dumps(rec, ensure_ascii=False))
+    lines = [json.dumps({"reason": "apply_failed", "detail": detail, "source": r.source, "storeId": None,
+                         "receivedAt": time_key(now), **_body_fields(r.body)}, ensure_ascii=False) for r in raw]
     lake.put_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
 
