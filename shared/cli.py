@@ -193,28 +193,26 @@ def cmd_events_consume(args: argparse.Namespace) -> int:
     import threading
 
     from shared.bootstrap import build
-    from shared.local.queue_consumer import drain
-    from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
+    from shared.local.queue_consumer import apply_queue
+    from shared.services.apply_sales import ApplyCounts
 
     c = build()
     if c.uses_event_hubs:
         _err("EVENTS is set: in Azure the apply_sales function consumes Event Hubs; this command reads the "
              "embedded queue (unset EVENTS and EVENTS__fullyQualifiedNamespace to use it)")
         return 1
-    counts = ApplyCounts()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     group = c.settings.get("EVENTHUB_CONSUMER_GROUP")
 
-    def handle(partition: int, events: list) -> None:
-        raw = [RawEvent(e.body, f"queue:{partition}:{e.sequence}") for e in events]
-        counts.add(apply_sales(raw, stock=c.stock, lake=c.lake, telemetry=c.telemetry))
-        if not args.quiet:
-            print(f"partition {partition}: {len(raw)} events -> applied {counts.applied:,}, duplicate "
-                  f"{counts.duplicate:,}, dead-lettered {counts.deadlettered:,} so far", file=sys.stderr)
+    def say(partition: int, n: int, counts: ApplyCounts) -> None:
+        print(f"partition {partition}: {n} events -> applied {counts.applied:,}, duplicate "
+              f"{counts.duplicate:,}, dead-lettered {counts.deadlettered:,} so far", file=sys.stderr)
 
+    counts = ApplyCounts()  # filled as batches apply, so Ctrl-C still prints what was done
     with contextlib.suppress(KeyboardInterrupt):
-        drain(c.queue, group, handle, batch_size=args.batch_size, follow=args.follow, stop=stop)
+        apply_queue(c, batch_size=args.batch_size, follow=args.follow, stop=stop, counts=counts,
+                    on_batch=None if args.quiet else say)
     out = counts.to_json()
     out["backlog"] = sum(c.queue.backlog(group).values())
     _print_json(out)

@@ -38,8 +38,7 @@ def _pos_traffic(c, stores: list[str], *, count: int) -> dict:  # noqa: ANN001 -
     from datetime import UTC, datetime
 
     from shared.local.pos_traffic import pos_traffic
-    from shared.local.queue_consumer import drain
-    from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
+    from shared.local.queue_consumer import apply_queue
     from shared.services.pos_ingress import accept_sales
 
     skus = skus_by_stock(c.stock, stores)
@@ -51,13 +50,7 @@ def _pos_traffic(c, stores: list[str], *, count: int) -> dict:  # noqa: ANN001 -
         resp = accept_sales(body, sink=c.events, lake=c.lake, telemetry=c.telemetry,
                             max_bytes=c.settings.int("SALES_HTTP_MAX_BYTES"))
         rejected += resp.body.get("rejected", 0)
-    counts = ApplyCounts()
-
-    def handle(partition: int, batch: list) -> None:
-        raw = [RawEvent(e.body, f"queue:{partition}:{e.sequence}") for e in batch]
-        counts.add(apply_sales(raw, stock=c.stock, lake=c.lake, telemetry=c.telemetry))
-
-    drain(c.queue, c.settings.get("EVENTHUB_CONSUMER_GROUP"), handle, batch_size=500)
+    counts = apply_queue(c, batch_size=500)
     return {"sent": len(items), "http_rejected": rejected, **counts.to_json()}
 
 

@@ -44,3 +44,24 @@ def drain(queue: _Queue, consumer_group: str, handler: Callable[[int, Sequence[_
                 break
             stop.wait(idle_wait_s)
     return delivered
+
+
+def apply_queue(c, *, batch_size: int = 100, follow: bool = False, stop: threading.Event | None = None,  # noqa: ANN001
+                counts: object = None, on_batch: Callable[[int, int, object], None] | None = None) -> object:
+    """Deliver the container's embedded queue to the apply service (what ``inventory events consume`` and the
+    demo do); returns the summed ApplyCounts (``counts``, when given, is filled batch by batch, so a caller
+    interrupted meanwhile still has them). ``on_batch(partition, events, counts so far)`` reports progress.
+    ``c`` is the bootstrap Container."""
+    from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
+
+    counts = counts if counts is not None else ApplyCounts()
+
+    def handle(partition: int, events: Sequence[_Queued]) -> None:
+        raw = [RawEvent(e.body, f"queue:{partition}:{e.sequence}") for e in events]
+        counts.add(apply_sales(raw, stock=c.stock, lake=c.lake, telemetry=c.telemetry))
+        if on_batch is not None:
+            on_batch(partition, len(raw), counts)
+
+    drain(c.queue, c.settings.get("EVENTHUB_CONSUMER_GROUP"), handle, batch_size=batch_size, follow=follow,
+          stop=stop)
+    return counts
