@@ -219,6 +219,49 @@ def cmd_events_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import signal
+
+    from shared.bootstrap import default_container
+    from shared.local.runner import Runner, RunnerError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    logging.getLogger("inventory").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("inventory.runner").setLevel(logging.INFO)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    try:
+        runner = Runner(default_container(), host=args.host, port=args.port, poll_s=args.poll)
+    except RunnerError as exc:
+        _err(str(exc))
+        return 1
+    if args.retry_poisoned:
+        n = runner.retry_poisoned()
+        print(f"{n} poisoned blob(s) will be tried again", file=sys.stderr)
+    if args.once:
+        _print_json(runner.run_once())
+        return 0
+
+    def stop(signum: int, _frame: object) -> None:
+        if runner.stop.is_set():  # a second Ctrl-C: do not wait for the invocations in progress
+            os._exit(130)
+        print(f"\n{signal.Signals(signum).name}: stopping after the invocations in progress (again to quit now)",
+              file=sys.stderr)
+        runner.stop.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        runner.serve(http=not args.no_http)
+    except OSError as exc:
+        _err(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; is another runner or `func start` "
+             "running? Use --port to pick another port")
+        return 1
+    return 0
+
+
 def cmd_stock(args: argparse.Namespace) -> int:
     from shared.bootstrap import build
     from shared.core.events import normalise_sku
@@ -428,6 +471,24 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--batch-size", type=int, default=100, help="events per batch (default 100)")
     co.add_argument("--quiet", action="store_true", help="no progress lines")
     co.set_defaults(func=cmd_events_consume)
+
+    srv = sub.add_parser("serve", help="the local runner: the function app's triggers on the local defaults",
+                         description="Run the functions registered in function_app.py with their bindings' "
+                         "semantics: new dumps under the lake's raw/ (blob trigger), the embedded queue's events in "
+                         "batches (Event Hub trigger), the timers' NCRONTAB schedules, and the HTTP routes on "
+                         "http://HOST:PORT/api/ (function keys in $INVENTORY_HOME/runner/host_keys.json). One log "
+                         "line per invocation; Ctrl-C or SIGTERM stops after the invocations in progress.")
+    srv.add_argument("--once", action="store_true",
+                     help="deliver what is pending (dumps, queued events, past-due timers), print counts, exit")
+    srv.add_argument("--host", default="127.0.0.1", help="address of the HTTP routes (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=7071, help="port of the HTTP routes (default 7071, as func start)")
+    srv.add_argument("--no-http", action="store_true", help="do not serve the HTTP routes")
+    srv.add_argument("--poll", type=float, default=1.0, metavar="S",
+                     help="seconds between looks at the lake and the queue when idle (default 1)")
+    srv.add_argument("--retry-poisoned", action="store_true",
+                     help="try again the blobs that failed 5 times (after fixing the cause)")
+    srv.add_argument("--verbose", action="store_true", help="also the functions' own log lines")
+    srv.set_defaults(func=cmd_serve)
 
     stock = sub.add_parser("stock", help="current stock of a store as JSON documents")
     stock.add_argument("store", metavar="STORE", help="store id")
