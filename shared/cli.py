@@ -418,7 +418,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from shared.local.demo import run_demo
 
-    return run_demo(stores=args.stores, sales_lines=args.sales_lines, days=args.days, fresh=not args.keep)
+    return run_demo(stores=args.stores, sales_lines=args.sales_lines, days=args.days, fresh=not args.keep,
+                    port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -431,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stores", type=int, default=3, help="how many stores to generate (default 3)")
     demo.add_argument("--sales-lines", type=int, default=20_000, help="sale lines per store (default 20000)")
     demo.add_argument("--days", type=int, default=56, help="days of sales history (default 56)")
+    demo.add_argument("--port", type=int, default=7071,
+                      help="port of the local runner's HTTP routes (default 7071; a free one if taken)")
     demo.add_argument("--keep", action="store_true",
                       help="keep the previous demo's lake and add to it (default: start clean)")
     demo.set_defaults(func=cmd_demo)

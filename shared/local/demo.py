@@ -1,21 +1,32 @@
-"""`inventory demo`: the pipeline on generated stores, on this machine's local defaults.
+"""`inventory demo`: the whole pipeline on generated stores, on this machine's local defaults, driven by the
+local runner (``inventory serve``) the way Azure drives the function app.
 
-Generates a few realistic stores (with about 1 % dirty rows), has the store agent upload each database
-to the lake's raw/ zone, ingests every dump that landed (the blob trigger's code path) and makes it the
-store's stock baseline, ingests a hostile dump to show a quarantine, then streams simulated POS traffic
-(with duplicates and malformed events) through the HTTP ingress into the embedded queue and applies it
-(the Event Hub trigger's code path). Prints a summary and where the files are.
-A run starts clean (the previous demo's lake, stock and queue are removed) unless ``--keep`` is given.
+Generates a few realistic stores (with about 1 % dirty rows); the store agent uploads each database to the
+lake's raw/ zone, plus one broken upload; then the local runner starts (in this process) and its blob
+trigger ingests each dump and sets the store's stock baseline; simulated POS traffic (with duplicates and
+malformed events) is POSTed over HTTP to the runner's ``/api/sales`` with the function key, lands in the
+embedded queue and reaches ``apply_sales`` in batches; the timers ``compute_aggregates`` and
+``raise_alerts`` are run through the runner's admin endpoint (as with ``func start``); the dashboard is
+written. The summary comes from what the functions left behind: manifests, quarantine reasons, telemetry.
+A run starts clean (the previous demo's lake, stock, queue and runner state are removed) unless ``keep``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import shutil
+import socket
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
 
-from shared.bootstrap import build
+from shared.bootstrap import default_container, reset_default_container
 
 
 def _say(msg: str = "") -> None:
@@ -32,136 +43,180 @@ def skus_by_stock(stock, stores: list[str]) -> list[str]:  # noqa: ANN001 - a St
     return sorted(stocked, key=lambda k: (-stocked[k], k))
 
 
-def _pos_traffic(c, stores: list[str], *, count: int) -> dict:  # noqa: ANN001 - the bootstrap Container
-    """Simulated POS traffic for the stores' real skus, posted in requests of 50 through the HTTP ingress's
-    service into the embedded queue, then applied from the queue the way the Event Hub trigger does."""
-    from datetime import UTC, datetime
+def _free_port(preferred: int) -> int:
+    """``preferred`` when it is free on 127.0.0.1 (0: any), else a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    from shared.local.pos_traffic import pos_traffic
-    from shared.local.queue_consumer import apply_queue
-    from shared.services.pos_ingress import accept_sales
 
-    skus = skus_by_stock(c.stock, stores)
-    start = datetime.now(UTC)  # after the dumps' snapshots, so every event counts on top of the baseline
-    items = list(pos_traffic(stores, skus, count=count, seed=1, start=start, rate_per_s=20))
-    rejected = 0
-    for i in range(0, len(items), 50):
-        body = b"\n".join(item.body for item in items[i:i + 50])
-        resp = accept_sales(body, sink=c.events, lake=c.lake, telemetry=c.telemetry,
-                            max_bytes=c.settings.int("SALES_HTTP_MAX_BYTES"))
-        rejected += resp.body.get("rejected", 0)
-    counts = apply_queue(c, batch_size=500)
-    return {"sent": len(items), "http_rejected": rejected, **counts.to_json()}
+def _post(url: str, body: bytes, key: str) -> dict:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"x-functions-key": key, "content-type": "application/x-ndjson"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"POST {url} answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+def _wait(what: str, done, timeout_s: float = 300.0) -> None:  # noqa: ANN001 - a () -> bool
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the local runner did not finish {what} within {timeout_s:.0f} s; see its log above")
+        time.sleep(0.1)
+
+
+def _telemetry_since(path, since: str) -> list[dict]:  # noqa: ANN001 - a Path
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r.get("time", "") >= since]
 
 
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True,
-             pos_events: int = 2000) -> int:
+             pos_events: int = 2000, port: int = 7071) -> int:
     from shared.core.ids import raw_dump_path
     from shared.local.generator import generate_stores
-    from shared.services.ingest_dump import ingest_landed_dump
-    from shared.services.reconcile_stock import reconcile_after_ingest
+    from shared.local.pos_traffic import pos_traffic
+    from shared.local.runner import Runner
+    from shared.services.dashboard import write_dashboard
     from shared.services.upload_dump import upload_dump
 
     started = time.monotonic()
-    c = build()
+    since = datetime.now(UTC).isoformat()
+    os.environ.setdefault("TELEMETRY_CONSOLE", "0")  # the runner's one line per invocation is the progress
+    reset_default_container()
+    c = default_container()  # the container the functions use, so the runner and they share adapters
     home = c.settings.home
     demo_dir = home / "demo"
     if fresh:
         shutil.rmtree(demo_dir, ignore_errors=True)
         if not (c.settings.get("LAKE") or c.settings.get("LAKE__blobServiceUri")):
             shutil.rmtree(home / "lake", ignore_errors=True)
-        for local_default in ("stock", "events"):  # the embedded stock store and queue
+        for local_default in ("stock", "events", "runner"):  # the embedded stock store and queue, receipts
             shutil.rmtree(home / local_default, ignore_errors=True)
-        c = build()  # the local adapters re-create their files
+        reset_default_container()
+        c = default_container()  # the local adapters re-create their files
     lake = c.lake
-    _say(f"inventory demo: {stores} stores, {sales_lines:,} sale lines each, lake at {lake.describe()}")
+    _say(f"inventory demo: {stores} stores, {sales_lines:,} sale lines each, lake at {lake.describe()}, "
+         f"stock in {c.stock.describe()}")
 
-    _say("1/5 generating store databases ...")
+    _say("1/6 generating store databases ...")
     truths = generate_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days)
 
-    _say("2/5 store agents upload their nightly dumps to raw/ ...")
+    _say("2/6 store agents upload their nightly dumps to raw/ (and one upload is not a database) ...")
     uploads = []
     for t in truths:
         r = upload_dump(t.path, t.store_id, lake, scratch=c.scratch_dir)
-        uploads.append(r)
+        uploads.append((t.store_id, r.sha256))
         _say(f"    {t.store_id}: {r.path} ({r.size / 1e6:.1f} MB{'' if r.uploaded else ', already there'})")
+    bad = b"this is a spreadsheet export, not a SQLite database\n" * 10
+    lake.put_bytes(raw_dump_path(truths[0].store_id, datetime.now(UTC).date(), "not-a-database.sqlite"), bad)
+    uploads.append((truths[0].store_id, hashlib.sha256(bad).hexdigest()))
 
-    _say("3/5 ingesting every dump under raw/ and setting each store's stock baseline (the blob trigger) ...")
-    results = []
-    for up in uploads:
-        obj = lake.head(up.path)
-        local = c.scratch_dir / "demo-download.sqlite.gz"
-        lake.get_to_file(up.path, local)
-        results.append(ingest_landed_dump(up.path, local, obj.metadata if obj else {}, lake=lake,
-                                          telemetry=c.telemetry, limits=c.ingest_limits,
-                                          scratch=c.scratch_dir))
-        reconcile_after_ingest(results[-1], lake=lake, stock=c.stock, telemetry=c.telemetry)
-        local.unlink(missing_ok=True)
-
-    # One hostile upload, so the demo shows what on-call sees when a dump is bad.
-    bad = c.scratch_dir / "not-a-database.sqlite"
-    bad.write_bytes(b"this is a spreadsheet export, not a SQLite database\n" * 10)
-    hostile_path = raw_dump_path(truths[0].store_id, uploads[0].snapshot_at.date(), "not-a-database.sqlite")
-    lake.put_file(hostile_path, bad)
-    results.append(ingest_landed_dump(hostile_path, bad, {}, lake=lake, telemetry=c.telemetry,
-                                      limits=c.ingest_limits, scratch=c.scratch_dir))
-    bad.unlink(missing_ok=True)
-
-    _say("4/5 POS systems post sales over HTTP; the Event Hub trigger's code applies them to stock ...")
-    events = _pos_traffic(c, [t.store_id for t in truths], count=pos_events)
-
-    _say("5/5 the timers: aggregates and forecasts, then alerts; and the dashboard ...")
-    from shared.services.compute_aggregates import compute_aggregates
-    from shared.services.dashboard import write_dashboard
-    from shared.services.raise_alerts import AlertSettings, raise_alerts
-
-    aggregates = compute_aggregates(lake=lake, stock=c.stock, telemetry=c.telemetry, scratch=c.scratch_dir,
-                                    memory_limit=c.settings.get("INGEST_MEMORY_LIMIT"))
-    alert_run = raise_alerts(lake=lake, stock=c.stock, telemetry=c.telemetry,
-                             settings=AlertSettings.from_settings(c.settings))
+    logging.basicConfig(level=logging.WARNING, format="    %(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    logging.getLogger("inventory.runner").setLevel(logging.INFO)
+    runner = Runner(c, port=_free_port(port), poll_s=0.2)
+    _say(f"3/6 the local runner starts (inventory serve, HTTP on {runner.base_url}); its blob trigger "
+         "ingests each dump and sets the store's stock baseline ...")
+    serving = threading.Thread(target=runner.serve, name="demo-runner", daemon=True)
+    serving.start()
+    try:
+        _wait("the dumps", lambda: not runner.unsettled_blobs())
+        _say(f"4/6 POS systems POST {pos_events:,} sale events to {runner.base_url}/api/sales; apply_sales gets "
+             "them from the queue in batches ...")
+        store_ids = [t.store_id for t in truths]
+        items = list(pos_traffic(store_ids, skus_by_stock(c.stock, store_ids), count=pos_events, seed=1,
+                                 start=datetime.now(UTC), rate_per_s=20))
+        refused = 0
+        for i in range(0, len(items), 200):
+            reply = _post(f"{runner.base_url}/api/sales", b"\n".join(x.body for x in items[i:i + 200]),
+                          runner.keys.default)
+            refused += reply.get("rejected", 0)
+        group = c.settings.get("EVENTHUB_CONSUMER_GROUP")
+        _wait("the events", lambda: sum(c.queue.backlog(group).values()) == 0)
+        _say("5/6 the timers: compute_aggregates, then raise_alerts (run now through POST /admin/functions/…) ...")
+        for name in ("compute_aggregates", "raise_alerts"):
+            req = urllib.request.Request(f"{runner.base_url}/admin/functions/{name}", data=b"{}", method="POST",
+                                         headers={"x-functions-key": runner.keys.master})
+            with urllib.request.urlopen(req, timeout=600):
+                pass
+    finally:
+        runner.stop.set()
+        serving.join()
+    _say("6/6 writing the dashboard ...")
     dashboard = write_dashboard(home / "dashboard.html", lake=lake, stock=c.stock).resolve()
+    if runner.stats.failed:
+        _say(f"some invocations failed: {runner.stats.failed}; see the log above")
 
+    # -- the summary, from what the functions left in the lake and in telemetry ------------------------
+    outcomes = _outcomes(lake, uploads)
+    records = _telemetry_since(home / "telemetry" / "events.jsonl", since)
+    metric = {name: sum(r["value"] for r in records if r["type"] == "metric" and r["name"] == name)
+              for name in ("events_applied", "events_duplicate", "events_before_baseline", "events_deadlettered")}
+    alerts: dict[str, int] = {}
+    for r in records:  # each alert raised is a custom event named by its kind, and one alerts_raised count
+        if r["type"] == "metric" and r["name"] == "alerts_raised":
+            kind = r["dimensions"].get("kind", "?")
+            alerts[kind] = alerts.get(kind, 0) + int(r["value"])
     _say("")
-    _say(f"{'store':<8} {'status':<17} {'table':<9} {'input':>9} {'curated':>9} {'rejected':>9}  by rule")
-    for r in results:
-        if r.status == "quarantined":
-            _say(f"{r.store_id:<8} {r.status:<17} {r.reason_code}: {r.reason}")
+    _say(f"{'store':<8} {'dump':<18} {'table':<9} {'input':>9} {'curated':>9} {'rejected':>9}  by rule")
+    for store, status, detail in outcomes:
+        if status != "ingested":
+            _say(f"{store:<8} {status:<18} {detail}")
             continue
-        for name, t in r.manifest["tables"].items():
+        for name, t in detail["tables"].items():
             rules = ", ".join(f"{k}={v}" for k, v in t["by_rule"].items()) or "-"
-            _say(f"{r.store_id:<8} {r.status:<17} {name:<9} {t['input']:>9,} {t['curated']:>9,} "
+            _say(f"{store:<8} {detail['dump_id'][:16]:<18} {name:<9} {t['input']:>9,} {t['curated']:>9,} "
                  f"{t['rejected']:>9,}  {rules}")
     _say("")
-    _say(f"POS events: {events['sent']:,} sent over HTTP ({events['http_rejected']:,} refused at the door), "
-         f"{events['applied']:,} applied, {events['duplicate']:,} duplicates ignored, "
-         f"{events['before_baseline']:,} already in a dump's count, {events['deadlettered']:,} dead-lettered")
+    _say(f"POS events: {len(items):,} POSTed ({refused:,} refused at the door), {int(metric['events_applied']):,} "
+         f"applied, {int(metric['events_duplicate']):,} duplicates ignored, "
+         f"{int(metric['events_before_baseline']):,} already in a dump's count, "
+         f"{int(metric['events_deadlettered']):,} dead-lettered")
     first = truths[0].store_id
-    moved = [d for d in c.stock.stock(first) if d.events_delta][:5]
-    for d in moved:
+    for d in [d for d in c.stock.stock(first) if d.events_delta][:3]:
         _say(f"  {first} {d.sku:<8} counted {d.baseline_on_hand:>4} at the snapshot, {d.events_delta:+5} since "
              f"= {d.on_hand:>4} on hand")
-    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(alert_run.by_kind.items())) or "none"
-    _say(f"Aggregates: {aggregates.partitions_recomputed:,} store-days recomputed, {aggregates.stock_rows:,} "
-         f"stock rows with forecasts. Alerts raised: {len(alert_run.raised)} ({by_kind}).")
+    runs = ", ".join(f"{name} {n}" for name, n in sorted(runner.stats.ok.items()))
+    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(alerts.items())) or "none"
+    _say(f"Alerts raised: {sum(alerts.values())} ({by_kind}). Function runs: {runs}.")
     _say("")
     _say(f"Done in {time.monotonic() - started:.1f} s. Look at:")
-    _say(f"  lake               {lake.describe()}")
-    _say("    curated/         clean Parquet, Hive-partitioned (store=…/snapshot=… or date=…)")
-    _say("    rejected/        rows set aside, original values + reason_code")
-    _say("    manifests/       one JSON per dump: counts per table and rule, timings")
-    _say("    quarantine/      dumps that could not be read, with reason.json")
-    _say("    deadletter/      events that failed validation, raw body + reason")
-    _say("    aggregates/      daily sales, current stock, forecasts, data quality (Parquet for Synapse)")
-    _say(f"  stock              {c.stock.describe()}")
-    _say(f"  telemetry          {home / 'telemetry' / 'events.jsonl'}")
     _say(f"  dashboard          {dashboard.as_uri()}")
-    _say(f"  try                inventory stock {first} | head -30    then    inventory pos simulate --rate 50 "
-         "--count 500 && inventory events consume && inventory stock " + first)
-    json.dump({"lake": lake.describe(), "events": events, "dashboard": str(dashboard),
-               "alerts_raised": len(alert_run.raised), "results": [
-        {"store_id": r.store_id, "status": r.status, "dump_id": r.dump_id, "reason_code": r.reason_code}
-        for r in results]}, sys.stdout, indent=2)
+    _say(f"  lake               {lake.describe()}  (curated/ rejected/ manifests/ quarantine/ deadletter/ "
+         "aggregates/)")
+    _say(f"  stock              {c.stock.describe()}     e.g. inventory stock {first} | head -30")
+    _say(f"  telemetry          {home / 'telemetry' / 'events.jsonl'}")
+    _say("  run it yourself    inventory serve    then, in another terminal,    inventory pos simulate --rate 50 "
+         "--count 500")
+    json.dump({"lake": lake.describe(), "dashboard": str(dashboard), "events": {"posted": len(items),
+               "refused": refused, **{k: int(v) for k, v in metric.items()}}, "alerts": alerts,
+               "function_runs": runner.stats.ok, "function_failures": runner.stats.failed,
+               "dumps": [{"store_id": s, "status": st, **({"dump_id": d["dump_id"]} if st == "ingested" else
+                                                           {"reason": d})} for s, st, d in outcomes]},
+              sys.stdout, indent=2)
     sys.stdout.write("\n")
-    ok = all(r.status in ("ingested", "already_ingested") for r in results[:-1])
+    ok = not runner.stats.failed and all(st == "ingested" for _, st, _ in outcomes[:-1])
     return 0 if ok else 1
 
+
+def _outcomes(lake, uploads: list[tuple[str, str]]) -> list[tuple[str, str, object]]:  # noqa: ANN001 - a Lake
+    """Per upload (store, sha256 as received): ("ingested", manifest), ("quarantined", reason) or ("missing", ...),
+    found by the received sha256 the manifests and quarantine reasons record."""
+    found: dict[str, tuple[str, object]] = {}
+    for obj in lake.list("manifests/"):
+        m = json.loads(lake.get_bytes(obj.path))
+        found[m.get("received_sha256", "")] = ("ingested", m)
+    for obj in lake.list("quarantine/"):
+        if obj.path.endswith("/reason.json"):
+            q = json.loads(lake.get_bytes(obj.path))
+            found.setdefault(q.get("received_sha256", ""), ("quarantined", f"{q['reason_code']}: {q['reason']}"))
+    return [(store, *found.get(sha, ("missing", "no manifest and no quarantine: see the runner's log")))
+            for store, sha in uploads]

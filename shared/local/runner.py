@@ -284,6 +284,11 @@ class Runner:
         prefix = self._blob_prefix(f)
         return [o for o in self.c.lake.list(prefix) if self._receipts.due(f.name, o.path, o.etag)]
 
+    def unsettled_blobs(self) -> list[Any]:
+        """Blobs under the blob triggers' paths not yet ingested or poisoned (new, running, or awaiting a retry)."""
+        return [o for f in self.of("blobTrigger") for o in self.c.lake.list(self._blob_prefix(f))
+                if not self._receipts.settled(f.name, o.path, o.etag)]
+
     def poll_blobs(self) -> int:
         """Invoke each blob-triggered function for every new or changed blob under its path; how many ran."""
         done = 0
@@ -673,6 +678,10 @@ class Receipts:
     def due(self, function: str, path: str, etag: str) -> bool:
         row = self._row(function, path, etag)
         return row is None or (row[0] == "failed" and row[2] <= time.time())
+
+    def settled(self, function: str, path: str, etag: str) -> bool:
+        row = self._row(function, path, etag)
+        return row is not None and row[0] in ("done", "poisoned")
 
     def attempts(self, function: str, path: str, etag: str) -> int:
         row = self._row(function, path, etag)
