@@ -26,19 +26,24 @@ param instanceMemoryMB int = 2048
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+@description('Zone-redundant Flex Consumption plan. Off by default: with it on, the platform keeps at least two always-ready instances per per-function scale group, billed while idle (https://learn.microsoft.com/azure/reliability/reliability-functions). Needs a region with availability zones for Flex Consumption.')
+param zoneRedundant bool = false
 @description('NCRONTAB schedule of compute_aggregates.')
 param aggregatesSchedule string = '0 20 * * * *'
 @description('NCRONTAB schedule of raise_alerts.')
 param alertsSchedule string = '0 */15 * * * *'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225: Zone redundancy is not a property of a Flex Consumption plan in this API version.
+  // checkov:skip=CKV_AZURE_225: Zone redundancy is a cost choice (parameter zoneRedundant, off by default): on Flex Consumption it adds billed always-ready instances.
   name: 'plan-${resourceToken}'
   location: location
   tags: tags
   kind: 'functionapp'
   sku: { name: 'FC1', tier: 'FlexConsumption' }
-  properties: { reserved: true }
+  properties: {
+    reserved: true // Linux; Flex Consumption is Linux only
+    zoneRedundant: zoneRedundant
+  }
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
@@ -46,6 +51,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: Public network access kept: store POS systems post sales to /api/sales over the internet (function key required).
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales out by itself (maximumInstanceCount); there is no minimum worker count to set.
   // checkov:skip=CKV_AZURE_213: No health-check path: there is no health endpoint, and Flex Consumption replaces unhealthy instances itself.
+  // checkov:skip=CKV_AZURE_78: ftpsState is deprecated on Flex Consumption (no FTP); basic-auth FTP and SCM publishing are disabled by basicPublishingCredentialsPolicies.
   name: 'func-${resourceToken}'
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -76,8 +82,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       runtime: { name: 'python', version: '3.11' }
     }
     siteConfig: {
+      // No ftpsState: Flex Consumption lists properties.ftpsState as deprecated ("FTPS not supported"); FTP and
+      // SCM basic-auth publishing are switched off by the basicPublishingCredentialsPolicies below.
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       // Flex Consumption takes the runtime from functionAppConfig: FUNCTIONS_WORKER_RUNTIME and
       // FUNCTIONS_EXTENSION_VERSION must not be app settings here.

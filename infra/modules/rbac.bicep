@@ -1,5 +1,7 @@
 // Azure RBAC (control-plane-defined, data-plane) role assignments, least privilege.
 // Cosmos DB's data-plane role is a sqlRoleAssignment in cosmos.bicep (no Azure RBAC role reads items).
+// Role ids and the ABAC condition syntax are checked against the docs: see infra/README.md,
+// "Verified against the docs / still unverified".
 param lakeName string
 param lakeContainerName string
 param hostStorageName string
@@ -10,11 +12,13 @@ param funcPrincipalId string
 param agentPrincipalId string
 param posPrincipalId string
 
-// Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+// Built-in role definition ids, as listed in https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+// (storage: .../built-in-roles/storage, Event Hubs: .../built-in-roles/analytics, monitoring: .../built-in-roles/monitor).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -64,12 +68,38 @@ resource funcLakeQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalType: 'ServicePrincipal'
   }
 }
-// Host storage: Blob Data Owner, as Flex Consumption requires for AzureWebJobsStorage and the package container.
+// Host storage (AzureWebJobsStorage, identity-based). Per "Connecting to host storage with an identity"
+// (https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity):
+// - Blob Data Owner: the host's coordination blobs, key store, timer locks, Event Hubs checkpoints, and the Flex
+//   Consumption deployment package container;
+// - Queue Data Contributor: the blob trigger's internal queues, which always live on AzureWebJobsStorage whatever
+//   the trigger's own connection (the docs list it for "Azure Blobs (trigger only)");
+// - Table Data Contributor: the host's diagnostic events (without it the host logs warnings instead of the event
+//   that explains a failed start).
+// Not granted: Storage Account Contributor, which the same docs row also lists for the blob trigger; see README.
 resource funcHostBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(host.id, funcPrincipalId, roles.storageBlobDataOwner)
   scope: host
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: funcPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+resource funcHostQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(host.id, funcPrincipalId, roles.storageQueueDataContributor)
+  scope: host
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: funcPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+resource funcHostTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(host.id, funcPrincipalId, roles.storageTableDataContributor)
+  scope: host
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: funcPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -104,19 +134,54 @@ resource funcMetrics 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// --- Store agents: Blob Data Contributor on the `lake` container only, with an ABAC condition: every
-// blob read, write, create, delete or rename must be under raw/ (so agents cannot read or change the curated
-// data, manifests or quarantine, and cannot list the container). ---
-var rawOnlyCondition = '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith \'raw/\'))'
+// --- Store agents: a custom role on the `lake` container only, plus an ABAC condition on the blob path.
+// Why not Storage Blob Data Contributor with a condition: that role also carries the control-plane actions
+// containers/write and containers/delete, and Blob Storage conditions can only target the blob DataActions
+// (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes), so an agent could have deleted
+// the whole `lake` container. And blobs/move/action (rename) exposes only the *source* path to a condition, so
+// "move only under raw/" would still let an agent rename raw/x to curated/x. The agent only needs what
+// BlobLake.put_file does with overwrite=False: Get Blob Properties (head), Put Blob / Put Block / Put Block List,
+// and Get Container Properties when container creation is refused.
+resource agentRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'inventory-store-agent-raw-upload')
+  properties: {
+    // Custom role names are unique per tenant: the resource group id keeps one per deployment.
+    roleName: 'Inventory store agent raw upload ${uniqueString(resourceGroup().id)}'
+    description: 'Read container properties; read, create and write blobs. Assigned on the lake container with a condition limiting blob access to raw/.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/read'
+        ]
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [ resourceGroup().id ]
+  }
+}
+
+// Read (including List Blobs, which has no blob path and is therefore refused: agents cannot list the
+// container), write and create are allowed only when the blob path starts with raw/. Syntax as in "Example:
+// Write blobs in named containers with a path" (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples);
+// the path attribute does not include the container name.
+var rawOnlyCondition = '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith \'raw/\'))'
 
 resource agentRaw 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(lake::blob::container.id, agentPrincipalId, roles.storageBlobDataContributor)
+  name: guid(lake::blob::container.id, agentPrincipalId, 'inventory-store-agent-raw-upload')
   scope: lake::blob::container
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    // Subscription-level id form, as for the built-in roles (referencing agentRole also orders the deployment).
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', agentRole.name)
     principalId: agentPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Store agents: upload dumps under raw/ only (ABAC condition on the blob path).'
+    description: 'Store agents: upload dumps under raw/ only (custom role + ABAC condition on the blob path).'
     conditionVersion: '2.0'
     condition: rawOnlyCondition
   }

@@ -11,6 +11,11 @@ if [ "$(azd env get-value EVENT_GRID_SUBSCRIBED 2>/dev/null || true)" = "true" ]
   exit 0
 fi
 
+if ! command -v az >/dev/null 2>&1; then
+  echo "The Azure CLI (az) is needed to read the blobs_extension key: install it, run 'az login', then 'azd hooks run postdeploy'." >&2
+  exit 1
+fi
+
 app="$(azd env get-value AZURE_FUNCTION_APP_NAME)"
 group="$(azd env get-value AZURE_RESOURCE_GROUP)"
 
