@@ -48,9 +48,10 @@ def drain(queue: _Queue, consumer_group: str, handler: Callable[[int, Sequence[_
 
 def apply_queue(c, *, batch_size: int = 100, follow: bool = False, stop: threading.Event | None = None,  # noqa: ANN001
                 counts: object = None, on_batch: Callable[[int, int, object], None] | None = None) -> object:
-    """Deliver the container's embedded queue to the apply service (what ``inventory events consume`` and the
-    demo do); returns the summed ApplyCounts (``counts``, when given, is filled batch by batch, so a caller
-    interrupted meanwhile still has them). ``on_batch(partition, events, counts so far)`` reports progress.
+    """Deliver the container's embedded queue to the apply service (what ``inventory events consume`` does; the
+    local runner, ``inventory serve``, delivers it to the registered ``apply_sales`` function instead); returns
+    the summed ApplyCounts (``counts``, when given, is filled batch by batch, so a caller interrupted meanwhile
+    still has them). ``on_batch(partition, events, counts so far)`` reports progress.
     ``c`` is the bootstrap Container."""
     from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
 
