@@ -8,7 +8,8 @@ export COSMOS_SERVER_PORT ?= 8081
 
 .PHONY: demo test lint infra-check bench bench-ingest bench-events bench-aggregate bench-forecast clean help
 help:
-	@echo "make demo   - the pipeline on generated stores, locally"
+	@echo "make demo   - the pipeline on generated stores, locally; make demo EMULATORS=1: on Azurite and the"
+	@echo "              npm Cosmos-API server (needs Node.js; starts and stops them)"
 	@echo "make test   - lint (ruff; checkov on infra/) + the whole test suite (starts and stops the local servers)"
 	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest,"
 	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast"
@@ -25,8 +26,26 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# make demo EMULATORS=1: the same demo with the lake on Azurite and the stock store on the npm Cosmos-API
+# server (batches emulated there, not atomic: shared/local/cosmos_devserver.py). The servers run in memory;
+# the ones this target starts are stopped afterwards, also when the demo fails (its exit code is kept).
+# The connection string and the server's URL come from `scripts/devservers.sh status`.
+ifeq ($(EMULATORS),1)
+demo: $(BIN)/.installed node_modules/.installed
+	@scripts/devservers.sh status >/dev/null 2>&1 && ours= || ours=1; \
+	scripts/devservers.sh start || exit $$?; \
+	urls="$$(scripts/devservers.sh status 2>/dev/null)"; \
+	lake="$$(sed -n 's/^LAKE=//p' <<<"$$urls")"; \
+	cosmos="$$(sed -n 's/^COSMOS=AccountEndpoint=\([^;]*\);.*/\1/p' <<<"$$urls")"; \
+	LAKE="$$lake" $(BIN)/inventory demo --cosmos-dev-server "$$cosmos"; rc=$$?; \
+	if [ -n "$$ours" ]; then scripts/devservers.sh stop; \
+	  echo "(the servers kept the lake and the stock in memory: gone now; the dashboard and telemetry files stay)" >&2; \
+	else echo "(the servers ran before this demo: left running)" >&2; fi; \
+	exit $$rc
+else
 demo: $(BIN)/.installed
 	$(BIN)/inventory demo
+endif
 
 lint: $(BIN)/.installed infra-check
 	$(BIN)/ruff check .

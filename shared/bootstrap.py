@@ -6,6 +6,11 @@ Azure settings are present:
 - stock store: ``COSMOS`` (emulator connection string) or ``COSMOS__accountEndpoint`` (managed identity).
 - events: ``EVENTS`` (emulator connection string) or ``EVENTS__fullyQualifiedNamespace`` (managed identity).
 Azure SDKs are imported lazily, inside the branch that needs them, to keep cold start low.
+
+One seam for local tools, not an app setting: ``build(cosmos_dev_server=URL)`` puts the stock store on the
+npm Cosmos-API server at that loopback URL (``inventory demo|serve --cosmos-dev-server``; development only,
+batches emulated non-atomically: :mod:`shared.local.cosmos_devserver`), and :func:`use_default_container`
+makes such a container the one the functions' ``default_container()`` returns in that process.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Container:
     """Adapters built on first use from one Settings object."""
 
     settings: Settings
+    cosmos_dev_server: str = ""  # local tools only (see the module docstring); wins over COSMOS settings
 
     @cached_property
     def lake(self) -> Lake:
@@ -56,6 +62,10 @@ class Container:
         s = self.settings
         ttl_s = s.int("STOCK_LEDGER_TTL_DAYS") * 86400
         db, container = s.get("COSMOS_DATABASE"), s.get("COSMOS_CONTAINER")
+        if self.cosmos_dev_server:
+            from shared.local.cosmos_devserver import dev_server_stock_store
+
+            return dev_server_stock_store(self.cosmos_dev_server, s)
         if s.get("COSMOS"):
             from shared.adapters.stock_cosmos import CosmosStockStore
 
@@ -126,8 +136,13 @@ class Container:
         return path
 
 
-def build(env: dict[str, str] | None = None) -> Container:
-    return Container(Settings.from_env(env))
+def build(env: dict[str, str] | None = None, *, cosmos_dev_server: str = "") -> Container:
+    """A container from ``env`` (the environment by default); ``cosmos_dev_server``: local tools only."""
+    if cosmos_dev_server:
+        from shared.local.cosmos_devserver import check_loopback
+
+        cosmos_dev_server = check_loopback(cosmos_dev_server)  # refused now, not at the first stock access
+    return Container(Settings.from_env(env), cosmos_dev_server)
 
 
 _DEFAULT: Container | None = None
@@ -139,6 +154,13 @@ def default_container() -> Container:
     if _DEFAULT is None:
         _DEFAULT = build()
     return _DEFAULT
+
+
+def use_default_container(c: Container) -> None:
+    """Make ``c`` the process-wide container, so the functions' ``default_container()`` returns it (local
+    tools that run the functions in-process with a container they built: ``inventory demo|serve``)."""
+    global _DEFAULT
+    _DEFAULT = c
 
 
 def reset_default_container() -> None:

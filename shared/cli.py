@@ -224,16 +224,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from shared.bootstrap import default_container
+    from shared.bootstrap import build, use_default_container
     from shared.local.runner import Runner, RunnerError
 
+    try:
+        c = build(cosmos_dev_server=args.cosmos_dev_server or "")
+        if args.cosmos_dev_server:
+            c.stock  # noqa: B018 - reach the dev server now, not at the first invocation (which would fail)
+    except (ValueError, ConnectionError) as exc:
+        _err(str(exc))
+        return 1
+    use_default_container(c)  # what the functions' default_container() returns in this process
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
     logging.getLogger("inventory").setLevel(logging.INFO if args.verbose else logging.WARNING)
     logging.getLogger("inventory.runner").setLevel(logging.INFO)
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:
-        runner = Runner(default_container(), host=args.host, port=args.port, poll_s=args.poll)
+        runner = Runner(c, host=args.host, port=args.port, poll_s=args.poll)
     except RunnerError as exc:
         _err(str(exc))
         return 1
@@ -416,10 +424,27 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.local.cosmos_devserver import check_loopback
     from shared.local.demo import run_demo
 
-    return run_demo(stores=args.stores, sales_lines=args.sales_lines, days=args.days, fresh=not args.keep,
-                    port=args.port)
+    try:
+        cosmos_dev_server = check_loopback(args.cosmos_dev_server) if args.cosmos_dev_server else ""
+    except ValueError as exc:
+        _err(str(exc))
+        return 1
+    try:
+        return run_demo(stores=args.stores, sales_lines=args.sales_lines, days=args.days, fresh=not args.keep,
+                        pos_events=args.pos_events, port=args.port, cosmos_dev_server=cosmos_dev_server)
+    except ConnectionError as exc:  # the dev server is not running
+        _err(str(exc))
+        return 1
+
+
+_COSMOS_DEV_SERVER_HELP = ("the stock store on the npm Cosmos-API server (@vercel/cosmosdb-server) at this "
+                           "loopback URL, e.g. https://127.0.0.1:8081/ (scripts/devservers.sh starts one): for "
+                           "development only; it has no transactional batch, so batches are emulated, NOT "
+                           "atomically (shared/local/cosmos_devserver.py). Not for Azure or the official emulator "
+                           "(set COSMOS__accountEndpoint or COSMOS for those)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,8 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=56, help="days of sales history (default 56)")
     demo.add_argument("--port", type=int, default=7071,
                       help="port of the local runner's HTTP routes (default 7071; a free one if taken)")
+    demo.add_argument("--pos-events", type=int, default=2000, metavar="N",
+                      help="POS sale events POSTed to the runner (default 2000)")
     demo.add_argument("--keep", action="store_true",
-                      help="keep the previous demo's lake and add to it (default: start clean)")
+                      help="keep the previous demo's lake and stock and add to them (default: start clean)")
+    demo.add_argument("--cosmos-dev-server", metavar="URL", help=_COSMOS_DEV_SERVER_HELP)
     demo.set_defaults(func=cmd_demo)
 
     agent = sub.add_parser("agent", help="the store agent").add_subparsers(dest="agent_cmd", required=True,
@@ -491,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--retry-poisoned", action="store_true",
                      help="try again the blobs that failed 5 times (after fixing the cause)")
     srv.add_argument("--verbose", action="store_true", help="also the functions' own log lines")
+    srv.add_argument("--cosmos-dev-server", metavar="URL", help=_COSMOS_DEV_SERVER_HELP)
     srv.set_defaults(func=cmd_serve)
 
     stock = sub.add_parser("stock", help="current stock of a store as JSON documents")

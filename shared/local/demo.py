@@ -8,7 +8,20 @@ malformed events) is POSTed over HTTP to the runner's ``/api/sales`` with the fu
 embedded queue and reaches ``apply_sales`` in batches; the timers ``compute_aggregates`` and
 ``raise_alerts`` are run through the runner's admin endpoint (as with ``func start``); the dashboard is
 written. The summary comes from what the functions left behind: manifests, quarantine reasons, telemetry.
-A run starts clean (the previous demo's lake, stock, queue and runner state are removed) unless ``keep``.
+
+Where: the local defaults (a folder lake, the embedded stock store), or the emulators — ``LAKE`` set to an
+Azurite connection string, and ``cosmos_dev_server`` (``--cosmos-dev-server URL``) for the npm Cosmos-API
+server through the dev shim (:mod:`shared.local.cosmos_devserver`: batches emulated, not atomic);
+``make demo EMULATORS=1`` starts both and passes both. The POS events always go through the embedded queue
+(the runner cannot read Event Hubs).
+
+A run starts clean unless ``fresh=False`` (``--keep``): the previous demo's generated stores, queue, runner
+state (blob receipts, timer status) and embedded stock store are removed; the lake is emptied when it is the
+folder lake or a Blob container on a loopback address (Azurite: every object in the container is deleted,
+since a server still running from an earlier demo keeps them); on the Cosmos dev server the stock container
+is deleted and created again, empty. The same container names are used every run (``LAKE_CONTAINER``,
+``COSMOS_DATABASE``/``COSMOS_CONTAINER``: the blob trigger's path names the lake container), so a re-run
+against servers still running gives the same counts. A lake elsewhere (an Azure account) is never emptied.
 """
 
 from __future__ import annotations
@@ -25,8 +38,10 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
-from shared.bootstrap import default_container, reset_default_container
+from shared.bootstrap import build, use_default_container
+from shared.local.cosmos_devserver import LOOPBACK_HOSTS
 
 
 def _say(msg: str = "") -> None:
@@ -78,8 +93,23 @@ def _telemetry_since(path, since: str) -> list[dict]:  # noqa: ANN001 - a Path
         return [r for r in map(json.loads, f) if r.get("time", "") >= since]
 
 
+def _empty_emulator_lake(lake) -> int | None:  # noqa: ANN001 - a Lake
+    """Delete every object of a Blob lake on a loopback address (Azurite); how many, or None (not such a lake:
+    left alone)."""
+    container = getattr(lake, "container", None)
+    if container is None or urlsplit(container.url).hostname not in LOOPBACK_HOSTS:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [b.name for b in container.list_blobs()]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one request per object; a few in flight
+        for _ in pool.map(container.delete_blob, names):
+            pass
+    return len(names)
+
+
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True,
-             pos_events: int = 2000, port: int = 7071) -> int:
+             pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "") -> int:
     from shared.core.ids import raw_dump_path
     from shared.local.generator import generate_stores
     from shared.local.pos_traffic import pos_traffic
@@ -89,22 +119,36 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
 
     started = time.monotonic()
     since = datetime.now(UTC).isoformat()
-    os.environ.setdefault("TELEMETRY_CONSOLE", "0")  # the runner's one line per invocation is the progress
-    reset_default_container()
-    c = default_container()  # the container the functions use, so the runner and they share adapters
+    # The environment with one default of its own: no telemetry line per event on the console unless asked
+    # for (the runner's one line per invocation is the progress). Adapters are built on first use: nothing
+    # is opened yet.
+    c = build({"TELEMETRY_CONSOLE": "0", **dict(os.environ)}, cosmos_dev_server=cosmos_dev_server)
     home = c.settings.home
     demo_dir = home / "demo"
+    cleaned: list[str] = []
     if fresh:
         shutil.rmtree(demo_dir, ignore_errors=True)
         if not (c.settings.get("LAKE") or c.settings.get("LAKE__blobServiceUri")):
             shutil.rmtree(home / "lake", ignore_errors=True)
+        elif (n := _empty_emulator_lake(c.lake)) is None:
+            cleaned.append(f"the lake at {c.lake.describe()} is not on this machine: kept as it is")
+        elif n:
+            cleaned.append(f"emptied the lake on the emulator: {n:,} objects of an earlier run deleted")
         for local_default in ("stock", "events", "runner"):  # the embedded stock store and queue, receipts
             shutil.rmtree(home / local_default, ignore_errors=True)
-        reset_default_container()
-        c = default_container()  # the local adapters re-create their files
+        if cosmos_dev_server:
+            from shared.local.cosmos_devserver import drop_stock_container
+
+            if drop_stock_container(cosmos_dev_server, c.settings):
+                cleaned.append("deleted the stock container of an earlier run on the Cosmos dev server")
+    use_default_container(c)  # the container the functions use, so the runner and they share adapters
     lake = c.lake
+    stock_at = c.stock.describe() + (" (the npm Cosmos-API server: batches emulated, not atomic)"
+                                     if cosmos_dev_server else "")
     _say(f"inventory demo: {stores} stores, {sales_lines:,} sale lines each, lake at {lake.describe()}, "
-         f"stock in {c.stock.describe()}")
+         f"stock in {stock_at}")
+    for line in cleaned:
+        _say(f"    ({line})")
 
     _say("1/6 generating store databases ...")
     truths = generate_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days)
@@ -122,7 +166,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     logging.basicConfig(level=logging.WARNING, format="    %(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
     logging.getLogger("inventory.runner").setLevel(logging.INFO)
-    runner = Runner(c, port=_free_port(port), poll_s=0.2)
+    runner = Runner(c, port=_free_port(port), poll_s=0.2, schedules=False)  # timers: once each, in order
     _say(f"3/6 the local runner starts (inventory serve, HTTP on {runner.base_url}); its blob trigger "
          "ingests each dump and sets the store's stock baseline ...")
     serving = threading.Thread(target=runner.serve, name="demo-runner", daemon=True)
@@ -192,11 +236,16 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     _say(f"  dashboard          {dashboard.as_uri()}")
     _say(f"  lake               {lake.describe()}  (curated/ rejected/ manifests/ quarantine/ deadletter/ "
          "aggregates/)")
-    _say(f"  stock              {c.stock.describe()}     e.g. inventory stock {first} | head -30")
+    if cosmos_dev_server:
+        _say(f"  stock              {c.stock.describe()}  (in the dev server's memory until it stops)")
+    else:
+        _say(f"  stock              {c.stock.describe()}     e.g. inventory stock {first} | head -30")
     _say(f"  telemetry          {home / 'telemetry' / 'events.jsonl'}")
-    _say("  run it yourself    inventory serve    then, in another terminal,    inventory pos simulate --rate 50 "
+    serve = "inventory serve" + (f" --cosmos-dev-server {cosmos_dev_server}" if cosmos_dev_server else "")
+    _say(f"  run it yourself    {serve}    then, in another terminal,    inventory pos simulate --rate 50 "
          "--count 500")
-    json.dump({"lake": lake.describe(), "dashboard": str(dashboard), "events": {"posted": len(items),
+    json.dump({"lake": lake.describe(), "stock": c.stock.describe(), "dashboard": str(dashboard),
+               "events": {"posted": len(items),
                "refused": refused, **{k: int(v) for k, v in metric.items()}}, "alerts": alerts,
                "function_runs": runner.stats.ok, "function_failures": runner.stats.failed,
                "dumps": [{"store_id": s, "status": st, **({"dump_id": d["dump_id"]} if st == "ingested" else

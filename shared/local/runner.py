@@ -207,11 +207,12 @@ class _Stopping(Exception):
 
 class Runner:
     """Runs the app's triggers on a bootstrap Container (``shared.bootstrap.default_container()`` unless
-    given). ``retry_scale`` multiplies retry delays (tests use 0)."""
+    given). ``retry_scale`` multiplies retry delays (tests use 0). ``schedules=False`` leaves the timers to the
+    admin endpoint only (the demo runs them once, in order, so its figures do not depend on the clock)."""
 
     def __init__(self, container: Any = None, *, functions: list[Function] | None = None,
                  host: str = "127.0.0.1", port: int = 7071, poll_s: float = 1.0, retry_scale: float = 1.0,
-                 host_json: Path = APP_ROOT / "host.json") -> None:
+                 host_json: Path = APP_ROOT / "host.json", schedules: bool = True) -> None:
         if container is None:
             from shared.bootstrap import default_container
 
@@ -219,6 +220,7 @@ class Runner:
         self.c = container
         self.functions = functions if functions is not None else discover()
         self.host, self.port, self.poll_s, self.retry_scale = host, port, poll_s, retry_scale
+        self.schedules = schedules
         extensions = json.loads(host_json.read_text()).get("extensions", {})
         self.eventhubs = extensions.get("eventHubs", {})
         self.blob_parallelism = int(extensions.get("blobs", {}).get("maxDegreeOfParallelism", 1))
@@ -458,10 +460,11 @@ class Runner:
         if http and self.of("httpTrigger"):
             self.start_http()
         self._banner(http)
-        past_due = self.start_timers(datetime.now(UTC))
+        bodies: list[tuple[str, Callable[[], int]]] = [("blobs", self.poll_blobs), ("events", self.poll_events)]
+        if self.schedules:
+            bodies.append(("timers", functools.partial(self._timer_tick, self.start_timers(datetime.now(UTC)))))
         loops = [threading.Thread(target=self._loop, args=(name, body), name=f"runner-{name}", daemon=True)
-                 for name, body in (("blobs", self.poll_blobs), ("events", self.poll_events),
-                                    ("timers", functools.partial(self._timer_tick, past_due)))]
+                 for name, body in bodies]
         for t in loops:
             t.start()
         try:
@@ -498,8 +501,8 @@ class Runner:
                 self.stop.wait(self.poll_s if name != "timers" else min(self.poll_s, 0.5))
 
     def _banner(self, http: bool) -> None:
-        log.info("local runner: %d functions on the local defaults (lake %s)", len(self.functions),
-                 self.c.lake.describe())
+        log.info("local runner: %d functions; lake %s; stock %s", len(self.functions), self.c.lake.describe(),
+                 self.c.stock.describe())
         for f in self.functions:
             t = f.trigger
             if f.kind == "httpTrigger":
@@ -511,7 +514,8 @@ class Runner:
                 where = self.c.queue.describe() if self.events_on else "off (EVENTS is set)"
             else:
                 schedule = resolve(t["schedule"], self.c.settings)
-                where = f"schedule {schedule}"
+                where = f"schedule {schedule}" if self.schedules else \
+                    f"schedule {schedule} off: run it with POST {self.base_url}/admin/functions/{f.name}"
             log.info("  %-20s %-16s %s", f.name, f.kind, where)
         if http:
             log.info("function keys: %s (send as x-functions-key or ?code=)", self.state_dir / "host_keys.json")
