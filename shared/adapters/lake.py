@@ -2,10 +2,18 @@
 
 Paths are POSIX-style and relative to the container root (``raw/store=S001/...``); adapters never accept
 ``..`` or absolute paths. Every write is atomic: a reader sees the old object, or the whole new one.
+
+The port also offers named locks (:meth:`Lake.lock`), exclusive across threads, processes and machines that
+share the lake: the folder lake uses an OS file lock under its hidden ``.locks/`` folder, the Blob lake a
+lease on ``locks/<name>``. A holder that dies frees its lock by itself (the OS drops the file lock; a lease
+that is no longer renewed lapses).
 """
 
 from __future__ import annotations
 
+import random
+import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -19,6 +27,26 @@ Progress = Callable[[int], None]
 
 class LakeError(RuntimeError):
     """A lake operation failed; the message names the path and what to check."""
+
+
+class LockTimeout(LakeError):
+    """Another holder kept a lake lock for longer than the caller was willing to wait."""
+
+
+DEFAULT_LOCK_WAIT_S = 600.0
+"""How long :meth:`Lake.lock` waits for another holder by default: far longer than one store's locked
+section (seconds to a few minutes), well inside the function timeout (30 min)."""
+
+
+class HeldLock(Protocol):
+    """A lock while it is held (what :meth:`Lake.lock` yields)."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise :class:`LakeError` if the lock can no longer be trusted to be held (a Blob lease that could
+        not be renewed in time). Call it before a step that relies on the exclusion, e.g. a commit."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,6 +106,15 @@ class Lake(Protocol):
         """
         ...
 
+    def lock(self, name: str, *, timeout_s: float = DEFAULT_LOCK_WAIT_S) -> AbstractContextManager[HeldLock]:
+        """Hold the lock ``name`` (e.g. ``store=S001``; see :func:`check_lock_name`) for the ``with`` block.
+
+        Exclusive across threads, processes and machines using the same lake. Waits, with backoff, while
+        another holder has it; after ``timeout_s`` raises :class:`LockTimeout` naming the lock. Released on
+        exit, exception or not. A holder that dies without releasing frees the lock by itself.
+        """
+        ...
+
 
 def check_lake_path(path: str) -> str:
     """Reject paths that could escape the container or are ambiguous."""
@@ -87,3 +124,36 @@ def check_lake_path(path: str) -> str:
     if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
         raise LakeError(f"invalid lake path {path!r}: empty, '.' and '..' segments are not allowed")
     return path
+
+
+_LOCK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_=.-]{0,99}$")
+
+
+def check_lock_name(name: str) -> str:
+    """A lock name is one path segment: letters, digits, ``_ = . -`` (up to 100; not starting with a dot)."""
+    if not isinstance(name, str) or not _LOCK_NAME.fullmatch(name):
+        raise LakeError(f"invalid lock name {name!r}: use letters, digits, '_', '=', '.', '-' (e.g. store=S001)")
+    return name
+
+
+def wait_for_lock(attempt: Callable[[], bool], *, name: str, where: str, timeout_s: float,
+                  holder: Callable[[], str], frees: str) -> float:
+    """Call ``attempt`` until it returns True (the lock is ours), backing off from 50 ms to 2 s with jitter.
+
+    Returns the seconds waited. Past ``timeout_s`` raises :class:`LockTimeout`, naming the lock, the lake,
+    the current holder as ``holder()`` describes it, and ``frees`` (when the lock frees itself).
+    """
+    started = time.monotonic()
+    deadline = started + max(0.0, timeout_s)
+    delay = 0.05
+    while not attempt():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockTimeout(
+                f"could not take the lock {name!r} in the lake at {where}: another worker has held it for "
+                f"the {timeout_s:g} s this one waited ({holder()}). It is released when that worker finishes; "
+                f"{frees}. Retry later; if it stays held, look for a stuck worker"
+            )
+        time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+        delay = min(delay * 2, 2.0)
+    return time.monotonic() - started

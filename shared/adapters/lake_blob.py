@@ -12,6 +12,8 @@ Semantics mirror :class:`shared.adapters.lake_folder.FolderLake`:
   wins and the other gets False, with no window between a check and the write.
 - Reads stream to disk in chunks; a download pins the blob's etag so a concurrent overwrite is reported
   rather than mixed into the file.
+- Locks are blob leases on ``locks/<name>`` (an empty blob), finite (30 s by default) and renewed by a
+  background thread while held: a holder that crashes frees the lock when its lease lapses.
 
 This module imports the Azure SDK at module level; :mod:`shared.bootstrap` imports the module lazily, only
 when a Blob lake is configured, so the local default never pays for it.
@@ -21,9 +23,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
+import os
 import re
+import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -44,13 +50,23 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import (
     BlobBlock,
+    BlobClient,
+    BlobLeaseClient,
     BlobProperties,
     ContainerClient,
     ExponentialRetry,
     StorageStreamDownloader,
 )
 
-from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
+from shared.adapters.lake import (
+    DEFAULT_LOCK_WAIT_S,
+    LakeError,
+    LakeObject,
+    Progress,
+    check_lake_path,
+    check_lock_name,
+    wait_for_lock,
+)
 
 DEFAULT_BLOCK_SIZE = 8 << 20
 """Bytes per staged block. Above 4 MiB, Azure uses high-throughput block blobs; 8 MiB × the default
@@ -66,6 +82,13 @@ _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 # ADLS Gen2 accounts list their directories through the Blob API as empty blobs with this metadata.
 _FOLDER_MARKER = "hdi_isfolder"
+
+LOCK_LEASE_S = 30
+"""Lease of a held lock, renewed every third of it. The service allows 15-60 s (or infinite, which a crashed
+holder would keep forever): 30 s frees a dead holder's lock soon, and leaves two renewals to fail before
+the lease lapses."""
+
+log = logging.getLogger(__name__)
 
 
 def retry_policy() -> ExponentialRetry:
@@ -490,10 +513,132 @@ class BlobLake:
                 local.append(target)
             yield local
 
+    # -- locks -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(
+        self, name: str, *, timeout_s: float = DEFAULT_LOCK_WAIT_S, lease_s: int = LOCK_LEASE_S
+    ) -> Iterator[BlobLock]:
+        """Hold the lock ``name``: a lease of ``lease_s`` seconds on the blob ``locks/<name>``, renewed in the
+        background until the block ends, then released. Waits with backoff while another lease is active."""
+        if not 15 <= lease_s <= 60:
+            raise ValueError(f"lease_s {lease_s} out of range: the service allows leases of 15 to 60 s")
+        path = f"locks/{check_lock_name(name)}"
+        blob = self._container.get_blob_client(path)
+        lease = BlobLeaseClient(blob)  # a fresh lease id per holder
+        held = BlobLock(name, lease, lease_s, describe=f"{path!r} in {self.describe()}")
+
+        def attempt() -> bool:
+            for _ in range(2):
+                sent = time.monotonic()
+                try:
+                    lease.acquire(lease_duration=lease_s)
+                except ResourceNotFoundError as exc:
+                    if getattr(exc, "error_code", None) == "ContainerNotFound":
+                        self._fail(exc, path, "lock")
+                    self._create_lock_blob(blob, path)  # the first use of this lock: create it, try again
+                    continue
+                except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+                    if isinstance(exc, HttpResponseError) and exc.status_code == 409:
+                        return False  # LeaseAlreadyPresent: another holder
+                    self._fail(exc, path, "lock")
+                held.acquired_at = sent
+                return True
+            return False
+
+        def holder() -> str:
+            try:
+                props = blob.get_blob_properties()
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError):
+                return "holder unknown"
+            return f"{(props.metadata or {}).get('holder', 'holder unknown')}; lease {props.lease.state}"
+
+        wait_for_lock(attempt, name=name, where=self.describe(), timeout_s=timeout_s, holder=holder,
+                      frees="a worker that died frees it when its lease lapses (15 to 60 s)")
+        held.start()
+        try:
+            with contextlib.suppress(HttpResponseError, ServiceRequestError, ServiceResponseError):
+                # Who holds it, for the message of a worker that gives up waiting (informational only).
+                holder_text = f"held by pid {os.getpid()} on {socket.gethostname()} with a {lease_s} s lease"
+                blob.set_blob_metadata({"holder": holder_text}, lease=lease, retry_total=0)
+            yield held
+        finally:
+            held.stop()
+            try:
+                lease.release()
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+                # Harmless: the lease lapses by itself within lease_s.
+                log.warning("could not release the lock %s (it frees itself within %d s): %s", path, lease_s,
+                            (str(exc).splitlines() or [""])[0])
+
+    def _create_lock_blob(self, blob: BlobClient, path: str) -> None:
+        try:
+            blob.upload_blob(b"", length=0, match_condition=MatchConditions.IfMissing)
+        except (ResourceExistsError, ResourceModifiedError):
+            return  # created meanwhile by another worker
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            if isinstance(exc, HttpResponseError) and exc.status_code in (409, 412):
+                return  # exists (and leased) already
+            self._fail(exc, path, "create the lock")
+
     def delete_container(self) -> None:
         """Delete the whole container (tests' clean-up only)."""
         with contextlib.suppress(ResourceNotFoundError):
             self._container.delete_container()
+
+
+class BlobLock:
+    """A held Blob lock: its lease, and the thread that renews it every third of the lease.
+
+    A renewal that fails is retried every second; if none succeeds before the lease would lapse, the lock
+    is lost (another worker may take it) and :meth:`check` says so.
+    """
+
+    def __init__(self, name: str, lease: BlobLeaseClient, lease_s: int, *, describe: str) -> None:
+        self.name = name
+        self.lease_s = lease_s
+        self.acquired_at = time.monotonic()
+        self.renewals = 0
+        self._lease = lease
+        self._describe = describe
+        self._renewed_at = self.acquired_at  # when the last successful acquire/renew was *sent*
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"lake-lock-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._renewed_at = self.acquired_at
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _keep(self) -> None:
+        every = self.lease_s / 3
+        while not self._stop.wait(every if self._error is None else 1.0):
+            sent = time.monotonic()
+            if sent - self._renewed_at >= self.lease_s:
+                return  # lapsed: renewing now could not undo it (check() reports it)
+            try:
+                # One try, short timeouts: this loop retries itself, well inside the lease.
+                self._lease.renew(retry_total=0, connection_timeout=5, read_timeout=every)
+            except Exception as exc:  # any failure: retried (below) until the lease would lapse
+                self._error = exc
+                continue
+            self._renewed_at = sent
+            self._error = None
+            self.renewals += 1
+
+    def check(self) -> None:
+        """Raise LakeError if the lease may have lapsed (no renewal went through in time)."""
+        if time.monotonic() - self._renewed_at >= self.lease_s:
+            reason = f": {(str(self._error).splitlines() or [''])[0]}" if self._error else ""
+            raise LakeError(
+                f"lost the lock {self.name!r} ({self._describe}): its {self.lease_s} s lease could not be "
+                f"renewed in time{reason}; another worker may hold it now. Stop before committing "
+                "anything that relies on the lock, and retry the operation"
+            )
 
 
 def _check_container_name(container: str) -> None:
@@ -522,4 +667,4 @@ def _delta_progress(progress: Progress) -> Callable[[int, int | None], None]:
     return hook
 
 
-__all__ = ["DEFAULT_BLOCK_SIZE", "BlobLake", "retry_policy"]
+__all__ = ["DEFAULT_BLOCK_SIZE", "LOCK_LEASE_S", "BlobLake", "BlobLock", "retry_policy"]

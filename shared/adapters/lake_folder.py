@@ -2,7 +2,10 @@
 
 Blob metadata is kept beside the tree in ``.meta/<path>.json`` (dot-folders are ignored by Hive-style
 readers such as DuckDB and Synapse). Writes go to a hidden temporary file in the target folder and are
-renamed into place, so a crash never leaves a half-written object visible.
+renamed into place, so a crash never leaves a half-written object visible. Locks (:meth:`FolderLake.lock`)
+are OS file locks (``flock``) on ``.locks/<name>.lock``: the kernel drops them when the holder exits,
+however it exits. They exclude other threads and processes on this machine (and other machines only on
+a file system that carries ``flock`` across them, which a local folder lake never needs).
 """
 
 from __future__ import annotations
@@ -11,12 +14,22 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.lake import LakeError, LakeObject, Progress, check_lake_path
+from shared.adapters.lake import (
+    DEFAULT_LOCK_WAIT_S,
+    LakeError,
+    LakeObject,
+    Progress,
+    check_lake_path,
+    check_lock_name,
+    wait_for_lock,
+)
 
 _CHUNK = 1 << 20
 
@@ -188,6 +201,55 @@ class FolderLake:
     @contextlib.contextmanager
     def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
         yield [self._file(p) for p in paths]
+
+    # -- locks -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, name: str, *, timeout_s: float = DEFAULT_LOCK_WAIT_S) -> Iterator[FolderLock]:
+        """Hold the lock ``name``: ``flock`` on ``.locks/<name>.lock`` (hidden: not a lake object).
+
+        Each call opens the file anew, so two threads of one process exclude each other too (flock locks
+        belong to the open file, not the process). The file stays; only the lock on it comes and goes.
+        """
+        path = self.root / ".locks" / f"{check_lock_name(name)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            def attempt() -> bool:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            def holder() -> str:
+                try:
+                    return path.read_text().strip() or "holder unknown"
+                except OSError:
+                    return "holder unknown"
+
+            wait_for_lock(attempt, name=name, where=str(self.root), timeout_s=timeout_s, holder=holder,
+                          frees="a worker that died frees it at once")
+            try:
+                # Who holds it, for the message of a worker that gives up waiting.
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"held by pid {os.getpid()} on {socket.gethostname()} since "
+                              f"{datetime.now(UTC).isoformat(timespec='seconds')}\n".encode(), 0)
+                yield FolderLock(name)
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class FolderLock:
+    """A held folder-lake lock. The OS keeps it for as long as the process lives: it cannot be lost."""
+
+    name: str
+
+    def check(self) -> None:
+        return None
 
 
 def _mtime(st: os.stat_result) -> datetime:

@@ -1,29 +1,41 @@
 """Use case: ingest one store dump into the lake (what the blob trigger and `inventory ingest` do).
 
     dump file ──▶ open safely (child process) ──▶ rules (DuckDB SQL over Arrow) ──▶ staged Parquet
-              ──▶ publish: rejected/, curated/, then the manifest last (the commit marker)
+              ──▶ publish rejected/ and snapshot tables
+              ──▶ under the store lock: sale/receipt lines new to the lake ──▶ publish them ──▶ manifest last
+                  (the commit marker)
 
 Idempotent: the dump id is the hash of the SQLite content, and a dump whose manifest exists is not
 ingested again. Output names are deterministic (``<dump_id>…parquet``), so a retry after a crash rewrites
 the same objects. Dumps are full snapshots: sale and receipt lines already in the lake for the store are
 counted (``already_in_lake``) but not written again, so a late, older dump adds only what is missing.
+"Already in the lake" leaves out the dump's own files (left by an attempt that crashed while publishing),
+so a retry rewrites them whole and its manifest describes the whole dump.
+
+Ingests of one store are serialised from reading what the lake holds to writing the manifest by a lake
+lock (``store=<id>``: a file lock on the folder lake, a renewed blob lease on Blob storage), so two dumps
+of a store ingested at once, by parallel triggers or on several instances, never both write a line.
+Reading and cleaning the dump, the bulk of the time, run outside the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from shared import __version__
-from shared.adapters.lake import Lake
+from shared.adapters.lake import Lake, LockTimeout
 from shared.adapters.parquet_files import write_partitioned
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
@@ -240,9 +252,17 @@ def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
                 f"GROUP BY p_{key} HAVING min(hash({values})) = max(hash({values}))")
 
 
+def _curated_select(table: Table, *, store_id: str, dump_id: str, snapshot_at: str) -> str:
+    cols = ", ".join(f"p_{c} AS {q(c)}" for c in table.column_names)
+    return (f"SELECT '{store_id}' AS store_id, {cols}, nullif(flags, '') AS flags, '{dump_id}' AS dump_id, "
+            f"TIMESTAMPTZ '{snapshot_at}' AS snapshot_at")
+
+
 def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_id: str,  # noqa: ANN001
-                  snapshot_at: str, snapshot_day: date, existing: list[Path]) -> dict:
-    """The duplicate stage, the counts, and this table's curated and rejected Parquet under ``stage``."""
+                  snapshot_at: str, snapshot_day: date) -> dict:
+    """The duplicate stage, the counts, and this table's rejected Parquet under ``stage`` (for a snapshot
+    table, its curated Parquet too). Nothing here depends on the lake: a fact table's curated lines are
+    written by :func:`_write_new_lines`, under the store lock."""
     table, name = staged.table, staged.table.name
     parquet = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144"
     if not staged.passed.exists():  # the table is empty: nothing to write
@@ -295,18 +315,26 @@ def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_
             f"({' UNION ALL BY NAME '.join(parts)}) ORDER BY _row) TO '{target}' ({parquet})")
         lap("rejected")
 
-    cols = ", ".join(f"p_{c} AS {q(c)}" for c in table.column_names)
-    select = (f"SELECT '{store_id}' AS store_id, {cols}, nullif(flags, '') AS flags, '{dump_id}' AS dump_id, "
-              f"TIMESTAMPTZ '{snapshot_at}' AS snapshot_at")
-    curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
     if not table.fact:
+        select = _curated_select(table, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
         target = stage / f"curated/{name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
+        curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
         con.execute(f"COPY ({select} FROM {curated} ORDER BY _row) TO '{target}' ({parquet})")
         lap("curated")
-        return counts
+    return counts
 
-    # Facts: only lines whose key is not already in the lake for this store.
+
+def _write_new_lines(con, staged: StagedTable, counts: dict, stage: Path, *, store_id: str,  # noqa: ANN001
+                     dump_id: str, snapshot_at: str, existing: list[Path]) -> None:
+    """A fact table's curated Parquet under ``stage``: only the lines whose key is not in ``existing`` (the
+    store's files already in the lake). Adds ``written`` and ``already_in_lake`` to ``counts``."""
+    table, name = staged.table, staged.table.name
+    if not staged.passed.exists():  # the table is empty: nothing to write
+        return
+    started = time.monotonic()
+    select = _curated_select(table, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
+    curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
     if existing:
         files = ", ".join(f"'{p}'" for p in existing)
         on = " AND ".join(f"e.{k} = c.p_{k}" for k in table.key)
@@ -319,15 +347,34 @@ def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_
     written = write_partitioned(reader, folder, "date", f"{dump_id}-0")
     counts["written"] = written
     counts["already_in_lake"] = counts["curated"] - written
-    lap("curated")
-    return counts
+    counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
+
+
+def _written_by(path: str, dump_id: str) -> bool:
+    """Whether a lake file is one of this dump's own outputs (its name starts with the dump id), e.g. left
+    by an attempt that crashed while publishing."""
+    return path.rsplit("/", 1)[-1].startswith(dump_id)
+
+
+def _lines_in_lake(lake: Lake, name: str, store_id: str, dump_id: str) -> list[str]:
+    """The store's files of fact table ``name`` already in the lake, except this dump's own: a retry after
+    a crash during publishing rewrites its own files (same names, same lines) instead of skipping their
+    lines, so its manifest describes the whole dump."""
+    return [o.path for o in lake.list(f"curated/{name}/store={store_id}/")
+            if o.path.endswith(".parquet") and not _written_by(o.path, dump_id)]
+
+
+def _output_order(path: str) -> tuple[bool, str]:
+    return (not path.startswith("rejected/"), path)
 
 
 def _publish(lake: Lake, stage: Path) -> list[str]:
-    """Upload staged files into the lake: rejected, then curated. Each object is written atomically."""
+    """Upload the files staged under ``stage`` into the lake: rejected, then curated. Each object is
+    written atomically."""
     published = []
-    files = sorted(p for p in stage.rglob("*.parquet"))
-    files.sort(key=lambda p: 0 if p.relative_to(stage).parts[0] == "rejected" else 1)
+    if not stage.exists():
+        return published
+    files = sorted(stage.rglob("*.parquet"), key=lambda p: _output_order(p.relative_to(stage).as_posix()))
     move_in = getattr(lake, "move_in", None)
     for f in files:
         path = f.relative_to(stage).as_posix()
@@ -361,19 +408,74 @@ def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, so
 
 
 STALE_SCRATCH_S = 6 * 3600  # far beyond the function timeout (30 min): nobody is using such a folder
+SCRATCH_PREFIXES = ("ingest-", "blob-")  # our working folders; the blob trigger's downloads (triggers/dumps.py)
+
+
+@contextlib.contextmanager
+def scratch_in_use(folder: Path) -> Iterator[None]:
+    """Mark a scratch folder as in use for the block: a shared ``flock`` on the folder itself.
+
+    :func:`sweep_stale_scratch` never removes a folder someone holds, however old it looks; the kernel
+    drops the lock when its process dies, so a killed worker's folder becomes sweepable.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, scratch: Path | None) -> Iterator[Path]:
+    """A new working folder under ``scratch``, marked in use while the block runs and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=scratch) as name, scratch_in_use(Path(name)):
+        yield Path(name)
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The latest modification time of the folder and of the files anywhere in it: a folder's own mtime
+    changes only when entries are added or removed, not while a file in it (a download, a spill) is being
+    written."""
+    newest = folder.lstat().st_mtime
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    return newest
+
+
+def _remove_if_stale(folder: Path, cutoff: float) -> bool:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # gone, not a folder, or a symlink: not ours to remove
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # held by a live worker (scratch_in_use)
+        # Untouched for a long time as well: a folder a worker has not locked yet (the trigger's download
+        # runs before the ingest takes the lock) is kept for as long as it is recent.
+        if _newest_mtime(folder) > cutoff:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def sweep_stale_scratch(scratch: Path, max_age_s: float = STALE_SCRATCH_S) -> int:
-    """Remove working folders left by ingests that were killed (SIGKILL, host recycled). Returns how many."""
+    """Remove working folders left by workers that were killed (SIGKILL, host recycled): the ingest's
+    ``ingest-*`` and the blob trigger's ``blob-*`` downloads. A folder goes when no live process holds it
+    (:func:`scratch_in_use`) and nothing in it changed for ``max_age_s``. Returns how many were removed."""
+    cutoff = time.time() - max_age_s
     removed = 0
-    now = time.time()
-    for folder in Path(scratch).glob("ingest-*"):
-        try:
-            if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
-        except FileNotFoundError:
-            continue
+    for prefix in SCRATCH_PREFIXES:
+        for folder in sorted(Path(scratch).glob(f"{prefix}*")):
+            removed += _remove_if_stale(folder, cutoff)
     return removed
 
 
@@ -419,11 +521,13 @@ def ingest_dump(
         mapping = load_store_mapping(lake, store_id)
     landed_at = landed_at or datetime.now(UTC)
     say = progress or (lambda _msg: None)
-    if scratch is not None:
-        sweep_stale_scratch(scratch)
 
-    with tempfile.TemporaryDirectory(prefix="ingest-", dir=scratch) as tmp_name:
-        tmp = Path(tmp_name)
+    with contextlib.ExitStack() as in_use:
+        if scratch is not None:
+            if source.resolve().parent.parent == Path(scratch).resolve():  # the blob trigger's download folder
+                in_use.enter_context(scratch_in_use(source.parent))
+            sweep_stale_scratch(scratch)
+        tmp = in_use.enter_context(scratch_folder("ingest-", scratch))
         received_sha = _sha256_file(source)  # once: the dump id of a plain file, the quarantine key
         try:
             db, sha = prepare_source(source, received_sha, tmp, limits.max_dump_bytes)
@@ -489,42 +593,68 @@ def ingest_dump(
         con.execute("SET threads = 2")
         try:
             for name, st in staged.items():
-                existing: list[str] = []
-                if st.table.fact:
-                    existing = [o.path for o in lake.list(f"curated/{name}/store={store_id}/")
-                                if o.path.endswith(".parquet")]
-                with lake.local_copy(existing) as local:
-                    tables[name] = _finish_table(con, st, stage, store_id=store_id, dump_id=dump_id,
-                                                 snapshot_at=snap_iso, snapshot_day=snap_day, existing=local)
-                say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
+                tables[name] = _finish_table(con, st, stage, store_id=store_id, dump_id=dump_id,
+                                             snapshot_at=snap_iso, snapshot_day=snap_day)
+            timings["write"] = round(time.monotonic() - t0, 3)
+
+            # Rejected rows and snapshot tables do not depend on the lake: published before the store lock.
+            t0 = time.monotonic()
+            outputs = _publish(lake, stage)
+            timings["publish"] = round(time.monotonic() - t0, 3)
+
+            # The store lock, from reading what the lake holds to the manifest: two dumps of one store
+            # ingested at once (parallel triggers, several instances) would otherwise each read the lake
+            # without the other's lines, and both write them.
+            t0 = time.monotonic()
+            try:
+                with lake.lock(f"store={store_id}") as held:
+                    timings["lock_wait"] = round(time.monotonic() - t0, 3)
+                    if lake.head(manifest_path) is not None:  # the same dump, ingested meanwhile elsewhere
+                        say(f"dump {dump_id} of store {store_id} was ingested meanwhile; nothing to do")
+                        telemetry.event("DumpAlreadyIngested", storeId=store_id, dumpId=dump_id)
+                        return IngestResult("already_ingested", store_id, dump_id,
+                                            json.loads(lake.get_bytes(manifest_path)))
+                    t0 = time.monotonic()
+                    new_lines = tmp / "new-lines"
+                    for name, st in staged.items():
+                        if st.table.fact:
+                            with lake.local_copy(_lines_in_lake(lake, name, store_id, dump_id)) as local:
+                                _write_new_lines(con, st, tables[name], new_lines, store_id=store_id,
+                                                 dump_id=dump_id, snapshot_at=snap_iso, existing=local)
+                        say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
+                    timings["write_new_lines"] = round(time.monotonic() - t0, 3)
+
+                    t0 = time.monotonic()
+                    held.check()  # still ours (a Blob lease renewed in time): nobody else wrote meanwhile
+                    outputs = sorted(outputs + _publish(lake, new_lines), key=_output_order)
+                    timings["publish_new_lines"] = round(time.monotonic() - t0, 3)
+                    timings["total"] = round(time.monotonic() - started, 3)
+                    manifest = {
+                        "schema_version": SCHEMA_VERSION,
+                        "pipeline_version": __version__,
+                        "store_id": store_id,
+                        "dump_id": dump_id,
+                        "sha256": sha,
+                        "received_sha256": received_sha,
+                        "source_name": source_name,
+                        "snapshot_at": snap_iso,
+                        "snapshot_source": snap_source,
+                        "ingested_at": utc_iso(datetime.now(UTC)),
+                        "mapping": mapping.source,
+                        "timezone": mapping.timezone,
+                        "tables": tables,
+                        "warnings": ([f"the dump defines {len(triggers)} trigger(s) ({', '.join(triggers[:5])}); "
+                                      "they were never run (the dump is opened read-only)"] if triggers else []),
+                        "timings_s": timings,
+                        "outputs": outputs,
+                    }
+                    held.check()
+                    lake.put_bytes(manifest_path, json.dumps(manifest, indent=2).encode())
+            except LockTimeout as exc:
+                raise LockTimeout(f"dump {dump_id} of store {store_id} waited for another ingest of the same "
+                                  f"store to finish, in vain: {exc}") from exc
         finally:
             con.close()
-        timings["write"] = round(time.monotonic() - t0, 3)
-
-        t0 = time.monotonic()
-        outputs = _publish(lake, stage) if stage.exists() else []
-        timings["publish"] = round(time.monotonic() - t0, 3)
-        timings["total"] = round(time.monotonic() - started, 3)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "pipeline_version": __version__,
-            "store_id": store_id,
-            "dump_id": dump_id,
-            "sha256": sha,
-            "received_sha256": received_sha,
-            "source_name": source_name,
-            "snapshot_at": snap_iso,
-            "snapshot_source": snap_source,
-            "ingested_at": utc_iso(datetime.now(UTC)),
-            "mapping": mapping.source,
-            "timezone": mapping.timezone,
-            "tables": tables,
-            "warnings": ([f"the dump defines {len(triggers)} trigger(s) ({', '.join(triggers[:5])}); "
-                          "they were never run (the dump is opened read-only)"] if triggers else []),
-            "timings_s": timings,
-            "outputs": outputs,
-        }
-        lake.put_bytes(manifest_path, json.dumps(manifest, indent=2).encode())
 
     rows_in = sum(t["input"] for t in tables.values())
     rejected = sum(t["rejected"] for t in tables.values())

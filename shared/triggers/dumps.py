@@ -2,7 +2,6 @@
 
 
 import logging
-import tempfile
 from pathlib import Path
 
 import azure.functions as func
@@ -28,13 +27,13 @@ def ingest_dump(client: blob.BlobClient) -> None:
     not failures (no retry); unexpected errors (lake unreachable, ...) raise so the host retries and finally
     poisons the message."""
     from shared.bootstrap import default_container
-    from shared.services.ingest_dump import ingest_landed_dump
+    from shared.services.ingest_dump import ingest_landed_dump, scratch_folder
     from shared.services.reconcile_stock import reconcile_after_ingest
 
     c = default_container()
     props = client.get_blob_properties()
     lake_path = client.blob_name
-    with tempfile.TemporaryDirectory(prefix="blob-", dir=c.scratch_dir) as tmp:
+    with scratch_folder("blob-", c.scratch_dir) as tmp:  # marked in use: a scratch sweep leaves it alone
         local = Path(tmp) / "dump"
         with open(local, "wb") as out:  # streamed in chunks, pinned to the etag we saw
             client.download_blob(max_concurrency=2, etag=props.etag,

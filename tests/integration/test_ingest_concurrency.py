@@ -1,0 +1,177 @@
+"""Ingests that overlap or are retried: each sale line reaches the lake exactly once.
+
+* Two dumps of one store ingested at the same time (the blob trigger runs two at once per instance, and
+  Flex Consumption runs several instances): the second must skip the first one's lines.
+* A retry after a crash while publishing: the dump's own half-published files are not "already in the
+  lake"; the retry rewrites them and its manifest describes the whole dump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+
+import duckdb
+import pytest
+
+from shared.adapters.lake_folder import FolderLake
+from shared.adapters.telemetry import MemoryTelemetry
+from shared.core.ids import dump_id_from_sha256
+from shared.local.generator import generate_store
+from shared.services.ingest_dump import ingest_dump
+
+STORE = "S9"
+
+
+def sale_lines(lake) -> list[tuple[str, int]]:
+    """Every (sale_id, line_no) of the store's curated sales, duplicates included."""
+    paths = [o.path for o in lake.list(f"curated/sales/store={STORE}/") if o.path.endswith(".parquet")]
+    if not paths:
+        return []
+    with lake.local_copy(paths) as files:
+        listed = ", ".join(f"'{f}'" for f in files)
+        return duckdb.sql(f"SELECT sale_id, line_no FROM read_parquet([{listed}], hive_partitioning = false)"
+                          ).fetchall()
+
+
+def ingest(dump, lake, tmp_path):
+    return ingest_dump(dump.path, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp_path)
+
+
+def ingest_at_once(lake, dumps, tmp_path):
+    with ThreadPoolExecutor(len(dumps)) as pool:
+        return [f.result() for f in [pool.submit(ingest, d, lake, tmp_path) for d in dumps]]
+
+
+class MeetBeforeReadingTheLake:
+    """The lake, except that an ingest that has just listed the store's sale lines waits (up to ``patience``
+    seconds) for the other ingest to have listed them too. Without a store lock, both then read the lake
+    before either publishes, every time; with it, the second lists only once the first is done, so the
+    first waits out its patience alone and the second finds the meeting called off."""
+
+    def __init__(self, inner, patience: float = 3.0) -> None:
+        self._inner = inner
+        self._meeting = threading.Barrier(2, timeout=patience)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def list(self, prefix):
+        found = list(self._inner.list(prefix))
+        if prefix.startswith("curated/sales/"):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._meeting.wait()
+        return iter(found)
+
+
+@pytest.fixture(scope="module")
+def two_dumps(tmp_path_factory):
+    """Two nightly dumps of one store whose sale lines overlap (sale ids restart at 1 in each dump, and the
+    periods share 20 days)."""
+    folder = tmp_path_factory.mktemp("dumps")
+    return [generate_store(folder / f"{STORE}-{seed}.sqlite", STORE, sales_lines=30_000, days=40, seed=seed,
+                           end=end)
+            for seed, end in ((1, date(2026, 11, 6)), (2, date(2026, 11, 26)))]
+
+
+def check_each_line_once(lake, results, reference_lake):
+    sales = sorted((r.manifest["tables"]["sales"] for r in results), key=lambda t: t["already_in_lake"])
+    first, second = sales
+    # The first to take the lock saw none of the other's lines; the second skipped all of them.
+    assert first["already_in_lake"] == 0 and first["written"] == first["curated"]
+    assert second["already_in_lake"] > 0 and second["written"] + second["already_in_lake"] == second["curated"]
+    lines = sale_lines(lake)
+    assert len(lines) == len(set(lines)) == first["written"] + second["written"]  # once each, none twice
+    assert set(lines) == set(sale_lines(reference_lake))  # none lost: the union of both dumps' lines
+
+
+@pytest.fixture(scope="module")
+def reference(two_dumps, tmp_path_factory):
+    """The two dumps ingested one after the other."""
+    tmp = tmp_path_factory.mktemp("reference")
+    lake = FolderLake(tmp / "lake")
+    for dump in two_dumps:
+        ingest(dump, lake, tmp)
+    return lake
+
+
+def test_two_dumps_of_a_store_ingested_at_once_write_each_line_once(lake, two_dumps, reference, tmp_path):
+    results = ingest_at_once(MeetBeforeReadingTheLake(lake), two_dumps, tmp_path)
+    assert [r.status for r in results] == ["ingested", "ingested"]
+    check_each_line_once(lake, results, reference)
+    assert all(r.manifest["timings_s"]["lock_wait"] >= 0 for r in results)
+
+
+def test_the_same_dump_delivered_twice_at_once_is_ingested_once(lake, two_dumps, tmp_path):
+    dump = two_dumps[0]
+    results = ingest_at_once(MeetBeforeReadingTheLake(lake, patience=0.5), [dump, dump], tmp_path)
+    assert sorted(r.status for r in results) == ["already_ingested", "ingested"]
+    lines = sale_lines(lake)
+    assert len(lines) == len(set(lines)) == dump.tables["sales"].curated
+    assert len(list(lake.list(f"manifests/store={STORE}/"))) == 1
+
+
+@pytest.mark.slow
+def test_two_200k_line_dumps_ingested_at_once_by_two_threads(tmp_path):
+    """The fault test as found: 200k lines each, seeds 1 and 2, no help to make the race likely."""
+    dumps = [generate_store(tmp_path / f"d{seed}.sqlite", STORE, sales_lines=200_000, days=60, seed=seed,
+                            end=end)
+             for seed, end in ((1, date(2026, 11, 6)), (2, date(2026, 11, 26)))]
+    reference_lake = FolderLake(tmp_path / "reference")
+    for dump in dumps:
+        ingest(dump, reference_lake, tmp_path)
+    lake = FolderLake(tmp_path / "lake")
+    check_each_line_once(lake, ingest_at_once(lake, dumps, tmp_path), reference_lake)
+
+
+# -- a retry after a crash while publishing -------------------------------------------------------------
+
+class CrashWhilePublishing:
+    """The lake, except that publishing dies (as a killed worker would) after ``after`` sale files."""
+
+    def __init__(self, inner, after: int) -> None:
+        self._inner = inner
+        self._left = after
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name not in ("move_in", "put_file"):
+            return attr
+
+        def publish(path, *args, **kwargs):
+            if path.startswith("curated/sales/"):
+                if self._left == 0:
+                    raise OSError("simulated crash while publishing")
+                self._left -= 1
+            return attr(path, *args, **kwargs)
+
+        return publish
+
+
+def test_a_retry_after_a_crash_while_publishing_rewrites_the_same_files(lake, two_dumps, reference, tmp_path):
+    older, dump = two_dumps
+    ingest(older, lake, tmp_path)  # lines of an older dump are in the lake: some of dump's are not new
+    with pytest.raises(OSError, match="simulated crash"):
+        ingest(dump, CrashWhilePublishing(lake, after=5), tmp_path)
+    dump_id = dump_id_from_sha256(hashlib.sha256(dump.path.read_bytes()).hexdigest())
+    half = [o.path for o in lake.list(f"curated/sales/store={STORE}/") if dump_id in o.path]
+    assert len(half) == 5 and not list(lake.list(f"manifests/store={STORE}/{dump_id}"))
+
+    result = ingest(dump, lake, tmp_path)
+    assert result.status == "ingested" and result.dump_id == dump_id
+    sales = result.manifest["tables"]["sales"]
+    # As when the same two dumps were ingested without a crash:
+    clean_sales = json.loads(reference.get_bytes(f"manifests/store={STORE}/{dump_id}.json"))["tables"]["sales"]
+    assert sales["written"] == sales["curated"] - sales["already_in_lake"]
+    assert (sales["written"], sales["already_in_lake"]) == (clean_sales["written"], clean_sales["already_in_lake"])
+    own = {o.path for o in lake.list("curated/") if dump_id in o.path} | {
+        o.path for o in lake.list("rejected/") if dump_id in o.path}
+    assert own == set(result.manifest["outputs"])  # the manifest lists every file of the dump
+    assert set(half) <= own
+    lines = sale_lines(lake)
+    assert len(lines) == len(set(lines))  # none twice
+    assert set(lines) == set(sale_lines(reference))  # none lost
