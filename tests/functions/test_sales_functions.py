@@ -8,40 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
-from azure.functions._abc import RetryContext
 
 from shared.adapters.queue_sqlite import EmbeddedQueue
+from shared.local.bindings import LocalContext, LocalRetryContext
 
 
-class Retry(RetryContext):
-    """The host's retry context (abstract in azure.functions; the worker passes its own)."""
-
-    def __init__(self, count: int, max_count: int) -> None:
-        self._count, self._max = count, max_count
-
-    @property
-    def retry_count(self) -> int:
-        return self._count
-
-    @property
-    def max_retry_count(self) -> int:
-        return self._max
-
-    @property
-    def exception(self) -> None:
-        return None
+def Context(retry: LocalRetryContext | None = None) -> LocalContext:
+    """The worker's func.Context for apply_sales, with the host's retry context (the local runner's own)."""
+    return LocalContext("apply_sales", retry)
 
 
-class Context(func.Context):
-    def __init__(self, retry: Retry | None = None) -> None:
-        self._retry = retry
-
-    invocation_id = property(lambda self: "test-invocation")
-    function_name = property(lambda self: "apply_sales")
-    function_directory = property(lambda self: ".")
-    trace_context = property(lambda self: None)
-    thread_local_storage = property(lambda self: None)
-    retry_context = property(lambda self: self._retry)
+def Retry(count: int, max_count: int) -> LocalRetryContext:
+    return LocalRetryContext(count, max_count)
 
 
 @pytest.fixture
