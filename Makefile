@@ -59,6 +59,7 @@ $(INFRA_VENV)/.installed: requirements-infra.txt
 
 infra-check: $(INFRA_VENV)/.installed
 	$(INFRA_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact --quiet
+	$(INFRA_VENV)/bin/python infra/scripts/check_bicep.py  # what bicep build's semantic pass would catch across files
 
 test: $(BIN)/.installed node_modules/.installed lint
 	scripts/devservers.sh start
