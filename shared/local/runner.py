@@ -284,12 +284,17 @@ class Runner:
 
     def pending_blobs(self, f: Function) -> list[Any]:
         prefix = self._blob_prefix(f)
-        return [o for o in self.c.lake.list(prefix) if self._receipts.due(f.name, o.path, o.etag)]
+        known, now = self._receipts.of(f.name), time.time()  # one query per poll, not one per blob
+        return [o for o in self.c.lake.list(prefix) if Receipts.is_due(known.get((o.path, o.etag)), now)]
 
     def unsettled_blobs(self) -> list[Any]:
         """Blobs under the blob triggers' paths not yet ingested or poisoned (new, running, or awaiting a retry)."""
-        return [o for f in self.of("blobTrigger") for o in self.c.lake.list(self._blob_prefix(f))
-                if not self._receipts.settled(f.name, o.path, o.etag)]
+        out = []
+        for f in self.of("blobTrigger"):
+            known = self._receipts.of(f.name)
+            out += [o for o in self.c.lake.list(self._blob_prefix(f))
+                    if known.get((o.path, o.etag), ("new",))[0] not in ("done", "poisoned")]
+        return out
 
     def poll_blobs(self) -> int:
         """Invoke each blob-triggered function for every new or changed blob under its path; how many ran."""
@@ -679,13 +684,16 @@ class Receipts:
             return self._con.execute("SELECT status, attempts, next_try FROM receipts WHERE function=? AND path=? "
                                      "AND etag=?", (function, path, etag)).fetchone()
 
-    def due(self, function: str, path: str, etag: str) -> bool:
-        row = self._row(function, path, etag)
-        return row is None or (row[0] == "failed" and row[2] <= time.time())
+    def of(self, function: str) -> dict[tuple[str, str], tuple[str, int, float]]:
+        """Every receipt of ``function``: (path, etag) -> (status, attempts, next_try)."""
+        with self._lock:
+            return {(p, e): (st, n, t) for p, e, st, n, t in self._con.execute(
+                "SELECT path, etag, status, attempts, next_try FROM receipts WHERE function = ?", (function,))}
 
-    def settled(self, function: str, path: str, etag: str) -> bool:
-        row = self._row(function, path, etag)
-        return row is not None and row[0] in ("done", "poisoned")
+    @staticmethod
+    def is_due(row: tuple[str, int, float] | None, now: float) -> bool:
+        """New (no receipt), or failed and its retry time has come; never done or poisoned ones."""
+        return row is None or (row[0] == "failed" and row[2] <= now)
 
     def attempts(self, function: str, path: str, etag: str) -> int:
         row = self._row(function, path, etag)
