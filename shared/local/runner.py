@@ -690,6 +690,10 @@ class Receipts:
             return {(p, e): (st, n, t) for p, e, st, n, t in self._con.execute(
                 "SELECT path, etag, status, attempts, next_try FROM receipts WHERE function = ?", (function,))}
 
+    def due(self, function: str, path: str, etag: str) -> bool:
+        """Whether the blob would be delivered now (see :meth:`is_due`)."""
+        return self.is_due(self._row(function, path, etag), time.time())
+
     @staticmethod
     def is_due(row: tuple[str, int, float] | None, now: float) -> bool:
         """New (no receipt), or failed and its retry time has come; never done or poisoned ones."""
