@@ -805,10 +805,10 @@ def child_cosmos(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="cosmos-", dir=args.work))
     proc = client = None
     try:
-        with tc._unverified_tls_ok():
+        with tc.unverified_tls_ok():
             proc, port = _start_cosmos_server(tc, work / "cosmos-server.log")
             client = CosmosClient(f"https://{tc.HOST}:{port}/", credential=tc.EMULATOR_KEY, connection_verify=False,
-                                  transport=tc._unverified_tls_transport(), **client_options())
+                                  transport=tc.unverified_tls_transport(), **client_options())
             database = client.create_database(f"bench-{uuid.uuid4().hex[:12]}")
             shim = _batch_in_few_requests(tc)
             tally = Tally()

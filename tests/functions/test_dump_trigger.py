@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.support.app import app_container
 from tests.support.dumps import make_dump
 
 pytestmark = pytest.mark.azurite
@@ -35,18 +36,10 @@ def test_the_parameter_is_an_sdk_type_blob_client(functions):
 @pytest.fixture
 def azurite_app(azurite_conn, tmp_path, monkeypatch):
     """The app's container on an isolated Azurite container (the lake) and INVENTORY_HOME."""
-    import shared.bootstrap
-
-    container = f"lake-{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
-    monkeypatch.setenv("LAKE", azurite_conn)
-    monkeypatch.setenv("LAKE_CONTAINER", container)
-    shared.bootstrap.reset_default_container()
-    c = shared.bootstrap.default_container()
-    yield c
-    c.lake.delete_container()
-    shared.bootstrap.reset_default_container()
+    with app_container(monkeypatch, tmp_path / "home", LAKE=azurite_conn,
+                       LAKE_CONTAINER=f"lake-{uuid.uuid4().hex[:10]}") as c:
+        yield c
+        c.lake.delete_container()
 
 
 def trigger_with(c, functions, path):

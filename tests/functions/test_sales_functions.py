@@ -11,6 +11,7 @@ import pytest
 
 from shared.adapters.queue_sqlite import EmbeddedQueue
 from shared.local.bindings import LocalContext, LocalRetryContext
+from tests.support.app import app_container
 
 
 def Context(retry: LocalRetryContext | None = None) -> LocalContext:
@@ -24,17 +25,8 @@ def Retry(count: int, max_count: int) -> LocalRetryContext:
 
 @pytest.fixture
 def app_home(tmp_path, monkeypatch):
-    import shared.bootstrap
-
-    for name in ("LAKE", "LAKE__blobServiceUri", "COSMOS", "COSMOS__accountEndpoint", "EVENTS",
-                 "EVENTS__fullyQualifiedNamespace"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
-    monkeypatch.setenv("SALES_HTTP_MAX_BYTES", "4096")
-    shared.bootstrap.reset_default_container()
-    yield shared.bootstrap.default_container()
-    shared.bootstrap.reset_default_container()
+    with app_container(monkeypatch, tmp_path / "home", SALES_HTTP_MAX_BYTES="4096") as c:
+        yield c
 
 
 def sale(event_id: str, sku: str = "A-1", qty: int = 1, store: str = "S001", minutes_ago: int = 5) -> dict:

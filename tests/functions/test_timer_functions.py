@@ -12,26 +12,18 @@ from azure.functions.timer import TimerRequest
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
+from tests.support.app import app_container
 
 
 @pytest.fixture
 def app_home(tmp_path, monkeypatch):
-    import shared.bootstrap
-
-    for name in ("LAKE", "LAKE__blobServiceUri", "COSMOS", "COSMOS__accountEndpoint", "EVENTS",
-                 "EVENTS__fullyQualifiedNamespace", "APPLICATIONINSIGHTS_CONNECTION_STRING"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
-    shared.bootstrap.reset_default_container()
-    c = shared.bootstrap.default_container()
-    db = tmp_path / "S001.sqlite"
-    generate_store(db, "S001", n_items=60, days=21, sales_lines=3000, dirty_rate=0.0, seed=4)
-    result = ingest_dump(db, "S001", lake=c.lake, telemetry=c.telemetry,
-                         snapshot_at=datetime(2026, 11, 26, 23, 0, tzinfo=UTC), scratch=c.scratch_dir)
-    reconcile_after_ingest(result, lake=c.lake, stock=c.stock, telemetry=c.telemetry)
-    yield c
-    shared.bootstrap.reset_default_container()
+    with app_container(monkeypatch, tmp_path / "home") as c:
+        db = tmp_path / "S001.sqlite"
+        generate_store(db, "S001", n_items=60, days=21, sales_lines=3000, dirty_rate=0.0, seed=4)
+        result = ingest_dump(db, "S001", lake=c.lake, telemetry=c.telemetry,
+                             snapshot_at=datetime(2026, 11, 26, 23, 0, tzinfo=UTC), scratch=c.scratch_dir)
+        reconcile_after_ingest(result, lake=c.lake, stock=c.stock, telemetry=c.telemetry)
+        yield c
 
 
 @pytest.mark.parametrize(("name", "setting"), [("compute_aggregates", "%AGGREGATES_SCHEDULE%"),

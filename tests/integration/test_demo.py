@@ -97,12 +97,12 @@ def test_the_demo_on_azurite_and_the_cosmos_server_twice(tmp_path, azurite_conn,
         from azure.cosmos import CosmosClient
 
         from shared.adapters.lake_blob import BlobLake
-        from tests.support.cosmos import EMULATOR_KEY, _unverified_tls_transport
+        from shared.local.cosmos_devserver import EMULATOR_KEY, unverified_tls_transport
 
         with contextlib.suppress(Exception):  # (not to hide why the test failed)
             BlobLake.from_connection_string(azurite_conn, name).delete_container()
         client = CosmosClient(url, credential=EMULATOR_KEY, connection_verify=False,
-                              transport=_unverified_tls_transport())
+                              transport=unverified_tls_transport())
         with contextlib.suppress(Exception):
             client.delete_database(name)
         client.close()

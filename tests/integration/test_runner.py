@@ -21,24 +21,15 @@ from shared.core.events import parse_event
 from shared.core.stock import expected_stock
 from shared.local import runner as runner_mod
 from shared.local.runner import Function, RetryPolicy, Runner, RunnerError, discover
+from tests.support.app import AZURE_SETTINGS, app_container
 from tests.support.dumps import make_dump
-
-AZURE_SETTINGS = ("LAKE", "LAKE__blobServiceUri", "COSMOS", "COSMOS__accountEndpoint", "EVENTS",
-                  "EVENTS__fullyQualifiedNamespace", "APPLICATIONINSIGHTS_CONNECTION_STRING")
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """The default container (what the functions use) on a fresh INVENTORY_HOME with the local defaults."""
-    import shared.bootstrap
-
-    for name in AZURE_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
-    shared.bootstrap.reset_default_container()
-    yield shared.bootstrap.default_container()
-    shared.bootstrap.reset_default_container()
+    with app_container(monkeypatch, tmp_path / "home") as c:
+        yield c
 
 
 def app_runner(**kw) -> Runner:
@@ -142,33 +133,25 @@ def test_the_folder_blob_client_refuses_a_blob_changed_since_its_properties_were
 
 @pytest.mark.azurite
 def test_on_azurite_the_function_gets_a_real_blob_client(azurite_conn, tmp_path, monkeypatch):
-    import shared.bootstrap
     from shared.services.upload_dump import upload_dump
 
-    for name in AZURE_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INVENTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TELEMETRY_CONSOLE", "0")
-    monkeypatch.setenv("LAKE", azurite_conn)
-    monkeypatch.setenv("LAKE_CONTAINER", f"lake-{uuid.uuid4().hex[:10]}")
-    shared.bootstrap.reset_default_container()
-    c = shared.bootstrap.default_container()
-    try:
-        upload_dump(make_dump(tmp_path / "d.sqlite"), "S3", c.lake, scratch=tmp_path)
-        seen = []
-        real = next(f for f in discover() if f.name == "ingest_dump")
+    with app_container(monkeypatch, tmp_path / "home", LAKE=azurite_conn,
+                       LAKE_CONTAINER=f"lake-{uuid.uuid4().hex[:10]}") as c:
+        try:
+            upload_dump(make_dump(tmp_path / "d.sqlite"), "S3", c.lake, scratch=tmp_path)
+            seen = []
+            real = next(f for f in discover() if f.name == "ingest_dump")
 
-        def spy(client) -> None:  # the real function, after noting what the binding handed it
-            seen.append(type(client).__module__ + "." + type(client).__qualname__)
-            real.user_function(client)
+            def spy(client) -> None:  # the real function, after noting what the binding handed it
+                seen.append(type(client).__module__ + "." + type(client).__qualname__)
+                real.user_function(client)
 
-        r = app_runner(functions=[Function(real.name, real.trigger, spy, None)])
-        assert r.run_once()["blobs"] == 1
-        assert seen == ["azure.storage.blob._blob_client.BlobClient"]
-        assert list(c.lake.list("manifests/store=S3/"))
-    finally:
-        c.lake.delete_container()
-        shared.bootstrap.reset_default_container()
+            r = app_runner(functions=[Function(real.name, real.trigger, spy, None)])
+            assert r.run_once()["blobs"] == 1
+            assert seen == ["azure.storage.blob._blob_client.BlobClient"]
+            assert list(c.lake.list("manifests/store=S3/"))
+        finally:
+            c.lake.delete_container()
 
 
 # -- Event Hub trigger -------------------------------------------------------------------------------------

@@ -352,11 +352,11 @@ def test_throttling_that_does_not_stop_fails_the_apply_and_changes_nothing(shim:
 def test_from_connection_string_creates_the_container_as_infra_would(cosmos_server_port: int) -> None:
     from azure.cosmos import CosmosClient
 
-    from tests.support.cosmos import EMULATOR_KEY, _unverified_tls_ok
+    from shared.local.cosmos_devserver import EMULATOR_KEY, unverified_tls_ok
 
     database = f"test-{uuid.uuid4().hex[:12]}"
     conn = server_connection_string(cosmos_server_port)
-    with _unverified_tls_ok():
+    with unverified_tls_ok():
         store = CosmosStockStore.from_connection_string(conn, database, "stock", ledger_ttl_s=LEDGER_TTL_S,
                                                         verify_tls=False)
         try:

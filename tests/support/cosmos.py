@@ -33,20 +33,36 @@ from typing import Any
 
 import pytest
 
-# The dev-server pieces, shared with the demo (re-exported under the names tests and bench/ use).
+# The dev-server pieces, shared with the demo (re-exported for the tests and bench/).
 from shared.local.cosmos_devserver import (  # noqa: F401 - re-exported
     EMULATOR_KEY,
     ServerShimContainer,
     server_connection_string,
+    unverified_tls_ok,
+    unverified_tls_transport,
 )
-from shared.local.cosmos_devserver import unverified_tls_ok as _unverified_tls_ok
-from shared.local.cosmos_devserver import unverified_tls_transport as _unverified_tls_transport
 from tests.support.servers import HOST, session_server
 
 REPO = Path(__file__).resolve().parents[2]
 COSMOS_SERVER_BIN = REPO / "node_modules" / ".bin" / "cosmosdb-server"
 CONTAINER = "stock"
 LEDGER_TTL_S = 8 * 86400
+
+
+def _stock_in_a_new_database(client: Any, prefix: str) -> Iterator[Any]:
+    """The stock container, made by the product's ensure_container in a uniquely named database that is
+    deleted afterwards (with the client closed): the body of both container fixtures."""
+    from shared.adapters.stock_cosmos import ensure_container
+
+    database = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    try:
+        with unverified_tls_ok():
+            container = ensure_container(client, CONTAINER, database)
+        yield container
+    finally:
+        with unverified_tls_ok(), contextlib.suppress(Exception):
+            client.delete_database(database)
+        client.close()
 
 
 # --- fixtures: the npm server ---------------------------------------------------------------------------------
@@ -67,25 +83,17 @@ def cosmos_server_container(cosmos_server_port: int) -> Iterator[Any]:
     named database (deleted afterwards: a server started by ``make test`` outlives the session)."""
     from azure.cosmos import CosmosClient
 
-    from shared.adapters.stock_cosmos import client_options, ensure_container
+    from shared.adapters.stock_cosmos import client_options
 
     client = CosmosClient(f"https://{HOST}:{cosmos_server_port}/", credential=EMULATOR_KEY,
-                          connection_verify=False, transport=_unverified_tls_transport(), **client_options())
-    database = f"test-{uuid.uuid4().hex[:12]}"
-    try:
-        with _unverified_tls_ok():
-            container = ensure_container(client, CONTAINER, database)
-        yield container
-    finally:
-        with _unverified_tls_ok(), contextlib.suppress(Exception):
-            client.delete_database(database)
-        client.close()
+                          connection_verify=False, transport=unverified_tls_transport(), **client_options())
+    yield from _stock_in_a_new_database(client, "test")
 
 
 @pytest.fixture(scope="session")
 def cosmos_server_shim(cosmos_server_container: Any) -> ServerShimContainer:
     """One shim per session: its lock must be shared by every store on the container."""
-    with _unverified_tls_ok():
+    with unverified_tls_ok():
         return ServerShimContainer(cosmos_server_container)
 
 
@@ -107,7 +115,7 @@ def cosmos_real_container() -> Iterator[Any]:
         pytest.skip("COSMOS_TEST_ENDPOINT not set (a real Cosmos DB account or the official emulator)")
     from azure.cosmos import CosmosClient
 
-    from shared.adapters.stock_cosmos import client_options, ensure_container
+    from shared.adapters.stock_cosmos import client_options
 
     key = os.environ.get("COSMOS_TEST_KEY", "").strip()
     if key:
@@ -120,15 +128,7 @@ def cosmos_real_container() -> Iterator[Any]:
     if os.environ.get("COSMOS_TEST_VERIFY_TLS", "1").strip().lower() in ("0", "false", "no"):
         options["connection_verify"] = False  # the official emulator's certificate, when not trusted
     client = CosmosClient(endpoint, credential=credential, **options)
-    database = f"inventory-test-{uuid.uuid4().hex[:12]}"
-    try:
-        with _unverified_tls_ok():
-            container = ensure_container(client, CONTAINER, database)
-        yield container
-    finally:
-        with _unverified_tls_ok(), contextlib.suppress(Exception):
-            client.delete_database(database)
-        client.close()
+    yield from _stock_in_a_new_database(client, "inventory-test")
 
 
 def cosmos_real_store(request: pytest.FixtureRequest) -> Any:
