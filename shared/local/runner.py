@@ -282,10 +282,12 @@ class Runner:
                               f"{self.c.settings.get('LAKE_CONTAINER')!r}")
         return rest.split("{", 1)[0]
 
-    def pending_blobs(self, f: Function) -> list[Any]:
+    def pending_blobs(self, f: Function) -> list[tuple[Any, int]]:
+        """(blob, attempts so far) for each blob due now; one receipts query per poll, not one per blob."""
         prefix = self._blob_prefix(f)
-        known, now = self._receipts.of(f.name), time.time()  # one query per poll, not one per blob
-        return [o for o in self.c.lake.list(prefix) if Receipts.is_due(known.get((o.path, o.etag)), now)]
+        known, now = self._receipts.of(f.name), time.time()
+        return [(o, known[(o.path, o.etag)][1] if (o.path, o.etag) in known else 0)
+                for o in self.c.lake.list(prefix) if Receipts.is_due(known.get((o.path, o.etag)), now)]
 
     def unsettled_blobs(self) -> list[Any]:
         """Blobs under the blob triggers' paths not yet ingested or poisoned (new, running, or awaiting a retry)."""
@@ -307,22 +309,23 @@ class Runner:
                 done += sum(pool.map(functools.partial(self._one_blob, f), todo))
         return done
 
-    def _one_blob(self, f: Function, obj: Any) -> int:
+    def _one_blob(self, f: Function, pending: tuple[Any, int]) -> int:
+        obj, attempt = pending[0], pending[1] + 1
         if self.stop.is_set():
             return 0
-        attempt = self._receipts.attempts(f.name, obj.path, obj.etag) + 1
         try:
             self.invoke(f, bindings.blob_client(self.c.lake, obj.path), f"{obj.path} ({obj.size:,} bytes)"
                         + (f" attempt {attempt}/{BLOB_MAX_ATTEMPTS}" if attempt > 1 else ""))
         except Exception as exc:
             poisoned = attempt >= BLOB_MAX_ATTEMPTS
             delay = 0.0 if poisoned else min(60.0, 2.0 ** attempt) * self.retry_scale
-            self._receipts.failed(f.name, obj.path, obj.etag, f"{type(exc).__name__}: {exc}", poisoned, delay)
+            self._receipts.failed(f.name, obj.path, obj.etag, attempt, f"{type(exc).__name__}: {exc}", poisoned,
+                                  delay)
             if poisoned:
                 log.error("%s: %s failed %d times; set aside as poisoned (see %s). Fix the cause and run "
                           "`inventory serve --retry-poisoned`.", f.name, obj.path, attempt, self._receipts.path)
             return 1
-        self._receipts.done(f.name, obj.path, obj.etag)
+        self._receipts.done(f.name, obj.path, obj.etag, attempt)
         return 1
 
     # -- Event Hub trigger -------------------------------------------------------------------------------
@@ -699,10 +702,6 @@ class Receipts:
         """New (no receipt), or failed and its retry time has come; never done or poisoned ones."""
         return row is None or (row[0] == "failed" and row[2] <= now)
 
-    def attempts(self, function: str, path: str, etag: str) -> int:
-        row = self._row(function, path, etag)
-        return row[1] if row else 0
-
     def _put(self, function: str, path: str, etag: str, status: str, attempts: int, next_try: float,
              error: str | None) -> None:
         with self._lock:
@@ -710,12 +709,14 @@ class Receipts:
                               (function, path, etag, status, attempts, next_try, error,
                                datetime.now(UTC).isoformat()))
 
-    def done(self, function: str, path: str, etag: str) -> None:
-        self._put(function, path, etag, "done", self.attempts(function, path, etag) + 1, 0.0, None)
+    def done(self, function: str, path: str, etag: str, attempts: int) -> None:
+        """Ran to completion on attempt number ``attempts``."""
+        self._put(function, path, etag, "done", attempts, 0.0, None)
 
-    def failed(self, function: str, path: str, etag: str, error: str, poisoned: bool, delay_s: float) -> None:
-        self._put(function, path, etag, "poisoned" if poisoned else "failed",
-                  self.attempts(function, path, etag) + 1, time.time() + delay_s, error)
+    def failed(self, function: str, path: str, etag: str, attempts: int, error: str, poisoned: bool,
+               delay_s: float) -> None:
+        """Attempt number ``attempts`` failed: try again after ``delay_s``, or never (poisoned)."""
+        self._put(function, path, etag, "poisoned" if poisoned else "failed", attempts, time.time() + delay_s, error)
 
     def poisoned(self) -> list[tuple[str, str, str]]:
         with self._lock:
