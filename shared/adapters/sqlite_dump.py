@@ -11,11 +11,13 @@ A dump comes from a store's machine and is treated as hostile input. It is read 
 The child opens the file twice, both times read-only and immutable: once with Python's ``sqlite3`` for the
 checks (``quick_check``, schema listing, an authorizer that allows only reads, ``trusted_schema=OFF``, no
 ATTACH, a length limit), and once with ADBC's SQLite driver, which streams Arrow record batches several
-times faster than a ``sqlite3`` cursor (see FACTS.md). Every column is read as text (SQLite columns can
-mix types from row to row); the rules parse them.
+times faster than a ``sqlite3`` cursor (see FACTS.md). Text columns are read as text; the int and decimal
+columns as the numbers SQLite stored, falling back to text for the rest of a table the moment a value of
+another kind turns up (SQLite columns can mix types from row to row); the rules parse and check both.
 
 Wire protocol on the child's stdout: frames of ``b"J" + u32 length + JSON``; a JSON frame with
-``"stream": true`` is followed by one Arrow IPC stream.
+``"stream": true`` is followed by one Arrow IPC stream; after a stream, a frame with ``"more": true`` and
+another stream (the rest of the table, as text), or the table's final frame.
 """
 
 from __future__ import annotations
@@ -169,10 +171,12 @@ class DumpReader:
     def read(self, jobs: list[dict]) -> Iterator[tuple[str, Iterator]]:
         """Send ``jobs`` and yield ``(table, schema, batches)`` in order.
 
-        A job is ``{"table", "sql", "want": [canonical columns], "required": [columns]}``; the child checks
-        every job (authorizer, required columns) before streaming any. Each stream has exactly the ``want``
-        columns, as text. ``batches`` yields ``pyarrow.RecordBatch`` objects and must be consumed before the
-        next table is asked for.
+        A job is ``{"table", "sql", "want": [canonical columns], "required": [columns], "numeric": [columns]}``;
+        the child checks every job (authorizer, required columns) before streaming any. Each batch has
+        exactly the ``want`` columns: as text, except that a ``numeric`` column may come as int64/float64
+        when SQLite stored numbers there (a table can switch from typed batches to all-text ones once).
+        ``batches`` yields ``pyarrow.RecordBatch`` objects and must be consumed before the next table is
+        asked for.
         """
         import pyarrow.ipc as ipc
 
@@ -188,12 +192,16 @@ class DumpReader:
 
                 def batches(reader=reader, what: str = what) -> Iterator:  # noqa: ANN001
                     while True:
-                        batch = self._guarded(lambda: _next_or_none(reader), what)
-                        if batch is None:
+                        batch = self._guarded(lambda: _next_or_none(reader), what)  # noqa: B023
+                        if batch is not None:
+                            yield batch
+                            continue
+                        tail = self._guarded(lambda: read_frame(self.proc.stdout), what)
+                        self._raise_if_error(tail, what)
+                        if not tail.get("more"):
                             break
-                        yield batch
-                    tail = self._guarded(lambda: read_frame(self.proc.stdout), what)
-                    self._raise_if_error(tail, what)
+                        # The typed read met a value of another kind: the rest of the table comes as text.
+                        reader = self._guarded(lambda: ipc.open_stream(self.proc.stdout), what)
 
                 yield job["table"], reader.schema, batches()
 

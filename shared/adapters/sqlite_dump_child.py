@@ -117,60 +117,142 @@ def adbc_query(adbc_con, sql: str, batch_rows: int | None = None):  # noqa: ANN0
     return stmt, pa.RecordBatchReader._import_from_c(stream.address)
 
 
-def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
+def _typed_select(job: dict) -> str:
+    """Numbers as SQLite stored them for the int/decimal columns (``job["numeric"]``), text for the rest.
+
+    Reading a number as a number costs SQLite and the row stage a third of what turning it into text and
+    parsing it back does. ADBC fixes each column's type from the first batch (int64 if every value there
+    is an integer or NULL, float64 if some are reals, text if some are text); a later value of another
+    kind stops the stream with a type mismatch, and the rest of the table is read as text
+    (:func:`stream_table`).
+    """
+    numeric = set(job.get("numeric", ()))
+    return ", ".join(f"NULL AS {quote(c)}" if not src else
+                     f"{quote(src)} AS {quote(c)}" if c in numeric else f"{_as_text(src)} AS {quote(c)}"
+                     for c, src in zip(job["want"], job["source_columns"], strict=True))
+
+
+# NULL in a text column is read as this one-character text and turned back into NULL: ADBC would type a
+# column whose first batch is all NULL as int64 and stop at the first text value after it.
+_NULL = "\x00"
+
+
+def _as_text(src: str) -> str:
+    return f"ifnull(CAST({quote(src)} AS TEXT), char(0))"
+
+
+def _text_select(job: dict) -> str:
+    """Every value as text (a SQLite column may hold an integer in one row and text in the next). A blob
+    becomes its bytes; invalid UTF-8 is replaced (:func:`stream_table`), never passed on."""
+    return ", ".join(f"{_as_text(src)} AS {quote(c)}" if src else f"NULL AS {quote(c)}"
+                     for c, src in zip(job["want"], job["source_columns"], strict=True))
+
+
+def _text_column(arr, table: str, name: str, max_cell: int):  # noqa: ANN001
+    """A column read as text, checked: (array, None) or (None, error). Blobs and invalid UTF-8 are turned
+    into valid text (bad bytes replaced); the NULL marker back into NULL."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    if not (pa.types.is_string(arr.type) or pa.types.is_binary(arr.type)):
+        arr = pc.cast(arr, pa.string())  # an all-NULL column (NULL AS c) comes typed null
+    lengths = pc.min_max(pc.binary_length(arr)).as_py()
+    if (lengths["max"] or 0) > max_cell:
+        return None, ("cell_too_large", f"a value in {table}.{name} is {lengths['max']} bytes, above "
+                      f"the limit of {max_cell} (INGEST_MAX_CELL_BYTES)")
+    try:
+        if pa.types.is_binary(arr.type):
+            arr = arr.cast(pa.string())  # raises for invalid UTF-8
+        arr.validate(full=True)
+    except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT or a blob: keep it, replacing bad bytes
+        arr = pa.array([None if v is None else v.decode("utf-8", "replace")
+                        for v in arr.cast(pa.binary()).to_pylist()], pa.string())
+    if lengths["min"] is not None and lengths["min"] <= 1:  # cheap test first: the marker is one byte
+        marker = pc.equal(arr, _NULL)
+        if pc.any(marker).as_py():
+            arr = pc.if_else(marker, pa.scalar(None, pa.string()), arr)
+    return arr, None
+
+
+class _TypeMismatch(Exception):
+    """A numeric column of a typed read holds another kind of value."""
+
+
+def _is_type_mismatch(exc: Exception) -> bool:
+    return isinstance(exc, _TypeMismatch) or "Type mismatch" in str(exc)
+
+
+def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
+    """Stream one table as Arrow IPC: a frame ``{"table", "stream": true}`` and a stream, then either a final
+    frame (``ok`` or ``error``) or, when the typed read met a value of another kind, a frame with
+    ``"more": true`` and a second stream, all text, with the rest of the rows (the same query, ``OFFSET``
+    the rows already sent: an immutable file gives the same rows in the same order)."""
+    import pyarrow as pa
     import pyarrow.ipc as ipc
 
     table = job["table"]
     cols = job["want"]
-    # Every value as text (a SQLite column may hold an integer in one row and text in the next). A blob
-    # becomes its bytes; invalid UTF-8 is replaced below, never passed on.
-    select = ", ".join(f"CAST({quote(src)} AS TEXT) AS {quote(c)}" if src else f"NULL AS {quote(c)}"
-                       for c, src in zip(cols, job["source_columns"], strict=True))
-    sql = f"SELECT {select} FROM ({job['sql']})"
-    schema = pa.schema([(c, pa.string()) for c in cols])
+    numeric = set(job.get("numeric", ()))
     max_cell = int(limits["max_cell_bytes"])
     max_rows = int(limits["max_rows_per_table"])
-    stmt = None
     rows = 0
     error = None
-    write_frame(out, {"table": table, "stream": True})
-    writer = ipc.new_stream(out, schema)
-    try:
-        stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            rows += batch.num_rows
-            if rows > max_rows:
-                error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
-                         "(INGEST_MAX_ROWS_PER_TABLE)")
-                break
-            arrays = []
-            for name, arr in zip(cols, batch.columns, strict=True):
-                if arr.type != pa.string():  # an all-NULL batch comes back typed null/int64
-                    arr = pc.cast(arr, pa.string())
-                longest = pc.max(pc.binary_length(arr)).as_py() or 0
-                if longest > max_cell:
-                    error = ("cell_too_large", f"a value in {table}.{name} is {longest} bytes, above "
-                             f"the limit of {max_cell} (INGEST_MAX_CELL_BYTES)")
+    typed = bool(numeric & {c for c, src in zip(cols, job["source_columns"], strict=True) if src})
+    first = True
+    while True:
+        select = _typed_select(job) if typed else _text_select(job)
+        sql = f"SELECT {select} FROM ({job['sql']})" + (f" LIMIT -1 OFFSET {rows}" if rows else "")
+        write_frame(out, {"table": table, "stream": True, **({} if first else {"more": True})})
+        first = False
+        writer = schema = stmt = None
+        retry_as_text = False
+        try:
+            stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                if rows + batch.num_rows > max_rows:
+                    error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
+                             "(INGEST_MAX_ROWS_PER_TABLE)")
                     break
-                try:
-                    arr.validate(full=True)
-                except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT: keep it, replacing bad bytes
-                    arr = pa.array([None if v is None else v.decode("utf-8", "replace")
-                                    for v in arr.cast(pa.binary()).to_pylist()], pa.string())
-                arrays.append(arr)
-            if error:
-                break
-            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-    except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
-        error = ("reader_failed", f"reading table {table} failed: {exc}")
-    finally:
-        if stmt is not None:
-            stmt.close()
-    writer.close()
+                arrays = []
+                for name, arr in zip(cols, batch.columns, strict=True):
+                    if typed and name in numeric and not pa.types.is_null(arr.type):
+                        if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+                            # Numbers mixed with text in the first batch: ADBC formats the numbers its own
+                            # way (1.000000e+00), not SQLite's. Read the table as text from here.
+                            raise _TypeMismatch(f"{table}.{name} holds numbers and text")
+                        arrays.append(arr)  # a number, as SQLite stored it
+                        continue
+                    arr, error = _text_column(arr, table, name, max_cell)
+                    if error:
+                        break
+                    arrays.append(arr)
+                if error:
+                    break
+                out_batch = pa.RecordBatch.from_arrays(arrays, names=cols)
+                if writer is None:
+                    schema = out_batch.schema
+                    writer = ipc.new_stream(out, schema)
+                elif out_batch.schema != schema:
+                    out_batch = out_batch.cast(schema)
+                writer.write_batch(out_batch)
+                rows += batch.num_rows
+        except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
+            if typed and _is_type_mismatch(exc):
+                retry_as_text = True
+            else:
+                error = ("reader_failed", f"reading table {table} failed: {exc}")
+        finally:
+            if stmt is not None:
+                stmt.close()
+        if writer is None:  # no batch at all: an empty stream
+            writer = ipc.new_stream(out, pa.schema([(c, pa.string()) for c in cols]))
+        writer.close()
+        if retry_as_text and not error:
+            typed = False
+            continue
+        break
     if error:
         write_frame(out, {"error": error[0], "detail": error[1]})
         raise SystemExit(0)

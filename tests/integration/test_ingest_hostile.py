@@ -202,3 +202,34 @@ def test_a_type_change_deep_in_a_table_is_one_rejected_row_not_a_lost_batch(tmp_
     assert duckdb.sql(f"SELECT row_number, sale_id FROM read_parquet({files})").fetchall() == [(650, "m650")]
     curated = [str(lake.root / o.path) for o in lake.list("curated/sales/")]
     assert duckdb.sql(f"SELECT count(DISTINCT sale_id) FROM read_parquet({curated})").fetchall()[0][0] == 999
+
+
+@pytest.mark.parametrize("late_price", ["2.5", "'abc'"])
+def test_a_column_null_for_whole_batches_then_set_loses_no_row(tmp_path, lake, late_price):
+    # Arrow readers type a column from its first batch. Here sales.unit_price (numeric, read as numbers) and
+    # receipts.vendor_id (text) are NULL for the first 250 rows (batches of 100), then set: the reader must
+    # neither stop (reader_failed) nor lose or repeat a row at the switch.
+    sales_rows = ",".join(f"('n{i}', 1, 'A-1', 1, {'NULL' if i <= 250 else late_price}, '2026-11-26 10:00:00')"
+                          for i in range(1, 501))
+    vendor = {True: "NULL", False: "'V1'"}
+    receipt_rows = ",".join(f"('r{i}', 'A-1', 2, '2026-11-26 08:00:00', {vendor[i <= 250]})" for i in range(1, 501))
+    dump = make_dump(tmp_path / "nulls.sqlite", f"DELETE FROM sales; INSERT INTO sales VALUES {sales_rows}; "
+                     "CREATE TABLE receipts (receipt_id TEXT, sku TEXT, qty INTEGER, received_at TEXT, vendor_id TEXT);"
+                     f"INSERT INTO receipts VALUES {receipt_rows};")
+    result, _ = ingest(dump, lake, IngestLimits(read=ReadLimits(batch_rows=100)))
+    assert result.status == "ingested", result.reason
+    sales = result.manifest["tables"]["sales"]
+    bad = 250 if late_price == "'abc'" else 0
+    assert (sales["input"], sales["curated"]) == (500, 500 - bad)
+    assert sales["by_rule"] == ({"bad_number": bad} if bad else {})
+    receipts = result.manifest["tables"]["receipts"]
+    assert (receipts["input"], receipts["curated"]) == (500, 500)
+    import duckdb
+
+    def lake_sql(table, sql):
+        files = [str(lake.root / o.path) for o in lake.list(f"curated/{table}/")]
+        return duckdb.sql(sql.format(T=f"read_parquet({files})")).fetchall()[0]
+
+    assert lake_sql("receipts", "SELECT count(DISTINCT receipt_id), count(vendor_id) FROM {T}") == (500, 250)
+    assert lake_sql("sales", "SELECT count(DISTINCT sale_id), count(unit_price), sum(unit_price) FROM {T}") == (
+        500 - bad, 0 if bad else 250, None if bad else 625)
