@@ -165,12 +165,16 @@ def _text_column(arr, table: str, name: str, max_cell: int):  # noqa: ANN001
             arr = arr.cast(pa.string())  # raises for invalid UTF-8
         arr.validate(full=True)
     except pa.ArrowInvalid:  # invalid UTF-8 stored as TEXT or a blob: keep it, replacing bad bytes
-        arr = pa.array([None if v is None else v.decode("utf-8", "replace")
-                        for v in arr.cast(pa.binary()).to_pylist()], pa.string())
+        from shared.core.arrow_values import string_array
+
+        arr = string_array([None if v is None else v.decode("utf-8", "replace")
+                            for v in arr.cast(pa.binary()).to_pylist()])
     if lengths["min"] is not None and lengths["min"] <= 1:  # cheap test first: the marker is one byte
-        marker = pc.equal(arr, _NULL)
+        from shared.core.arrow_values import null_scalar, string_scalar
+
+        marker = pc.equal(arr, string_scalar(_NULL))
         if pc.any(marker).as_py():
-            arr = pc.if_else(marker, pa.scalar(None, pa.string()), arr)
+            arr = pc.if_else(marker, null_scalar(pa.string()), arr)
     return arr, None
 
 

@@ -31,14 +31,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from shared import __version__
 from shared.adapters.lake import Lake, LockTimeout
-from shared.adapters.parquet_files import write_partitioned
+from shared.adapters.parquet_files import PartitionSpool, write_partitions
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
+from shared.core.arrow_values import null_scalar, string_scalar, utc_timestamp_scalar
 from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
 from shared.core.rules import (
@@ -174,33 +175,68 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
 
 @dataclass
 class StagedTable:
-    """One table after the row stage: the rows that passed (typed) and those set aside (as read)."""
+    """One table after the row stage.
+
+    - ``spool``: the rows that passed, typed (``_row``, ``p_<col>``, ``flags``), spooled by partition: a fact
+      table by event date (UTC), a snapshot table in one partition (``all``);
+    - ``keys``: a narrow Parquet file of the same rows (``_row``, the key, ``_vh`` a hash of all values,
+      ``flags``, ``sku_normalised``) for the duplicate stage and the counts;
+    - ``rejected_raw``: the rows set aside by row-level rules, as read, with their reason.
+    """
 
     table: Table
-    passed: Path
+    spool: PartitionSpool
+    keys: Path
     rejected_raw: Path
     rows: int = 0
+    passed: int = 0
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
     wait_s: float = 0.0  # time spent waiting for the reader (the rest of the read time is the row stage)
+    latest_counted_at: datetime | None = None  # stock only: the latest count among rows that passed
+
+
+SNAPSHOT_PARTITION = "all"
+
+
+
+
+def _utc_datetime(scalar) -> datetime | None:  # noqa: ANN001
+    """A timestamp scalar as an aware UTC datetime, or None (``as_py()`` of a zoned timestamp imports
+    pandas)."""
+    if not scalar.is_valid:
+        return None
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[scalar.type.unit]
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=scalar.value * 1_000_000 // per_second)
+
+
+def _stage_sql(table: Table, row_sql: str) -> str:
+    """The row stage plus what the later stages need: a 64-bit hash of all values (``_vh``: copies of a key
+    with equal hashes are the same line) and the partition (``_part``)."""
+    values = ", ".join(f"p_{c}" for c in table.column_names)
+    part = (f"CAST(p_{table.event_time} AT TIME ZONE 'UTC' AS DATE)" if table.fact
+            else f"'{SNAPSHOT_PARTITION}'")
+    return f"SELECT *, hash({values}) AS _vh, {part} AS _part FROM ({row_sql})"
 
 
 def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # noqa: ANN001
                vendors: str | None, progress: ProgressFn | None) -> StagedTable:
     """Run the row stage on each batch as it arrives (while the reader reads the next one).
 
-    Rows that pass go, typed, to ``<table>.passed.parquet``; rows set aside go, as read (as text), to
-    ``<table>.rejected.parquet`` with their reason. Nothing of the table is held whole in memory. The passed
-    file is scratch, read back a few times by DuckDB and deleted: written plain (no dictionary, no
-    compression), which costs a third of what zstd or lz4 with dictionaries does here.
+    Rows that pass are spooled, typed, by partition (Arrow IPC: no encoding cost) and their keys written to
+    a narrow Parquet file; rows set aside go, as read (as text), to ``<table>.rejected.parquet`` with their
+    reason. Nothing of the table is held whole in memory.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    staged = StagedTable(table, work / f"{table.name}.passed.parquet", work / f"{table.name}.rejected.parquet")
+    staged = StagedTable(table, PartitionSpool(work / f"{table.name}.spool", "_part"),
+                         work / f"{table.name}.keys.parquet", work / f"{table.name}.rejected.parquet")
     sql_for: dict[tuple, str] = {}  # one SQL per way the columns arrive (text, or numbers SQLite stored)
     as_text = pa.schema([("_row", pa.int64()), *[(c, pa.string()) for c in table.column_names]])
-    passed_writer = rejected_writer = None
+    spooled = ["_row", *(f"p_{c}" for c in table.column_names), "flags", "_part"]
+    narrow = ["_row", *(f"p_{k}" for k in table.key), "_vh", "flags", "sku_normalised"]
+    keys_writer = rejected_writer = None
     waited = time.monotonic()
     try:
         for batch in batches:
@@ -208,19 +244,28 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
             n = batch.num_rows
             prepared = prepare_batch(batch, table, staged.rows + 1)
             staged.rows += n
-            key = arrivals(prepared, table)
-            if key not in sql_for:
-                sql_for[key] = row_stage_sql(table, "incoming_batch", items=items, vendors=vendors, arrived=key)
+            arrived = arrivals(prepared, table)
+            if arrived not in sql_for:
+                sql_for[arrived] = _stage_sql(table, row_stage_sql(table, "incoming_batch", items=items,
+                                                                   vendors=vendors, arrived=arrived))
             con.register("incoming_batch", prepared)
-            out = con.sql(sql_for[key]).to_arrow_table()
+            out = con.sql(sql_for[arrived]).to_arrow_table()
             con.unregister("incoming_batch")
             failed = pc.is_valid(out.column("reason_code"))
-            passed = out.filter(pc.invert(failed)).drop_columns(["reason_code"])
-            if passed_writer is None:
-                passed_writer = pq.ParquetWriter(staged.passed, passed.schema, compression="lz4",
-                                                 )
-            passed_writer.write_table(passed)
-            if pc.any(failed).as_py():
+            any_failed = pc.any(failed).as_py()
+            passed = out.filter(pc.invert(failed)) if any_failed else out
+            staged.passed += passed.num_rows
+            staged.spool.add(passed.select(spooled))
+            if keys_writer is None:
+                # Plain (no dictionary, no compression): 3x cheaper to write here, and read as fast.
+                keys_writer = pq.ParquetWriter(staged.keys, passed.select(narrow).schema, compression="none",
+                                               use_dictionary=False)
+            keys_writer.write_table(passed.select(narrow))
+            if table.name == "stock" and passed.num_rows:
+                latest = _utc_datetime(pc.max(passed.column("p_counted_at")))
+                if latest is not None and (staged.latest_counted_at is None or latest > staged.latest_counted_at):
+                    staged.latest_counted_at = latest
+            if any_failed:
                 bad = out.filter(failed).select(["_row", "reason_code"]).sort_by("_row")
                 numbered = batch.add_column(0, "_row", prepared.column("_row"))
                 raw = pa.Table.from_batches([numbered]).filter(pc.is_in(numbered.column("_row"),
@@ -238,7 +283,8 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
                 progress(f"{table.name}: {staged.rows:,} rows read")
             waited = time.monotonic()
     finally:
-        for w in (passed_writer, rejected_writer):
+        staged.spool.close()
+        for w in (keys_writer, rejected_writer):
             if w is not None:
                 w.close()
     return staged
@@ -248,29 +294,33 @@ def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
     """``<table>_keys``: the keys that will be curated (a conflicting duplicate's key is not)."""
     table = staged.table
     key = table.key[0]
-    if not staged.passed.exists():
+    if not staged.passed:
         con.execute(f"CREATE TABLE {table.name}_keys ({key} VARCHAR)")
         return
-    values = ", ".join(f"p_{c}" for c in table.column_names)
-    con.execute(f"CREATE TABLE {table.name}_keys AS SELECT p_{key} AS {key} FROM read_parquet('{staged.passed}') "
-                f"GROUP BY p_{key} HAVING min(hash({values})) = max(hash({values}))")
+    con.execute(f"CREATE TABLE {table.name}_keys AS SELECT p_{key} AS {key} FROM read_parquet('{staged.keys}') "
+                f"GROUP BY p_{key} HAVING min(_vh) = max(_vh)")
 
 
-def _curated_select(table: Table, *, store_id: str, dump_id: str, snapshot_at: str) -> str:
-    cols = ", ".join(f"p_{c} AS {q(c)}" for c in table.column_names)
-    return (f"SELECT '{store_id}' AS store_id, {cols}, nullif(flags, '') AS flags, '{dump_id}' AS dump_id, "
-            f"TIMESTAMPTZ '{snapshot_at}' AS snapshot_at")
+@dataclass
+class Finishing:
+    """What the duplicate stage decided for a table: the rows to leave out (``dropped``: an Arrow table of
+    ``_row``, ``reason_code``), and the counts so far."""
+
+    counts: dict
+    dropped: object = None  # pyarrow.Table or None
+    dropped_rows: list = field(default_factory=list)  # the left-out rows as parsed, collected while writing
+
+    @property
+    def dropped_set(self):
+        return self.dropped.column("_row") if self.dropped is not None and self.dropped.num_rows else None
 
 
-def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_id: str,  # noqa: ANN001
-                  snapshot_at: str, snapshot_day: date) -> dict:
-    """The duplicate stage, the counts, and this table's rejected Parquet under ``stage`` (for a snapshot
-    table, its curated Parquet too). Nothing here depends on the lake: a fact table's curated lines are
-    written by :func:`_write_new_lines`, under the store lock."""
+def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
+    """The duplicate stage and the counts: nothing here reads or writes the lake."""
     table, name = staged.table, staged.table.name
-    parquet = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144"
-    if not staged.passed.exists():  # the table is empty: nothing to write
-        return {"input": 0, "curated": 0, "rejected": 0, "by_rule": {}}
+    if not staged.passed:
+        return Finishing({"input": staged.rows, "curated": 0, "rejected": staged.rows,
+                          "by_rule": dict(sorted(staged.rejected_by_rule.items())), "timings_s": {}})
     clock = time.monotonic()
     steps: dict[str, float] = {}
 
@@ -279,79 +329,145 @@ def _finish_table(con, staged: StagedTable, stage: Path, *, store_id: str, dump_
         steps[step] = round(time.monotonic() - clock, 3)
         clock = time.monotonic()
 
-    con.execute(f"CREATE VIEW passed_{name} AS SELECT * FROM read_parquet('{staged.passed}')")
-    con.execute(f"CREATE TABLE dups_{name} AS {duplicate_keys_sql(table, f'passed_{name}')}")
+    con.execute(f"CREATE VIEW keys_{name} AS SELECT * FROM read_parquet('{staged.keys}')")
+    con.execute(f"CREATE TABLE dups_{name} AS {duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh')}")
+    con.execute(f"CREATE TABLE dropped_{name} AS SELECT _row, reason_code FROM "
+                f"({duplicate_reason_sql(table, f'keys_{name}', f'dups_{name}')}) WHERE reason_code IS NOT NULL")
     lap("duplicates")
-    con.execute(f"CREATE VIEW final_{name} AS {duplicate_reason_sql(table, f'passed_{name}', f'dups_{name}')}")
 
-    # Counts, in one scan: rejections by the duplicate rules, fixes and flags among curated rows.
+    # Counts among the rows that will be curated: fixes and flags; rejections by rule.
+    by_rule = dict(staged.rejected_by_rule)
+    for reason, n in con.execute(f"SELECT reason_code, count(*) FROM dropped_{name} GROUP BY ALL").fetchall():
+        by_rule[reason] = by_rule.get(reason, 0) + n
     flag_counts = ", ".join(f"count(*) FILTER (WHERE list_contains(string_split(flags, ','), '{code}'))"
                             for code in FLAG_CODES)
-    by_rule = dict(staged.rejected_by_rule)
-    for reason, n, normalised, *flags in con.execute(
-            f"SELECT reason_code, count(*), count(*) FILTER (WHERE sku_normalised), {flag_counts} "
-            f"FROM final_{name} GROUP BY reason_code").fetchall():
-        if reason is not None:
-            by_rule[reason] = by_rule.get(reason, 0) + n
-            continue
-        if normalised:
-            by_rule["sku_normalised"] = normalised
-        by_rule.update({code: k for code, k in zip(FLAG_CODES, flags, strict=True) if k})
+    normalised, *flags = con.execute(
+        f"SELECT count(*) FILTER (WHERE sku_normalised), {flag_counts} FROM keys_{name} "
+        f"WHERE _row NOT IN (SELECT _row FROM dropped_{name})").fetchall()[0]
+    if normalised:
+        by_rule["sku_normalised"] = normalised
+    by_rule.update({code: k for code, k in zip(FLAG_CODES, flags, strict=True) if k})
     rejected = sum(n for code, n in by_rule.items() if code in REJECT_CODES)
-    counts = {"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
-              "by_rule": dict(sorted(by_rule.items())), "timings_s": steps}
     lap("counts")
-
-    # Rejected rows, in dump order: as read for row-level rules, as parsed for duplicates (the values of
-    # a duplicate are, by definition, those of the copy that was kept).
-    if rejected:
-        target = stage / f"rejected/{name}/store={store_id}/date={snapshot_day}/{dump_id}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        reasons = "CASE reason_code " + " ".join(
-            f"WHEN '{r.code}' THEN '{r.description.replace(chr(39), chr(39) * 2)}'" for r in RULES) + " END"
-        as_text = ", ".join(f"CAST(p_{c} AS VARCHAR) AS {q(c)}" for c in table.column_names)
-        parts = [f"SELECT _row, {as_text}, reason_code FROM final_{name} WHERE reason_code IS NOT NULL"]
-        if staged.rejected_raw.exists():
-            parts.insert(0, f"SELECT * FROM read_parquet('{staged.rejected_raw}')")
-        con.execute(
-            f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, * EXCLUDE (_row, reason_code), "
-            f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM "
-            f"({' UNION ALL BY NAME '.join(parts)}) ORDER BY _row) TO '{target}' ({parquet})")
-        lap("rejected")
-
-    if not table.fact:
-        select = _curated_select(table, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
-        target = stage / f"curated/{name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
-        con.execute(f"COPY ({select} FROM {curated} ORDER BY _row) TO '{target}' ({parquet})")
-        lap("curated")
-    return counts
+    return Finishing({"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
+                      "by_rule": dict(sorted(by_rule.items())), "timings_s": steps},
+                     con.sql(f"SELECT * FROM dropped_{name} ORDER BY _row").to_arrow_table())
 
 
-def _write_new_lines(con, staged: StagedTable, counts: dict, stage: Path, *, store_id: str,  # noqa: ANN001
-                     dump_id: str, snapshot_at: str, existing: list[Path]) -> None:
-    """A fact table's curated Parquet under ``stage``: only the lines whose key is not in ``existing`` (the
-    store's files already in the lake). Adds ``written`` and ``already_in_lake`` to ``counts``."""
+def _curated_columns(table: Table, rows, *, store_id: str, dump_id: str, snapshot_at: datetime):  # noqa: ANN001
+    """The curated schema from spooled rows: store_id, the columns, flags (NULL when none), dump_id,
+    snapshot_at. Timestamps are stored as UTC."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = rows.num_rows
+    cols = {"store_id": pa.repeat(string_scalar(store_id), n)}
+    for c in table.column_names:
+        arr = rows.column(f"p_{c}")
+        if pa.types.is_timestamp(arr.type):
+            arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
+        cols[c] = arr
+    flags = rows.column("flags")
+    cols["flags"] = pc.if_else(pc.equal(flags, string_scalar("")), null_scalar(pa.string()), flags)
+    cols["dump_id"] = pa.repeat(string_scalar(dump_id), n)
+    cols["snapshot_at"] = pa.repeat(utc_timestamp_scalar(snapshot_at), n)
+    return pa.table(cols)
+
+
+def _leave_out(fin: Finishing, rows):  # noqa: ANN001
+    """``rows`` without the rows the duplicate stage left out (kept in ``fin.dropped_rows``)."""
+    import pyarrow.compute as pc
+
+    if fin.dropped_set is None:
+        return rows
+    out = pc.is_in(rows.column("_row"), value_set=fin.dropped_set)
+    if not pc.any(out).as_py():
+        return rows
+    fin.dropped_rows.append(rows.filter(out))
+    return rows.filter(pc.invert(out))
+
+
+def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str,  # noqa: ANN001
+                    dump_id: str, snapshot_day: date) -> None:
+    """This table's rejected Parquet under ``stage``, in dump order: rows set aside by row-level rules as
+    read; duplicates as parsed (the values of a duplicate are, by definition, those of the copy kept)."""
+    import pyarrow as pa
+
     table, name = staged.table, staged.table.name
-    if not staged.passed.exists():  # the table is empty: nothing to write
+    if not fin.counts["rejected"]:
         return
     started = time.monotonic()
-    select = _curated_select(table, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
-    curated = f"(SELECT * FROM final_{name} WHERE reason_code IS NULL)"
-    if existing:
+    target = stage / f"rejected/{name}/store={store_id}/date={snapshot_day}/{dump_id}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    reasons = "CASE reason_code " + " ".join(
+        f"WHEN '{r.code}' THEN '{r.description.replace(chr(39), chr(39) * 2)}'" for r in RULES) + " END"
+    parts = []
+    if staged.rejected_raw.exists():
+        parts.append(f"SELECT * FROM read_parquet('{staged.rejected_raw}')")
+    if fin.dropped_rows:
+        con.register(f"dup_rows_{name}", pa.concat_tables(fin.dropped_rows))
+        as_text = ", ".join(f"CAST(p_{c} AS VARCHAR) AS {q(c)}" for c in table.column_names)
+        parts.append(f"SELECT _row, {as_text}, reason_code FROM dup_rows_{name} JOIN dropped_{name} USING (_row)")
+    con.execute(
+        f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, * EXCLUDE (_row, reason_code), "
+        f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM "
+        f"({' UNION ALL BY NAME '.join(parts)}) ORDER BY _row) TO '{target}' "
+        "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
+    if fin.dropped_rows:
+        con.unregister(f"dup_rows_{name}")
+    fin.counts["timings_s"]["rejected"] = round(time.monotonic() - started, 3)
+
+
+def _write_snapshot(staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str, dump_id: str,
+                    snapshot_at: datetime, snapshot_day: date) -> None:
+    """A snapshot table's curated Parquet under ``stage``: one file per dump, in dump order."""
+    import pyarrow.parquet as pq
+
+    if not staged.passed:
+        return
+    started = time.monotonic()
+    rows = _leave_out(fin, staged.spool.read(SNAPSHOT_PARTITION))
+    target = stage / f"curated/{staged.table.name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(_curated_columns(staged.table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at),
+                   target, compression="zstd", row_group_size=262_144)
+    fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
+
+
+def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str,  # noqa: ANN001
+                     dump_id: str, snapshot_at: datetime, existing: list[Path]) -> None:
+    """A fact table's curated Parquet under ``stage``, one file per event date: the lines that passed,
+    without duplicates and without the lines whose key is in ``existing`` (the store's files already in the
+    lake, whatever their date: a line's key names it). Adds ``written`` and ``already_in_lake`` to the
+    counts."""
+    import pyarrow.compute as pc
+
+    table, name = staged.table, staged.table.name
+    if not staged.passed:
+        fin.counts.update(written=0, already_in_lake=0)
+        return
+    started = time.monotonic()
+    in_lake = None
+    if existing:  # the rows of this dump whose key the lake has: one join on the keys alone
         files = ", ".join(f"'{p}'" for p in existing)
-        on = " AND ".join(f"e.{k} = c.p_{k}" for k in table.key)
-        curated = (f"(SELECT c.* FROM {curated} c ANTI JOIN (SELECT DISTINCT {', '.join(table.key)} FROM "
-                   f"read_parquet([{files}], hive_partitioning = false)) e ON {on})")
-    folder = stage / f"curated/{name}/store={store_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    reader = con.sql(f"{select}, CAST(p_{table.event_time} AT TIME ZONE 'UTC' AS DATE) AS date "
-                     f"FROM {curated}").to_arrow_reader(65_536)
-    written = write_partitioned(reader, folder, "date", f"{dump_id}-0")
-    counts["written"] = written
-    counts["already_in_lake"] = counts["curated"] - written
-    counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
+        on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
+        in_lake = con.sql(
+            f"SELECT k._row FROM keys_{name} k SEMI JOIN (SELECT DISTINCT {', '.join(table.key)} FROM "
+            f"read_parquet([{files}], hive_partitioning = false)) e ON {on}").to_arrow_table().column(0)
+        if not len(in_lake):
+            in_lake = None
+
+    def transform(_day: str, rows):  # noqa: ANN001
+        rows = _leave_out(fin, rows)
+        if in_lake is not None:
+            rows = rows.filter(pc.invert(pc.is_in(rows.column("_row"), value_set=in_lake)))
+        return _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
+
+    written = write_partitions(staged.spool, stage / f"curated/{name}/store={store_id}", f"{dump_id}-0",
+                               transform=transform, column="date")
+    fin.counts["written"] = sum(written.values())
+    fin.counts["already_in_lake"] = fin.counts["curated"] - fin.counts["written"]
+    fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
 
 
 def _written_by(path: str, dump_id: str) -> bool:
@@ -582,10 +698,7 @@ def ingest_dump(
         if snapshot_at is not None:
             snap, snap_source = snapshot_at.astimezone(UTC), "agent"
         else:
-            counted = None
-            if staged["stock"].passed.exists():
-                counted = con.execute(f"SELECT max(p_counted_at) FROM read_parquet('{staged['stock'].passed}')"
-                                      ).fetchall()[0][0]
+            counted = staged["stock"].latest_counted_at
             if counted is not None:
                 snap, snap_source = counted.astimezone(UTC), "stock.counted_at"
             else:
@@ -596,12 +709,18 @@ def ingest_dump(
         t0 = time.monotonic()
         con.execute("SET threads = 2")
         try:
+            finishing: dict[str, Finishing] = {}
             for name, st in staged.items():
-                tables[name] = _finish_table(con, st, stage, store_id=store_id, dump_id=dump_id,
-                                             snapshot_at=snap_iso, snapshot_day=snap_day)
+                finishing[name] = fin = _duplicates(con, st)
+                tables[name] = fin.counts
+                if not st.table.fact:  # snapshot tables do not depend on the lake
+                    _write_snapshot(st, fin, stage, store_id=store_id, dump_id=dump_id, snapshot_at=snap,
+                                    snapshot_day=snap_day)
+                    _write_rejected(con, st, fin, stage, store_id=store_id, dump_id=dump_id,
+                                    snapshot_day=snap_day)
             timings["write"] = round(time.monotonic() - t0, 3)
 
-            # Rejected rows and snapshot tables do not depend on the lake: published before the store lock.
+            # Snapshot tables and their rejected rows do not depend on the lake: published before the store lock.
             t0 = time.monotonic()
             outputs = _publish(lake, stage)
             timings["publish"] = round(time.monotonic() - t0, 3)
@@ -623,8 +742,10 @@ def ingest_dump(
                     for name, st in staged.items():
                         if st.table.fact:
                             with lake.local_copy(_lines_in_lake(lake, name, store_id, dump_id)) as local:
-                                _write_new_lines(con, st, tables[name], new_lines, store_id=store_id,
-                                                 dump_id=dump_id, snapshot_at=snap_iso, existing=local)
+                                _write_new_lines(con, st, finishing[name], new_lines, store_id=store_id,
+                                                 dump_id=dump_id, snapshot_at=snap, existing=local)
+                            _write_rejected(con, st, finishing[name], new_lines, store_id=store_id,
+                                            dump_id=dump_id, snapshot_day=snap_day)
                         say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
                     timings["write_new_lines"] = round(time.monotonic() - t0, 3)
 

@@ -230,7 +230,7 @@ def land_big(home: Home, big: BigDump) -> Landed:
 # dump.sqlite (the decompressed dump), then work/ (the row stage, table by table), then stage/ (curated and
 # rejected Parquet), then the publish into the lake and the manifest.
 STEPS: dict[str, Callable[[Path], bool]] = {
-    "reading the sales": lambda d: (d / "work" / "sales.passed.parquet").exists() and not (d / "stage").exists(),
+    "reading the sales": lambda d: (d / "work" / "sales.keys.parquet").exists() and not (d / "stage").exists(),
     "writing curated Parquet": lambda d: (d / "stage").is_dir(),
 }
 

@@ -1,0 +1,74 @@
+"""Memory footprint guards for ingestion.
+
+pyarrow imports pandas (~40 MB resident, ~0.2 s) the first time it converts a Python object into Arrow
+(``pa.array([...])``, ``pa.scalar(...)``, a Python value handed to a compute function, ``as_py()`` of a
+zoned timestamp). Neither the ingest process nor the dump reader's child needs pandas; these tests fail
+when a change brings the conversion back (it happened once: the child grew from 112 to 158 MB).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.local.generator import generate_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_an_ingest_never_imports_pandas(tmp_path):
+    # A generated dump has every kind of dirty row, duplicates (the rejected file) and flags.
+    generate_store(tmp_path / "s.sqlite", "S1", sales_lines=3000)
+    found = run_python(f"""
+import json, sys
+from pathlib import Path
+from shared.adapters.lake_folder import FolderLake
+from shared.adapters.telemetry import MemoryTelemetry
+from shared.services.ingest_dump import ingest_dump
+lake = FolderLake(Path({str(tmp_path / 'lake')!r}))
+results = [ingest_dump(Path({str(tmp_path / 's.sqlite')!r}), "S1", lake=lake, telemetry=MemoryTelemetry(),
+                       scratch=Path({str(tmp_path)!r})).status for _ in range(2)]
+print(json.dumps({{"results": results, "pandas": "pandas" in sys.modules}}))
+""")
+    assert found == {"results": ["ingested", "already_ingested"], "pandas": False}
+
+
+def test_the_dump_reader_child_never_imports_pandas(tmp_path):
+    # The child's table streaming, run in one process over a dump with NULL-only batches, one-character
+    # values (the NULL marker's fast path), numbers, text and a blob.
+    generate_store(tmp_path / "s.sqlite", "S1", sales_lines=3000)
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "s.sqlite")
+    con.execute("DROP TABLE IF EXISTS receipts")
+    con.execute("CREATE TABLE receipts (receipt_id TEXT, sku TEXT, qty, received_at TEXT, vendor_id TEXT)")
+    con.executemany("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)",
+                    [(f"r{i}", "x", 1 if i % 3 else "2.5", "2026-11-26 08:00:00", None if i < 50 else X)
+                     for i, X in ((i, b"\xff" if i == 70 else "V") for i in range(100))])
+    con.commit()
+    con.close()
+    found = run_python(f"""
+import json, sys
+import adbc_driver_manager, adbc_driver_sqlite
+from shared.adapters import sqlite_dump_child as child
+from shared.core.schema import TABLES
+path = {str(tmp_path / 's.sqlite')!r}
+limits = {{"max_cell_bytes": 1 << 20, "max_rows_per_table": 10**9, "batch_rows": 40}}
+with adbc_driver_sqlite.connect("file:" + path + "?mode=ro&immutable=1") as db, \\
+        adbc_driver_manager.AdbcConnection(db) as con, open("/dev/null", "wb") as out:
+    for t in TABLES.values():
+        job = {{"table": t.name, "sql": f"SELECT * FROM {{t.name}}", "want": list(t.column_names),
+               "source_columns": list(t.column_names),
+               "numeric": [c.name for c in t.columns if c.kind in ("int", "decimal")]}}
+        child.stream_table(con, job, limits, out)
+print(json.dumps({{"pandas": "pandas" in sys.modules}}))
+""")
+    assert found == {"pandas": False}
