@@ -1,9 +1,10 @@
 """Use case: ingest one store dump into the lake (what the blob trigger and `inventory ingest` do).
 
-    dump file ──▶ open safely (child process) ──▶ rules (DuckDB SQL over Arrow) ──▶ staged Parquet
-              ──▶ publish rejected/ and snapshot tables
-              ──▶ under the store lock: sale/receipt lines new to the lake ──▶ publish them ──▶ manifest last
-                  (the commit marker)
+    dump file ──▶ open safely (child process) ──▶ row stage (DuckDB SQL over Arrow batches, while the child
+              reads the next batch) ──▶ rows that passed spooled by event date + a narrow key file
+              ──▶ duplicate stage on the keys ──▶ publish snapshot tables
+              ──▶ under the store lock: lines already in the lake (one key join) ──▶ one Parquet file per day
+                  with the new lines, rejected rows ──▶ publish them ──▶ manifest last (the commit marker)
 
 Idempotent: the dump id is the hash of the SQLite content, and a dump whose manifest exists is not
 ingested again. Output names are deterministic (``<dump_id>…parquet``), so a retry after a crash rewrites

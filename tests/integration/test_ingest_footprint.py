@@ -41,6 +41,18 @@ print(json.dumps({{"results": results, "pandas": "pandas" in sys.modules}}))
     assert found == {"results": ["ingested", "already_ingested"], "pandas": False}
 
 
+def test_inventory_ingest_with_its_stock_rebase_never_imports_pandas(tmp_path):
+    generate_store(tmp_path / "s.sqlite", "S1", sales_lines=3000)
+    found = run_python(f"""
+import json, os, sys
+os.environ["INVENTORY_HOME"] = {str(tmp_path / 'home')!r}
+from shared.cli import main
+code = main(["ingest", {str(tmp_path / 's.sqlite')!r}, "--store", "S1", "--quiet"])
+print(json.dumps({{"exit": code, "pandas": "pandas" in sys.modules}}))
+""")
+    assert found == {"exit": 0, "pandas": False}
+
+
 def test_the_dump_reader_child_never_imports_pandas(tmp_path):
     # The child's table streaming, run in one process over a dump with NULL-only batches, one-character
     # values (the NULL marker's fast path), numbers, text and a blob.
