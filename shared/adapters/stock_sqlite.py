@@ -9,6 +9,7 @@ rebase deletes them and the ledger stays as small as one day's traffic.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
-from shared.core.events import SaleEvent, coalesce, counts_after, time_key
+from shared.core.events import SaleEvent, counts_after, time_key
 from shared.core.stock import Baseline
 
 SCHEMA = """
@@ -39,8 +40,16 @@ INSERT INTO stock (store_id, sku, on_hand, baseline_on_hand, events_delta, updat
 ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = on_hand + excluded.events_delta,
     events_delta = events_delta + excluded.events_delta, updated_at = excluded.updated_at
 """
-_LEDGER_INSERT = "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?, ?)"
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+_LEDGER_ROWS = 100  # ledger rows per INSERT statement (500 parameters)
 _IN_CHUNK = 500  # bound on "IN (?, ...)" parameters per statement
+
+
+@functools.lru_cache(maxsize=_LEDGER_ROWS)
+def _ledger_insert_sql(rows: int) -> str:
+    """An INSERT of ``rows`` ledger rows that skips ids already recorded and returns the keys it inserted."""
+    return ("INSERT OR IGNORE INTO ledger VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * rows)
+            + " RETURNING store_id, event_id")
 
 
 def _now() -> str:
@@ -59,6 +68,11 @@ class SqliteStockStore:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self._con.execute("PRAGMA cache_size=-32768")  # 32 MB: the hot stock pages stay in memory
+        # Checkpoint (copy the WAL back into the database file) every ~40 MB of WAL instead of SQLite's 4 MB: a
+        # batch rewrites hundreds of scattered stock pages, and each checkpoint copied many of them again (half
+        # of the commit time at 1M events). Durability is the same (WAL, synchronous=NORMAL); a crash replays
+        # at most that much WAL on the next open.
+        self._con.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         self._con.executescript(SCHEMA)
         self._lock = threading.Lock()  # one connection, shared by threads: one transaction at a time
 
@@ -68,63 +82,85 @@ class SqliteStockStore:
     def close(self) -> None:
         self._con.close()
 
-    def _baseline_key(self, store_id: str) -> str | None:
-        row = self._con.execute("SELECT snapshot_at FROM baseline WHERE store_id = ?", (store_id,)).fetchone()
-        return row[0] if row else None
-
     def apply(self, store_id: str, events: Sequence[SaleEvent]) -> ApplyResult:
         return self.apply_batch({store_id: events})
 
     def apply_batch(self, events_by_store: Mapping[str, Sequence[SaleEvent]]) -> ApplyResult:
-        """Every store's events of a delivered batch in one transaction (one commit per batch, not per store)."""
+        """Every store's events of a delivered batch in one transaction (one commit per batch, not per store),
+        with one statement of each kind for the whole batch: one baseline read, one ledger insert, one stock
+        upsert (SQLite's cost here is per statement and per row; per store, the statements were 40 % of it)."""
         result = ApplyResult()
-        if not any(events_by_store.values()):
+        stores = [s for s, events in events_by_store.items() if events]
+        if not stores:
             return result
         with self._lock:
             con = self._con
             con.execute("BEGIN IMMEDIATE")
             try:
-                now = _now()
-                for store_id, events in events_by_store.items():
-                    if events:
-                        self._apply_store(store_id, events, now, result)
+                self._apply(stores, events_by_store, _now(), result)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return result
 
-    def _apply_store(self, store_id: str, events: Sequence[SaleEvent], now: str, result: ApplyResult) -> None:
+    def _baseline_keys(self, stores: Sequence[str]) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        for i in range(0, len(stores), _IN_CHUNK):
+            chunk = stores[i:i + _IN_CHUNK]
+            keys.update(self._con.execute(f"SELECT store_id, snapshot_at FROM baseline WHERE store_id IN "
+                                          f"({','.join('?' * len(chunk))})", chunk).fetchall())
+        return keys
+
+    def _apply(self, stores: Sequence[str], events_by_store: Mapping[str, Sequence[SaleEvent]], now: str,
+               result: ApplyResult) -> None:
         con = self._con
-        cutoff = self._baseline_key(store_id)
-        after = counts_after(cutoff, events)
-        if len(after) < len(events):
-            after_ids = {e.event_id for e in after}
-            result.before_baseline += [e.event_id for e in events if e.event_id not in after_ids]
-        # Optimistic: insert every ledger row, ignoring ids already there. Usually all are new (rowcount says
-        # so) and no lookup is needed; otherwise undo and split into new events and duplicates.
-        rows = [(store_id, e.event_id, e.occurred_key, orjson.dumps(e.deltas), now) for e in after]
-        con.execute("SAVEPOINT ledger")
-        inserted = con.executemany(_LEDGER_INSERT, rows).rowcount
-        new = after
-        if inserted != len(after):
-            con.execute("ROLLBACK TO ledger")
-            known: set[str] = set()
-            ids = [e.event_id for e in after]
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[i:i + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                known.update(r[0] for r in con.execute(
-                    f"SELECT event_id FROM ledger WHERE store_id = ? AND event_id IN ({marks})", (store_id, *chunk)))
-            new = [e for e in after if e.event_id not in known]
-            result.duplicates += [e.event_id for e in after if e.event_id in known]
-            con.executemany(_LEDGER_INSERT, [r for r, e in zip(rows, after, strict=True) if e.event_id not in known])
-            result.operations += len(ids)  # the lookups
-        con.execute("RELEASE ledger")
-        sums = coalesce(new)
-        con.executemany(_UPSERT, [(store_id, sku, d, d, now) for sku, d in sums.items()])
-        result.applied += [e.event_id for e in new]
-        result.operations += 1 + len(after) + len(sums)  # baseline read, ledger inserts, stock upserts
+        cutoffs = self._baseline_keys(stores)
+        result.operations += 1  # the baseline read
+        # The ledger rows, keyed by the store they were handed in for (the mapping's key, as the store's
+        # documents are), and the events they record.
+        dumps = orjson.dumps
+        rows: list[tuple[str, str, str, bytes, str]] = []
+        after: list[SaleEvent] = []
+        for store_id in stores:
+            events = events_by_store[store_id]
+            cutoff = cutoffs.get(store_id)
+            if cutoff is not None:
+                kept = counts_after(cutoff, events)
+                if len(kept) < len(events):
+                    result.before_baseline += [e.event_id for e in events if e.occurred_key <= cutoff]
+                events = kept
+            rows += [(store_id, e.event_id, e.occurred_key, dumps(e.deltas), now) for e in events]
+            after += events
+        if not rows:
+            return
+        # One INSERT OR IGNORE per chunk of rows, RETURNING the rows it inserted: an id already in the ledger is
+        # not returned, so the new events and the duplicates come out of the insert itself (no lookup, no undo).
+        inserted: set[tuple[str, str]] = set()
+        for i in range(0, len(rows), _LEDGER_ROWS):
+            chunk = rows[i:i + _LEDGER_ROWS]
+            inserted.update(con.execute(_ledger_insert_sql(len(chunk)), [v for r in chunk for v in r]).fetchall())
+        result.operations += len(rows)  # ledger inserts
+        if len(inserted) != len(rows):  # some were recorded before (or, against the contract, repeated here)
+            fresh_rows, fresh = [], []
+            for r, e in zip(rows, after, strict=True):
+                if r[:2] in inserted:
+                    inserted.discard(r[:2])  # a key counts once, however often it is in this call
+                    fresh_rows.append(r)
+                    fresh.append(e)
+                else:
+                    result.duplicates.append(r[1])
+            rows, after = fresh_rows, fresh
+        sums: dict[tuple[str, str], int] = {}
+        get = sums.get
+        for row, e in zip(rows, after, strict=True):
+            store_id = row[0]
+            for sku, delta in e.deltas:
+                key = (store_id, sku)
+                sums[key] = get(key, 0) + delta
+        con.executemany(_UPSERT, [(store_id, sku, d, d, now) for (store_id, sku), d in sums.items()])
+        result.applied += [e.event_id for e in after]
+        result.operations += len(sums)  # stock upserts
 
     def rebase(self, baseline: Baseline) -> RebaseResult:
         with self._lock:

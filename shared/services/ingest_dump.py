@@ -663,7 +663,7 @@ def ingest_dump(
             telemetry.event("DumpAlreadyIngested", storeId=store_id, dumpId=dump_id)
             return IngestResult("already_ingested", store_id, dump_id, manifest)
 
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"hash": round(time.monotonic() - started, 3)}  # + decompress, sweep
         staged: dict[str, StagedTable] = {}
         tables: dict[str, dict] = {}
         stage, work = tmp / "stage", tmp / "work"
@@ -674,7 +674,9 @@ def ingest_dump(
                                      "preserve_insertion_order": False})
         try:
             con.execute(f"SET TimeZone = '{mapping.timezone}'")
+            t0 = time.monotonic()
             with DumpReader(db, limits.read) as reader:
+                timings["open"] = round(time.monotonic() - t0, 3)  # the child: start, quick_check, schema
                 jobs = _jobs(reader.info.find, mapping)
                 triggers = reader.info.triggers
                 for name, _schema, batches in reader.read(jobs):
