@@ -100,13 +100,14 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
     int64/float64, only for int and decimal columns) and ``_raw_sku`` (the sku as read, to tell whether
     normalisation changed it). Columns absent from the batch arrive as NULL text.
 
-    Trimming here (Arrow's ``utf8_trim``, vectorised) instead of in SQL is ~10x cheaper: DuckDB's trim over
-    a character set copies every value.
+    Text is trimmed and blank text turned into NULL here, and skus normalised (upper case, inner whitespace
+    collapsed), with Arrow's vectorised kernels: ~10x cheaper than DuckDB's trim over a character set, which
+    copies every value, and it lets the row stage pass these columns through without a round trip.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from shared.core.arrow_values import row_numbers
+    from shared.core.arrow_values import null_scalar, row_numbers, string_scalar
 
     n = batch.num_rows
     arrays = [row_numbers(first_row, n)]
@@ -118,6 +119,11 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
             if not pa.types.is_string(arr.type):
                 arr = pc.cast(arr, pa.string())
             arr = pc.utf8_trim(arr, WHITESPACE)
+            blank = pc.equal(arr, string_scalar(""))
+            if pc.any(blank).as_py():
+                arr = pc.if_else(blank, null_scalar(pa.string()), arr)
+            if col.name == "sku":
+                arr = normalise_skus(arr)
         elif pa.types.is_integer(arr.type) and arr.type != pa.int64():
             arr = pc.cast(arr, pa.int64())
         elif pa.types.is_floating(arr.type) and arr.type != pa.float64():
@@ -129,6 +135,30 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
         arrays.append(raw if pa.types.is_string(raw.type) else pc.cast(raw, pa.string()))
         names.append("_raw_sku")
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+_INNER_WHITESPACE = "[" + WHITESPACE + "]+"
+
+
+def normalise_skus(trimmed: pa.Array) -> pa.Array:
+    """Rule ``sku_normalised`` on trimmed skus: upper-cased, each run of inner whitespace one space."""
+    import pyarrow.compute as pc
+
+    upper = pc.utf8_upper(trimmed)
+    spaced = pc.match_substring_regex(upper, _INNER_WHITESPACE)
+    if not pc.any(spaced).as_py():
+        return upper
+    return pc.if_else(spaced, pc.replace_substring_regex(upper, _INNER_WHITESPACE, " "), upper)
+
+
+def passes_through(col: Column) -> bool:
+    """Whether the row stage's value for ``col`` is the prepared text itself (keys and free text without a
+    default): the ingest takes these from the prepared batch instead of from DuckDB's output."""
+    return col.kind in ("key", "text") and col.default_sql is None
+
+
+def has_flags(table: Table) -> bool:
+    return any(r.action == "flag" and table.name in r.tables for r in RULES)
 
 
 def arrivals(batch: pa.RecordBatch, table: Table) -> tuple[Arrival, ...]:
@@ -161,9 +191,7 @@ def parse_expr(col: Column, t: str, arrival: Arrival = "text") -> str:
         return (f"CASE WHEN abs({t}) < 9e11 AND abs({t} * 10000 - round({t} * 10000)) < 0.001 "
                 f"THEN CAST({t} AS DECIMAL(18,4)) "
                 f"WHEN abs({t}) < 1e14 THEN TRY_CAST(CAST({t} AS VARCHAR) AS DECIMAL(18,4)) END")
-    if col.kind == "key":
-        if col.name == "sku":
-            return f"upper(regexp_replace({t}, '[[:space:]]+', ' ', 'g'))"
+    if col.kind == "key":  # (skus arrive normalised: prepare_batch)
         return t
     if col.kind == "text":
         return t
