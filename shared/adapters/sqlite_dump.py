@@ -95,7 +95,11 @@ class DumpReader:
         self._stderr: list[bytes] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> DumpReader:
+    def start(self) -> DumpReader:
+        """Start the child (it opens and checks the file meanwhile); ``with`` waits for it. Starting early
+        lets the caller do other work (hash the file) while the child runs ``quick_check``."""
+        if self.proc is not None:
+            return self
         root = str(Path(shared.__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -106,6 +110,10 @@ class DumpReader:
         with contextlib.suppress(OSError):  # a 1 MiB pipe lets the child read ahead of the parent
             fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
+        return self
+
+    def __enter__(self) -> DumpReader:
+        self.start()
         with self._deadline("opening the dump"):
             frame = self._guarded(lambda: read_frame(self.proc.stdout), "opening the dump")
         self._raise_if_error(frame, "opening the dump")

@@ -263,9 +263,23 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
     write_frame(out, {"ok": True, "rows": rows})
 
 
+def _preload() -> None:
+    """Import the reading libraries (~0.15 s) while ``quick_check`` runs (sqlite3 releases the GIL)."""
+    try:
+        import adbc_driver_manager  # noqa: F401
+        import adbc_driver_sqlite  # noqa: F401
+        import pyarrow.compute
+        import pyarrow.ipc  # noqa: F401
+    except ImportError:  # reported where the import is needed
+        pass
+
+
 def main() -> int:
     path, limits = sys.argv[1], json.loads(sys.argv[2])
     out = sys.stdout.buffer
+    import threading
+
+    threading.Thread(target=_preload, daemon=True).start()
     try:
         con = open_checked(path, limits)
         write_frame(out, describe(con))

@@ -121,6 +121,11 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: int) -> tuple[Path, str]:
     """Return (SQLite file, its sha256), given the sha256 of the file as received.
 
@@ -677,6 +682,12 @@ def ingest_dump(
                 in_use.enter_context(scratch_in_use(source.parent))
             sweep_stale_scratch(scratch)
         tmp = in_use.enter_context(scratch_folder("ingest-", scratch))
+        early = None
+        if not _is_gzip(source) and source.stat().st_size <= limits.max_dump_bytes:
+            # A plain SQLite file: the reader child starts now and runs quick_check while this process
+            # hashes the file (stopped again below if the dump turns out to be ingested already).
+            early = DumpReader(source, limits.read).start()
+            in_use.callback(early.__exit__, None, None, None)
         received_sha = _sha256_file(source)  # once: the dump id of a plain file, the quarantine key
         try:
             db, sha = prepare_source(source, received_sha, tmp, limits.max_dump_bytes)
@@ -703,7 +714,7 @@ def ingest_dump(
         try:
             con.execute(f"SET TimeZone = '{mapping.timezone}'")
             t0 = time.monotonic()
-            with DumpReader(db, limits.read) as reader:
+            with early if early is not None and db == source else DumpReader(db, limits.read) as reader:
                 timings["open"] = round(time.monotonic() - t0, 3)  # the child: start, quick_check, schema
                 jobs = _jobs(reader.info.find, mapping)
                 triggers = reader.info.triggers
