@@ -126,6 +126,7 @@ def write_partitions(
     transform: Callable[[str, pa.Table], pa.Table | None] | None = None,
     column: str | None = None,
     compression: str = "zstd",
+    use_dictionary: bool | list[str] = True,
     threads: int = 2,
 ) -> dict[str, int]:
     """Write each spooled partition as ``folder/<column>=<value>/<file_name>.parquet`` (``column``: the
@@ -147,7 +148,8 @@ def write_partitions(
             return key, 0
         target = folder / f"{column or spool.column}={key}" / f"{file_name}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, target, compression=compression, row_group_size=262_144)
+        pq.write_table(table, target, compression=compression, row_group_size=262_144,
+                       use_dictionary=use_dictionary)
         return key, table.num_rows
 
     # Parquet encoding releases the GIL: two partitions at a time use both cores.
