@@ -156,26 +156,3 @@ def write_partitions(
     with ThreadPoolExecutor(max_workers=threads) as pool:
         written = dict(pool.map(write_one, spool.keys()))
     return {k: n for k, n in written.items() if n}
-
-
-def write_partitioned(
-    reader: pa.RecordBatchReader,
-    folder: Path,
-    column: str,
-    file_name: str,
-    *,
-    compression: str = "zstd",
-    max_open: int = 128,
-    threads: int = 2,
-) -> int:
-    """Write ``reader`` under ``folder/<column>=<value>/<file_name>`` (the column itself is dropped).
-
-    Returns the number of rows written.
-    """
-    spool = PartitionSpool(Path(folder) / ".spool", column, max_open=max_open)
-    try:
-        for batch in reader:
-            spool.add(batch)
-        return sum(write_partitions(spool, folder, file_name, compression=compression, threads=threads).values())
-    finally:
-        spool.remove()

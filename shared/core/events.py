@@ -173,17 +173,8 @@ def _fast(raw: bytes, now: datetime | None) -> SaleEvent | None:
     sign = EVENT_TYPES.get(doc.type)
     if sign is None:
         return None
-    value = doc.occurredAt
-    if not 10 <= len(value) <= 40:
-        return None
-    try:
-        occurred = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
-    except ValueError:
-        return None
-    if occurred.tzinfo is None:
-        return None
-    occurred = occurred.astimezone(UTC)
-    if occurred > (now or datetime.now(UTC)) + FUTURE_TOLERANCE:
+    occurred = _parse_time(doc.occurredAt)
+    if occurred is None or occurred > (now or datetime.now(UTC)) + FUTURE_TOLERANCE:
         return None
     signed = doc.type == "adjustment"
     deltas = []

@@ -1,4 +1,4 @@
-"""The partitioned Parquet writer: every row lands once, in its partition, whatever the input order."""
+"""The partition spool and writer: every row lands once, in its partition, whatever the input order."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.parquet_files import write_partitioned
+from shared.adapters.parquet_files import PartitionSpool, write_partitions
+
+
+def write_partitioned(reader, folder, column, file_name, *, max_open=128):
+    """Spool ``reader`` by ``column`` and write one file per value (what ingestion does), removing the spool."""
+    spool = PartitionSpool(folder / ".spool", column, max_open=max_open)
+    try:
+        for batch in reader:
+            spool.add(batch)
+        return sum(write_partitions(spool, folder, file_name).values())
+    finally:
+        spool.remove()
 
 
 def reader_of(rows: list[tuple[int, dt.date]], batch: int):
@@ -54,3 +65,22 @@ def test_a_null_partition_value_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="NULL"):
         write_partitioned(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), tmp_path,
                           "date", "x")
+
+
+def test_a_transform_can_drop_rows_or_a_whole_partition(tmp_path):
+    spool = PartitionSpool(tmp_path / ".spool", "date")
+    rows = [(i, dt.date(2026, 1, 1 + i % 3)) for i in range(30)]
+    for batch in reader_of(rows, 7):
+        spool.add(batch)
+
+    def keep_even_but_not_jan_2(day, table):
+        import pyarrow.compute as pc
+
+        return None if day == "2026-01-02" else table.filter(pc.equal(pc.bit_wise_and(table.column("id"), 1), 0))
+
+    written = write_partitions(spool, tmp_path, "x", transform=keep_even_but_not_jan_2, column="day")
+    assert written == {"2026-01-01": 5, "2026-01-03": 5}
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet")) == [
+        "day=2026-01-01/x.parquet", "day=2026-01-03/x.parquet"]
+    spool.remove()
+    assert not (tmp_path / ".spool").exists()
