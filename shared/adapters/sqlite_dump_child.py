@@ -117,34 +117,26 @@ def adbc_query(adbc_con, sql: str, batch_rows: int | None = None):  # noqa: ANN0
     return stmt, pa.RecordBatchReader._import_from_c(stream.address)
 
 
-def _typed_select(job: dict) -> str:
-    """Numbers as SQLite stored them for the int/decimal columns (``job["numeric"]``), text for the rest.
-
-    Reading a number as a number costs SQLite and the row stage a third of what turning it into text and
-    parsing it back does. ADBC fixes each column's type from the first batch (int64 if every value there
-    is an integer or NULL, float64 if some are reals, text if some are text); a later value of another
-    kind stops the stream with a type mismatch, and the rest of the table is read as text
-    (:func:`stream_table`).
-    """
-    numeric = set(job.get("numeric", ()))
-    return ", ".join(f"NULL AS {quote(c)}" if not src else
-                     f"{quote(src)} AS {quote(c)}" if c in numeric else f"{_as_text(src)} AS {quote(c)}"
-                     for c, src in zip(job["want"], job["source_columns"], strict=True))
-
-
 # NULL in a text column is read as this one-character text and turned back into NULL: ADBC would type a
 # column whose first batch is all NULL as int64 and stop at the first text value after it.
 _NULL = "\x00"
 
 
-def _as_text(src: str) -> str:
-    return f"ifnull(CAST({quote(src)} AS TEXT), char(0))"
+def _select(job: dict, *, typed: bool) -> str:
+    """The job's columns: text as text; with ``typed``, the int/decimal columns (``job["numeric"]``) as the
+    numbers SQLite stored.
 
-
-def _text_select(job: dict) -> str:
-    """Every value as text (a SQLite column may hold an integer in one row and text in the next). A blob
-    becomes its bytes; invalid UTF-8 is replaced (:func:`stream_table`), never passed on."""
-    return ", ".join(f"{_as_text(src)} AS {quote(c)}" if src else f"NULL AS {quote(c)}"
+    Reading a number as a number costs SQLite and the row stage a third of what turning it into text and
+    parsing it back does. ADBC fixes each column's type from the first batch (int64 if every value there
+    is an integer or NULL, float64 if some are reals, text if some are text); a later value of another
+    kind stops the stream with a type mismatch, and the rest of the table is read as text
+    (:func:`stream_table`). Text is every value as text (a SQLite column may hold an integer in one row and
+    text in the next); a blob becomes its bytes, and invalid UTF-8 is replaced, never passed on.
+    """
+    numeric = set(job.get("numeric", ())) if typed else set()
+    return ", ".join(f"NULL AS {quote(c)}" if not src else
+                     f"{quote(src)} AS {quote(c)}" if c in numeric else
+                     f"ifnull(CAST({quote(src)} AS TEXT), char(0)) AS {quote(c)}"
                      for c, src in zip(job["want"], job["source_columns"], strict=True))
 
 
@@ -204,7 +196,7 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
     typed = bool(numeric & {c for c, src in zip(cols, job["source_columns"], strict=True) if src})
     first = True
     while True:
-        select = _typed_select(job) if typed else _text_select(job)
+        select = _select(job, typed=typed)
         sql = f"SELECT {select} FROM ({job['sql']})" + (f" LIMIT -1 OFFSET {rows}" if rows else "")
         write_frame(out, {"table": table, "stream": True, **({} if first else {"more": True})})
         first = False

@@ -59,6 +59,15 @@ def utc_timestamp_scalar(value: datetime) -> pa.Scalar:
     return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), 1, [None, pa.py_buffer(arr)])[0]
 
 
+def utc_datetime(scalar: pa.TimestampScalar) -> datetime | None:
+    """A timestamp scalar as an aware UTC datetime, or None for NULL (``as_py()`` of a zoned timestamp
+    imports pandas)."""
+    if not scalar.is_valid:
+        return None
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[scalar.type.unit]
+    return _EPOCH + timedelta(microseconds=scalar.value * 1_000_000 // per_second)
+
+
 def string_array(values: list[str | None]) -> pa.Array:
     import numpy as np
     import pyarrow as pa

@@ -115,7 +115,7 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
     present = set(batch.schema.names)
     for col in table.columns:
         arr = batch.column(col.name) if col.name in present else pa.nulls(n, pa.string())
-        if col.kind not in ("int", "decimal") or _arrival(arr.type) == "text":
+        if not col.numeric or _arrival(arr.type) == "text":
             if not pa.types.is_string(arr.type):
                 arr = pc.cast(arr, pa.string())
             arr = pc.utf8_trim(arr, WHITESPACE)
@@ -245,8 +245,7 @@ def row_stage_sql(table: Table, raw: str, *, items: str | None, vendors: str | N
     cols = table.columns
     arrived = arrived or ("text",) * len(cols)
     has_sku = "sku" in table.column_names
-    trimmed = ", ".join((f"nullif({q(c.name)}, '')" if a == "text" else q(c.name)) + f" AS {q('t_' + c.name)}"
-                        for c, a in zip(cols, arrived, strict=True))
+    trimmed = ", ".join(f"{q(c.name)} AS {q('t_' + c.name)}" for c in cols)  # trimmed, blanks NULL already
     stage_t = f"SELECT _row, {trimmed}{', _raw_sku AS r_sku' if has_sku else ''} FROM {raw}"
     parsed = ", ".join(f"{parse_expr(c, q('t_' + c.name), a)} AS {q('x_' + c.name)}"
                        for c, a in zip(cols, arrived, strict=True))

@@ -21,6 +21,11 @@ class Column:
     required: bool = False
     default_sql: str | None = None  # SQL value used when the column is absent or NULL
 
+    @property
+    def numeric(self) -> bool:
+        """An int or decimal column: the reader passes it as the numbers SQLite stored, when it can."""
+        return self.kind in ("int", "decimal")
+
 
 @dataclass(frozen=True)
 class Table:

@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from shared import __version__
@@ -40,7 +40,7 @@ from shared.adapters.lake import Lake, LockTimeout
 from shared.adapters.parquet_files import PartitionSpool, write_partitions
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
-from shared.core.arrow_values import null_scalar, string_scalar, utc_timestamp_scalar
+from shared.core.arrow_values import null_scalar, string_scalar, utc_datetime, utc_timestamp_scalar
 from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
 from shared.core.rules import (
@@ -177,7 +177,7 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
             query = f'SELECT * FROM "{found["name"].replace(chr(34), chr(34) * 2)}"'
         jobs.append({"table": name, "sql": query, "want": list(table.column_names),
                      "required": list(table.required_columns),
-                     "numeric": [c.name for c in table.columns if c.kind in ("int", "decimal")]})
+                     "numeric": [c.name for c in table.columns if c.numeric]})
     return jobs
 
 
@@ -204,17 +204,6 @@ class StagedTable:
 
 
 SNAPSHOT_PARTITION = "all"
-
-
-
-
-def _utc_datetime(scalar) -> datetime | None:  # noqa: ANN001
-    """A timestamp scalar as an aware UTC datetime, or None (``as_py()`` of a zoned timestamp imports
-    pandas)."""
-    if not scalar.is_valid:
-        return None
-    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[scalar.type.unit]
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=scalar.value * 1_000_000 // per_second)
 
 
 def _stage_sql(table: Table, row_sql: str) -> str:
@@ -246,7 +235,7 @@ def _with_passed_through(out, prepared, table: Table):  # noqa: ANN001
             raise RuntimeError("the row stage lost or added rows")
     for c in table.columns:
         if passes_through(c):
-            out = out.append_column(f"p_{c.name}", prepared.column(c.name).cast(pa.string()))
+            out = out.append_column(f"p_{c.name}", prepared.column(c.name))  # text: prepare_batch
     if not has_flags(table):
         out = out.append_column("flags", pa.nulls(out.num_rows, pa.string()))
     return out
@@ -290,13 +279,13 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
             passed = out.filter(pc.invert(failed)) if any_failed else out
             staged.passed += passed.num_rows
             staged.spool.add(passed.select(spooled))
+            keys = passed.select(narrow)
             if keys_writer is None:
                 # Plain (no dictionary, no compression): 3x cheaper to write here, and read as fast.
-                keys_writer = pq.ParquetWriter(staged.keys, passed.select(narrow).schema, compression="none",
-                                               use_dictionary=False)
-            keys_writer.write_table(passed.select(narrow))
+                keys_writer = pq.ParquetWriter(staged.keys, keys.schema, compression="none", use_dictionary=False)
+            keys_writer.write_table(keys)
             if table.name == "stock" and passed.num_rows:
-                latest = _utc_datetime(pc.max(passed.column("p_counted_at")))
+                latest = utc_datetime(pc.max(passed.column("p_counted_at")))
                 if latest is not None and (staged.latest_counted_at is None or latest > staged.latest_counted_at):
                     staged.latest_counted_at = latest
             if any_failed:

@@ -79,7 +79,7 @@ with adbc_driver_sqlite.connect("file:" + path + "?mode=ro&immutable=1") as db, 
     for t in TABLES.values():
         job = {{"table": t.name, "sql": f"SELECT * FROM {{t.name}}", "want": list(t.column_names),
                "source_columns": list(t.column_names),
-               "numeric": [c.name for c in t.columns if c.kind in ("int", "decimal")]}}
+               "numeric": [c.name for c in t.columns if c.numeric]}}
         child.stream_table(con, job, limits, out)
 print(json.dumps({{"pandas": "pandas" in sys.modules}}))
 """)
