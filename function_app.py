@@ -6,9 +6,12 @@ layer (``shared/services/``). Heavy libraries are imported inside the function b
 
 import azure.functions as func
 
+from shared.settings import configure_process
 from shared.triggers.dumps import bp as dumps
 from shared.triggers.sales import bp as sales
 from shared.triggers.timers import bp as timers
+
+configure_process()  # before a function body first imports pyarrow (see its docstring)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(dumps)

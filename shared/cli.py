@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.settings import configure_process
+
+    configure_process()
     args = build_parser().parse_args(argv)
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError

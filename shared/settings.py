@@ -40,6 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_MAX_CELL_BYTES", str(1 << 20), "Largest text or blob value in a dump (bytes)."),
     Setting("INGEST_MAX_ROWS_PER_TABLE", "100000000", "Most rows read from one table of a dump."),
     Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take."),
+    Setting("INGEST_BATCH_ROWS", "65536", "Rows per batch read from a dump and cleaned at once: bounds the "
+            "ingest's working memory (each batch in flight costs about 1 KB per row in the two processes)."),
     Setting("INGEST_MEMORY_LIMIT", "128MB", "Memory the cleaning engine (DuckDB) may use before it "
             "spills to disk."),
     Setting("COSMOS", "", "Connection string of a Cosmos DB emulator, for development only. Empty: use "
@@ -112,3 +114,15 @@ class Settings:
     @property
     def home(self) -> Path:
         return Path(self.get("INVENTORY_HOME")).expanduser().resolve()
+
+
+def configure_process() -> None:
+    """Process-wide settings that must be in place before the first heavy import; the Functions app and the
+    CLI call this first. Each is a default: an environment variable already set wins.
+
+    - ``ARROW_DEFAULT_MEMORY_POOL=system``: pyarrow allocates with the C library's malloc instead of its
+      bundled mimalloc, which keeps freed batches for reuse. Over a 5M-line ingest mimalloc held 40-60 MB
+      more at the peak (the parent's peak RSS 308-314 vs 261-263 MB, same run, same speed within the
+      noise). Arrow reads it once, when it first allocates, so it is set before pyarrow is imported.
+    """
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")

@@ -105,6 +105,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'INGEST_MAX_CELL_BYTES', value: '1048576' }
         { name: 'INGEST_MAX_ROWS_PER_TABLE', value: '100000000' }
         { name: 'INGEST_QUERY_TIMEOUT_S', value: '900' }
+        { name: 'INGEST_BATCH_ROWS', value: '65536' }
         { name: 'INGEST_MEMORY_LIMIT', value: '128MB' }
         // --- stock store (Cosmos DB, managed identity) ---
         { name: 'COSMOS__accountEndpoint', value: cosmosEndpoint }

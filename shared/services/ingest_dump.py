@@ -92,6 +92,7 @@ class IngestLimits:
                 max_cell_bytes=s.int("INGEST_MAX_CELL_BYTES"),
                 max_rows_per_table=s.int("INGEST_MAX_ROWS_PER_TABLE"),
                 query_timeout_s=float(s.get("INGEST_QUERY_TIMEOUT_S")),
+                batch_rows=s.int("INGEST_BATCH_ROWS"),
             ),
             memory_limit=s.get("INGEST_MEMORY_LIMIT"),
         )
