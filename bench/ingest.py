@@ -9,8 +9,11 @@ run, each in its own process so that wall time and memory are measured the same 
 
 * **ours**: ``inventory ingest DUMP --store B001 --quiet`` with a fresh ``INVENTORY_HOME`` (a first
   ingest into an empty folder lake). The ingest spawns a reader child
-  (``python -m shared.adapters.sqlite_dump_child``), so the peak RSS reported is the parent's peak plus the
-  child's peak (each the kernel's per-process high-water mark, VmHWM, sampled every 50 ms).
+  (``python -m shared.adapters.sqlite_dump_child``), so the peak RSS in the main table is the parent's peak
+  plus the child's peak (each the kernel's per-process high-water mark, VmHWM, sampled every 50 ms): an upper
+  bound, since the two peaks need not coincide and pages of the shared libraries count twice. The memory
+  target is judged on the tree's simultaneous PSS peak and on the largest single process (the issue's
+  ``/usr/bin/time -v``), both shown in the targets table with the sum beside them.
 * **naive**: what a typical engineer would write (``naive_ingest`` below): ``pandas.read_sql("SELECT *
   FROM t")`` per table over a stdlib ``sqlite3`` connection, the same rules in plain pandas, then
   ``DataFrame.to_parquet`` of the curated and the rejected rows (one file per table and kind, pandas'
@@ -53,7 +56,7 @@ DAYS = 365
 TABLE_NAMES = ("vendors", "items", "stock", "sales", "receipts")
 TARGET_SPEEDUP = 3.0  # naive wall / ours wall, at least
 TARGET_FLOOR = 2.0  # ours wall / floor wall, at most
-TARGET_RSS_MB = 300.0  # ours peak RSS (parent + reader child), at most
+TARGET_RSS_MB = 300.0  # ours peak: the tree's simultaneous PSS and the largest process (time -v), at most
 SAMPLE_S = 0.05
 
 
@@ -605,7 +608,7 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
 
     lines += ["", "## Reach targets (informational)", "",
               f"| lines | naive/ours (≥ {TARGET_SPEEDUP:g}) | ours/floor (≤ {TARGET_FLOOR:g}) "
-              f"| ours peak RSS MB (≤ {TARGET_RSS_MB:g}) |", "|---|---|---|---|"]
+              f"| ours peak memory MB, largest of the runs (≤ {TARGET_RSS_MB:g}) |", "|---|---|---|---|"]
     for size, res in results.items():
         ours, naive, floor = res.get("ours"), res.get("naive"), res.get("floor")
         cells = []
@@ -620,8 +623,14 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
         else:
             cells.append("-")
         if ours and ours["ok"]:
-            mb = _mb(ours["peak_kb"])
-            cells.append(f"{mb:.0f} {'PASS' if mb <= TARGET_RSS_MB else 'FAIL'}")
+            # Judged on what is resident at once (the tree's PSS: shared library pages counted once) and on
+            # the issue's own measure (`/usr/bin/time -v`: the largest single process); the sum of the two
+            # processes' separate peaks, an upper bound that counts shared pages twice, is shown beside them.
+            pss = max(_mb(r.detail["tree_pss_peak_kb"]) for r in ours["runs"])
+            single = max(_mb(r.detail["maxrss_kb"]) for r in ours["runs"])
+            ok = pss <= TARGET_RSS_MB and single <= TARGET_RSS_MB
+            cells.append(f"tree PSS {pss:.0f}, largest process {single:.0f} {'PASS' if ok else 'FAIL'} "
+                         f"(sum of separate peaks {_mb(ours['peak_kb']):.0f})")
         else:
             cells.append("-")
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")

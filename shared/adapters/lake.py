@@ -99,10 +99,12 @@ class Lake(Protocol):
         """Objects whose path starts with ``prefix``, in path order (metadata not necessarily filled)."""
         ...
 
-    def local_copy(self, paths: list[str]) -> AbstractContextManager[list[Path]]:
+    def local_copy(self, paths: list[str], *, into: Path | None = None) -> AbstractContextManager[list[Path]]:
         """Local files with the contents of ``paths`` for engines that read files (DuckDB, pyarrow).
 
-        The folder lake yields its own files; remote lakes download to a temporary folder removed on exit.
+        The folder lake yields its own files; remote lakes download to a temporary folder removed on exit,
+        made inside ``into`` when given (the caller's scratch folder, which a sweep cleans after a crash),
+        else in the system's temporary folder.
         """
         ...
 

@@ -492,15 +492,18 @@ class BlobLake:
             self._fail(exc, prefix, "list")
 
     @contextlib.contextmanager
-    def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
-        """Download ``paths`` into a temporary folder (removed on exit); yield local files in the same order.
+    def local_copy(self, paths: list[str], *, into: Path | None = None) -> Iterator[list[Path]]:
+        """Download ``paths`` into a temporary folder (removed on exit; inside ``into`` when given); yield local
+        files in the same order.
 
         The copies keep their lake paths under the folder (``<tmp>/raw/store=S1/date=.../x``), so engines
         that read Hive-style partitions from paths (DuckDB, pyarrow) see the same columns as on the lake.
         """
         for p in paths:
             check_lake_path(p)
-        with tempfile.TemporaryDirectory(prefix="lake-copy-") as tmp:
+        if into is not None:
+            Path(into).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="lake-copy-", dir=into) as tmp:
             root = Path(tmp)
             local: list[Path] = []
             fetched: set[str] = set()

@@ -199,7 +199,7 @@ class FolderLake:
             yield LakeObject(rel, st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=_mtime(st))
 
     @contextlib.contextmanager
-    def local_copy(self, paths: list[str]) -> Iterator[list[Path]]:
+    def local_copy(self, paths: list[str], *, into: Path | None = None) -> Iterator[list[Path]]:
         yield [self._file(p) for p in paths]
 
     # -- locks -------------------------------------------------------------------------------------

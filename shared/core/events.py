@@ -17,6 +17,7 @@ import msgspec
 import orjson
 
 from shared.core.ids import STORE_ID_PATTERN
+from shared.core.rules import WHITESPACE
 
 EVENT_TYPES = {"sale": -1, "return": +1, "receipt": +1, "adjustment": +1}  # sign applied to qty
 MAX_EVENT_BYTES = 64 * 1024
@@ -28,7 +29,7 @@ MAX_EVENT_ID_CHARS = 128
 FUTURE_TOLERANCE = timedelta(hours=24)  # clock skew we accept; later timestamps are sender bugs
 
 _EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: safe as a document id part
-_WS = re.compile(r"\s+")
+_INNER_WHITESPACE = re.compile("[" + WHITESPACE + "]+")
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,30 @@ _SKU_CACHE: dict[str, str] = {}  # a chain has thousands of skus, not millions: 
 
 
 def normalise_sku(raw: str) -> str:
-    """The dump rule ``sku_normalised`` in Python: trim, upper-case, inner whitespace to one space."""
+    """The dump rule ``sku_normalised`` (:func:`shared.core.rules.normalise_skus`) for one sku, with the same
+    result, so an event's sku and a dump's name the same stock document: trimmed of the dump rule's
+    whitespace (space, tab, LF, VT, FF, CR; not Unicode spaces such as NBSP), each inner run of it one space,
+    upper-cased as Arrow's ``utf8_upper`` does (one character for one: Python's ``str.upper()`` turns
+    ``ß`` into ``SS``, Arrow into ``ẞ``). ASCII is done here; anything else by the Arrow kernel itself
+    (once per spelling)."""
     done = _SKU_CACHE.get(raw)
     if done is None:
-        done = _WS.sub(" ", raw.strip()).upper()
+        text = _INNER_WHITESPACE.sub(" ", raw.strip(WHITESPACE))
+        done = text.upper() if text.isascii() else _upper_as_the_dump_rule(text)
         if len(_SKU_CACHE) < 100_000:
             _SKU_CACHE[raw] = done
     return done
+
+
+def _upper_as_the_dump_rule(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: never in a dump (SQLite text is UTF-8), and JSON refuses it
+        return text.upper()
+    from shared.core.arrow_values import string_array
+    from shared.core.rules import normalise_skus
+
+    return normalise_skus(string_array([text]))[0].as_py()
 
 
 def _parse_time(value: object) -> datetime | None:

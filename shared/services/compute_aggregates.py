@@ -370,7 +370,7 @@ class _Run:
             sales_paths = [f"curated/sales/store={store}/date={d}/{name}" for d in batch for name in sorted(files[d])]
             dump_ids = sorted({p.rsplit("/", 1)[1][:-len(".parquet")].rsplit("-", 1)[0] for p in sales_paths})
             item_paths = [st.dumps[d]["items"] for d in dump_ids if st.dumps.get(d, {}).get("items")]
-            with self.lake.local_copy(sales_paths + item_paths) as local:
+            with self.lake.local_copy(sales_paths + item_paths, into=self.work) as local:
                 sales_local, items_local = local[:len(sales_paths)], local[len(sales_paths):]
                 self.con.execute(f"CREATE OR REPLACE TEMP VIEW sales_in AS SELECT store_id, sku, qty, unit_price, "
                                  f"dump_id, date FROM {_files_sql(sales_local, hive=True)}")
@@ -517,7 +517,7 @@ class _Run:
         paths = [f"aggregates/sales_daily_sku/store={store}/date={d}/part-0.parquet" for d in window
                  if d not in recomputed]
         if paths:
-            with self.lake.local_copy(paths) as local:
+            with self.lake.local_copy(paths, into=self.work) as local:
                 parts.append(self.con.sql(daily_units_sql(_files_sql(local), first, last)).to_arrow_table())
         units = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         skus.update(pc.unique(units.column("sku")).to_pylist())

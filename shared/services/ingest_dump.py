@@ -782,7 +782,7 @@ def ingest_dump(
                     new_lines = tmp / "new-lines"
                     for name, st in staged.items():
                         if st.table.fact:
-                            with lake.local_copy(_lines_in_lake(lake, name, store_id, dump_id)) as local:
+                            with lake.local_copy(_lines_in_lake(lake, name, store_id, dump_id), into=tmp) as local:
                                 _write_new_lines(con, st, finishing[name], new_lines, store_id=store_id,
                                                  dump_id=dump_id, snapshot_at=snap, existing=local)
                             _write_rejected(con, st, finishing[name], new_lines, store_id=store_id,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.lake import LakeError
+from shared.adapters.lake_folder import FolderLake
 
 MB = 1 << 20
 
@@ -233,6 +234,18 @@ def test_local_copy_yields_files_in_the_order_asked(lake):
         assert [p.read_bytes() for p in local] == [contents[p] for p in order]
         # Hive-style partition folders survive, for engines that read them from paths.
         assert local[1].as_posix().endswith("store=S1/date=2026-11-01/p.parquet")
+
+
+def test_local_copy_into_a_scratch_folder_leaves_nothing_there(lake, tmp_path):
+    # The ingest and the aggregates download into their own scratch folder (swept after a crash), never
+    # the system's temporary folder.
+    lake.put_bytes("curated/sales/store=S1/date=2026-11-01/p.parquet", b"one")
+    scratch = tmp_path / "scratch"
+    with lake.local_copy(["curated/sales/store=S1/date=2026-11-01/p.parquet"], into=scratch) as [local]:
+        assert local.read_bytes() == b"one"
+        if not isinstance(lake, FolderLake):  # the folder lake yields its own file: no copy at all
+            assert scratch in local.parents
+    assert not scratch.exists() or not any(scratch.iterdir())
 
 
 def test_local_copy_of_nothing(lake):
