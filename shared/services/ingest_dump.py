@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,14 @@ from shared.adapters.lake import Lake, LockTimeout
 from shared.adapters.parquet_files import PartitionSpool, write_partitions
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
-from shared.core.arrow_values import null_scalar, string_scalar, utc_datetime, utc_timestamp_scalar
+from shared.core.arrow_values import (
+    member_mask,
+    null_scalar,
+    sorted_rows,
+    string_scalar,
+    utc_datetime,
+    utc_timestamp_scalar,
+)
 from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
 from shared.core.rules import (
@@ -327,16 +335,34 @@ def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
 
 @dataclass
 class Finishing:
-    """What the duplicate stage decided for a table: the rows to leave out (``dropped``: an Arrow table of
-    ``_row``, ``reason_code``), and the counts so far."""
+    """What the duplicate stage decided for a table: the rows to leave out (``dropped``: their ``_row``
+    numbers, sorted; the reasons stay in DuckDB's ``dropped_<table>``), and the counts so far. The left-out
+    rows, as parsed, are set aside to ``spill`` (a Parquet file) while the curated files are written, for the
+    rejected file: a dump made mostly of duplicates must not hold them in memory."""
 
     counts: dict
-    dropped: object = None  # pyarrow.Table or None
-    dropped_rows: list = field(default_factory=list)  # the left-out rows as parsed, collected while writing
+    dropped: object = None  # numpy int64 array or None
+    spill: Path | None = None
+    _writer: object = None
+    _spilled: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def dropped_set(self):
-        return self.dropped.column("_row") if self.dropped is not None and self.dropped.num_rows else None
+    def set_aside(self, rows) -> None:  # noqa: ANN001 - a pyarrow.Table; called from the writer threads
+        import pyarrow.parquet as pq
+
+        with self._lock:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.spill, rows.schema, compression="lz4")
+            self._writer.write_table(rows)
+
+    def spilled(self) -> bool:
+        """Closes the spill file; whether any row was set aside."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                self._spilled = True
+            return self._spilled
 
 
 def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
@@ -373,9 +399,10 @@ def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
     by_rule.update({code: k for code, k in zip(FLAG_CODES, flags, strict=True) if k})
     rejected = sum(n for code, n in by_rule.items() if code in REJECT_CODES)
     lap("counts")
+    dropped = sorted_rows(con.sql(f"SELECT _row FROM dropped_{name}").to_arrow_table().column(0))
     return Finishing({"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
                       "by_rule": dict(sorted(by_rule.items())), "timings_s": steps},
-                     con.sql(f"SELECT * FROM dropped_{name} ORDER BY _row").to_arrow_table())
+                     dropped if len(dropped) else None, staged.keys.with_name(f"{name}.dropped.parquet"))
 
 
 def _curated_columns(table: Table, rows, *, store_id: str, dump_id: str, snapshot_at: datetime):  # noqa: ANN001
@@ -407,15 +434,15 @@ def _dictionary_columns(table: Table) -> list[str]:
 
 
 def _leave_out(fin: Finishing, rows):  # noqa: ANN001
-    """``rows`` without the rows the duplicate stage left out (kept in ``fin.dropped_rows``)."""
+    """``rows`` without the rows the duplicate stage left out (set aside in ``fin.spill``)."""
     import pyarrow.compute as pc
 
-    if fin.dropped_set is None:
+    if fin.dropped is None:
         return rows
-    out = pc.is_in(rows.column("_row"), value_set=fin.dropped_set)
-    if not pc.any(out).as_py():
+    out = member_mask(fin.dropped, rows.column("_row"))
+    if out is None:
         return rows
-    fin.dropped_rows.append(rows.filter(out))
+    fin.set_aside(rows.filter(out))
     return rows.filter(pc.invert(out))
 
 
@@ -423,7 +450,6 @@ def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, st
                     dump_id: str, snapshot_day: date) -> None:
     """This table's rejected Parquet under ``stage``, in dump order: rows set aside by row-level rules as
     read; duplicates as parsed (the values of a duplicate are, by definition, those of the copy kept)."""
-    import pyarrow as pa
 
     table, name = staged.table, staged.table.name
     if not fin.counts["rejected"]:
@@ -436,17 +462,19 @@ def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, st
     parts = []
     if staged.rejected_raw.exists():
         parts.append(f"SELECT * FROM read_parquet('{staged.rejected_raw}')")
-    if fin.dropped_rows:
-        con.register(f"dup_rows_{name}", pa.concat_tables(fin.dropped_rows))
+    if fin.spilled():
         as_text = ", ".join(f"CAST(p_{c} AS VARCHAR) AS {q(c)}" for c in table.column_names)
-        parts.append(f"SELECT _row, {as_text}, reason_code FROM dup_rows_{name} JOIN dropped_{name} USING (_row)")
+        parts.append(f"SELECT _row, {as_text}, reason_code FROM read_parquet('{fin.spill}') "
+                     f"JOIN dropped_{name} USING (_row)")
+    # Two steps: DuckDB (2.0) ran out of memory sorting a UNION whose side joins the dropped rows (a dump with
+    # a million duplicate lines); it sorts one file within its limit, spilling to disk.
+    unsorted = staged.keys.with_name(f"{name}.rejected-unsorted.parquet")
+    con.execute(f"COPY (SELECT * FROM ({' UNION ALL BY NAME '.join(parts)})) TO '{unsorted}' "
+                "(FORMAT parquet, COMPRESSION lz4)")
     con.execute(
         f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, * EXCLUDE (_row, reason_code), "
-        f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM "
-        f"({' UNION ALL BY NAME '.join(parts)}) ORDER BY _row) TO '{target}' "
-        "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
-    if fin.dropped_rows:
-        con.unregister(f"dup_rows_{name}")
+        f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM read_parquet('{unsorted}') "
+        f"ORDER BY _row) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
     fin.counts["timings_s"]["rejected"] = round(time.monotonic() - started, 3)
 
 
@@ -487,13 +515,12 @@ def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, s
         in_lake = con.sql(
             f"SELECT k._row FROM keys_{name} k SEMI JOIN (SELECT DISTINCT {', '.join(table.key)} FROM "
             f"read_parquet([{files}], hive_partitioning = false)) e ON {on}").to_arrow_table().column(0)
-        if not len(in_lake):
-            in_lake = None
+        in_lake = sorted_rows(in_lake) if len(in_lake) else None
 
     def transform(_day: str, rows):  # noqa: ANN001
         rows = _leave_out(fin, rows)
-        if in_lake is not None:
-            rows = rows.filter(pc.invert(pc.is_in(rows.column("_row"), value_set=in_lake)))
+        if in_lake is not None and (known := member_mask(in_lake, rows.column("_row"))) is not None:
+            rows = rows.filter(pc.invert(known))
         return _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
 
     written = write_partitions(staged.spool, stage / f"curated/{name}/store={store_id}", f"{dump_id}-0",

@@ -140,3 +140,28 @@ def test_stores_are_kept_apart(store, lake):
     other = run(store.path, lake, store_id="S002")
     assert other.status == "ingested"  # same bytes, another store: its own dump
     assert other.manifest["tables"]["sales"]["written"] == other.manifest["tables"]["sales"]["curated"]
+
+
+def test_a_dump_with_every_sale_line_twice_is_ingested_and_its_duplicates_rejected_in_dump_order(tmp_path, lake):
+    # Every line of a store's sales table inserted twice (a botched export): half the table is `duplicate`.
+    # The left-out rows go to a spill file while the curated files are written, and the rejected file is sorted
+    # from one file. Before, they were held in memory and a 2M-line dump of this kind crashed the ingest with
+    # DuckDB out of memory (128 MB) in the rejected file's sort; that size is measured (README), not run here.
+    truth = generate_store(tmp_path / "S1.sqlite", "S1", sales_lines=60_000, days=28, dirty_rate=0, seed=3)
+    con = sqlite3.connect(tmp_path / "S1.sqlite")
+    con.execute("INSERT INTO sales SELECT * FROM sales")
+    con.commit()
+    con.close()
+    result = run(tmp_path / "S1.sqlite", lake, "S1")
+    assert result.status == "ingested", result.reason
+    sales = result.manifest["tables"]["sales"]
+    assert sales["input"] == 120_000
+    assert sales["curated"] == truth.tables["sales"].curated == 60_000
+    assert sales["by_rule"]["duplicate"] == 60_000
+    assert sales["curated"] + sales["rejected"] == sales["input"]
+    assert parquet_rows(lake, "curated/sales/store=S1/") == sales["curated"]
+    files = [str(lake.root / o.path) for o in lake.list("rejected/sales/store=S1/")]
+    got = duckdb.sql(f"SELECT row_number, reason_code, sale_id FROM read_parquet({files})").fetchall()
+    assert [r for r, _, _ in got] == sorted(r for r, _, _ in got)  # in dump order
+    assert [r for r, code, _ in got if code == "duplicate"] == list(range(60_001, 120_001))
+    assert all(sale_id for _, _, sale_id in got)  # the values as parsed, not lost on the way
