@@ -259,8 +259,9 @@ def dump_for(size: int, out: Path) -> tuple[Path, dict]:
     return db, truth
 
 
-def check_counts(tables: dict, truth: dict) -> list[str]:
-    """Differences between a run's per-table counts (manifest-shaped) and the generator's truth."""
+def check_counts(tables: dict, truth: dict, *, nightly: bool = False) -> list[str]:
+    """Differences between a run's per-table counts (manifest-shaped) and the generator's truth. A first
+    ingest writes every curated line; the next night's dump (``nightly``) none, all being in the lake."""
     problems = []
     for name, t in truth["tables"].items():
         got = tables.get(name)
@@ -276,8 +277,11 @@ def check_counts(tables: dict, truth: dict) -> list[str]:
         for code, n in {**t["rejected"], **t["flagged"]}.items():
             if by_rule.get(code, 0) != n:
                 problems.append(f"{name}.{code} = {by_rule.get(code, 0):,}, expected {n:,}")
-        if "written" in got and (got["written"] != got["curated"] or got.get("already_in_lake")):
+        if "written" in got and not nightly and (got["written"] != got["curated"] or got.get("already_in_lake")):
             problems.append(f"{name}: written {got['written']:,} of {got['curated']:,} curated (first ingest)")
+        if "written" in got and nightly and (got["written"] or got.get("already_in_lake") != got["curated"]):
+            problems.append(f"{name}: written {got['written']:,}, already in the lake "
+                            f"{got.get('already_in_lake', 0):,} of {got['curated']:,} (the next night's dump)")
     normalised = sum(t.get("by_rule", {}).get("sku_normalised", 0) for n, t in tables.items()
                      if n in ("stock", "sales"))
     if normalised != truth["normalised_skus"]:
@@ -324,6 +328,60 @@ def run_ours(db: Path, truth: dict, work: Path, keep: bool) -> Run:
         problems += _check_lake_rows(home / "lake", manifest.get("tables", {}))
         detail["problems"] = problems
         return Run("ours", m.wall_s, m.sum_of_peaks_kb, True, detail)
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def next_night_dump(db: Path, work: Path) -> Path:
+    """The store's next nightly dump: the same sale lines (all in the lake after the first ingest) with one
+    stock count changed, so that its sha256, the dump id, differs. (A real one also has one more day of
+    lines, ~1/365 of them.)"""
+    import sqlite3
+
+    copy = work / f"{db.stem}.next-night.sqlite"
+    if not copy.exists():
+        shutil.copyfile(db, copy)
+        con = sqlite3.connect(copy)
+        con.execute("UPDATE stock SET on_hand = on_hand + 1 WHERE rowid = (SELECT min(rowid) FROM stock)")
+        con.commit()
+        con.close()
+    return copy
+
+
+def run_nightly(db: Path, truth: dict, work: Path, keep: bool) -> Run:
+    """``inventory ingest`` of the next night's dump into the lake a first ingest of ``db`` made (untimed):
+    the steady state, where every line of the full snapshot is already in the lake."""
+    home = Path(tempfile.mkdtemp(prefix="nightly-", dir=work))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKE")}
+    env.update(INVENTORY_HOME=str(home), TELEMETRY_CONSOLE="0")
+    cmd = [*_inventory_cmd(), "ingest"]
+    try:
+        first = measure([*cmd, str(db), "--store", STORE, "--quiet"], env=env)
+        if first.returncode != 0:
+            return Run("nightly", first.wall_s, 0, False, {"error": f"first ingest: exit {first.returncode}: "
+                                                                     f"{first.stderr[-2000:]}"})
+        before = json.loads(first.stdout)["tables"]["sales"]["written"]
+        m = measure([*cmd, str(next_night_dump(db, work)), "--store", STORE, "--quiet"], env=env)
+        detail: dict = {"parent_kb": m.root_kb, "reader_kb": m.peak_kb("sqlite_dump_child"),
+                        "tree_peak_kb": m.tree_peak_kb, "maxrss_kb": m.maxrss_kb,
+                        "tree_pss_peak_kb": m.tree_pss_peak_kb, "samples": m.samples,
+                        "processes": [(p.cmd, p.hwm_kb, p.anon_max_kb) for p in m.procs], "home": str(home)}
+        if m.returncode != 0:
+            detail["error"] = f"exit {m.returncode}: {m.stderr[-2000:]}"
+            return Run("nightly", m.wall_s, m.sum_of_peaks_kb, False, detail)
+        manifest = json.loads(m.stdout)
+        detail["timings_s"] = manifest.get("timings_s", {})
+        detail["tables"] = manifest.get("tables", {})
+        problems = check_counts(manifest.get("tables", {}), truth, nightly=True)
+        import pyarrow.parquet as pq
+
+        in_lake = sum(pq.ParquetFile(f).metadata.num_rows
+                      for f in (home / "lake" / "curated" / "sales").rglob("*.parquet"))
+        if in_lake != before:
+            problems.append(f"lake curated/sales: {in_lake:,} rows after the next night's dump, {before:,} before")
+        detail["problems"] = problems
+        return Run("nightly", m.wall_s, m.sum_of_peaks_kb, True, detail)
     finally:
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
@@ -589,10 +647,11 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
              "and kind, pandas defaults (snappy), not partitioned.", "",
              "| path | lines | wall s | rows/s | peak RSS MB |", "|---|---|---|---|---|"]
     names = {"ours": "ours (`inventory ingest`)", "naive": "naive (pandas read_sql → to_parquet)",
-             "floor": "floor (`sqlite3 -csv` → /dev/null)"}
+             "floor": "floor (`sqlite3 -csv` → /dev/null)",
+             "nightly": "ours, the next night's dump (every line already in the lake)"}
     for size, res in results.items():
         rows = sum(t["input"] for t in truths[size]["tables"].values())
-        for path in ("ours", "naive", "floor"):
+        for path in ("ours", "nightly", "naive", "floor"):
             s = res.get(path)
             if s is None:
                 continue
@@ -600,7 +659,7 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
             if len(s["walls"]) > 1:
                 wall += f" ({min(s['walls']):.2f}–{max(s['walls']):.2f})"
             peak = f"{_mb(s['peak_kb']):.0f}"
-            if path == "ours" and s["ok"]:
+            if path in ("ours", "nightly") and s["ok"]:
                 top = max(s["runs"], key=lambda r: r.peak_kb).detail
                 peak += f" = {_mb(top['parent_kb']):.0f} parent + {_mb(top['reader_kb']):.0f} reader"
             lines.append(f"| {names[path]} | {size:,} | {wall} | {_fmt_rate(rows, s['wall']) if s['ok'] else '-'} "
@@ -648,6 +707,8 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
             row.append(f"{statistics.median(walls) - statistics.median(tot):.2f}" if walls and tot else "-")
         lines.append("| (wall − total: interpreter start, imports, exit) | " + " | ".join(row) + " |")
 
+    lines += _step_table(results, "nightly", "## nightly: manifest `timings_s` (median over runs)")
+
     lines += ["", "## Memory detail (last run of each)", "",
               "Sum of per-process peaks: each process's VmHWM, summed (what the table above reports). Tree "
               "RSS/PSS: largest sum sampled at one instant (PSS splits shared library pages between the processes "
@@ -656,7 +717,7 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
               "| largest single process MB | per process: peak RSS / peak private (RssAnon) MB |",
               "|---|---|---|---|---|---|---|"]
     for size, res in results.items():
-        for path in ("ours", "naive"):
+        for path in ("ours", "nightly", "naive"):
             s = res.get(path)
             if not s or not s["runs"]:
                 continue
@@ -672,7 +733,7 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
 
     lines += ["", "## Checks", ""]
     for size, res in results.items():
-        for path in ("ours", "naive", "floor"):
+        for path in ("ours", "nightly", "naive", "floor"):
             s = res.get(path)
             if not s:
                 continue
@@ -686,7 +747,8 @@ def report(results: dict[int, dict], truths: dict[int, dict], repeat: int) -> st
                     t = r.detail["tables"]["sales"]
                     lines.append(f"- {size:,} {path} run {i}: counts match the truth (sales: {t['curated']:,} "
                                  f"curated, {t['rejected']:,} rejected)"
-                                 + (", lake Parquet row counts match the manifest" if path == "ours" else ""))
+                                 + (", lake Parquet row counts match the manifest" if path == "ours" else "")
+                                 + (", nothing written again" if path == "nightly" else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -696,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="dump cache and scratch folder")
     ap.add_argument("--keep", action="store_true", help="keep each run's lake / Parquet output (under --out)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each path per size (median wall reported)")
-    ap.add_argument("--paths", default="floor,ours,naive", help="which paths to run, comma-separated")
+    ap.add_argument("--paths", default="floor,ours,naive,nightly",
+                    help="which paths to run, comma-separated (nightly: the next night's dump of the store)")
     ap.add_argument("--naive-worker", nargs=2, metavar=("DUMP", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -707,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = set(paths) - {"floor", "ours", "naive"}
+    unknown = set(paths) - {"floor", "ours", "naive", "nightly"}
     if unknown:
         ap.error(f"unknown path(s) {sorted(unknown)}")
     out = args.out.resolve()
@@ -732,6 +795,8 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_ours(db, truth, work, args.keep)
                 elif path == "naive":
                     r = run_naive(db, truth, work, args.keep)
+                elif path == "nightly":
+                    r = run_nightly(db, truth, work, args.keep)
                 else:
                     r = run_floor(db, truth)
                 runs[path].append(r)

@@ -42,9 +42,8 @@ from shared.adapters.parquet_files import PartitionSpool, write_partitions
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
 from shared.core.arrow_values import (
-    member_mask,
+    RowSet,
     null_scalar,
-    sorted_rows,
     string_scalar,
     utc_datetime,
     utc_timestamp_scalar,
@@ -341,7 +340,7 @@ class Finishing:
     rejected file: a dump made mostly of duplicates must not hold them in memory."""
 
     counts: dict
-    dropped: object = None  # numpy int64 array or None
+    dropped: RowSet | None = None
     spill: Path | None = None
     _writer: object = None
     _spilled: bool = False
@@ -399,10 +398,18 @@ def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
     by_rule.update({code: k for code, k in zip(FLAG_CODES, flags, strict=True) if k})
     rejected = sum(n for code, n in by_rule.items() if code in REJECT_CODES)
     lap("counts")
-    dropped = sorted_rows(con.sql(f"SELECT _row FROM dropped_{name}").to_arrow_table().column(0))
+    dropped = _row_set(con.sql(f"SELECT _row FROM dropped_{name}"), staged.rows)
     return Finishing({"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
                       "by_rule": dict(sorted(by_rule.items())), "timings_s": steps},
-                     dropped if len(dropped) else None, staged.keys.with_name(f"{name}.dropped.parquet"))
+                     dropped if dropped.count else None, staged.keys.with_name(f"{name}.dropped.parquet"))
+
+
+def _row_set(relation, rows: int) -> RowSet:  # noqa: ANN001 - a DuckDB relation of one column, _row
+    """The row numbers of ``relation``, streamed into a :class:`RowSet` (never materialised whole)."""
+    found = RowSet(rows)
+    for batch in relation.to_arrow_reader(1 << 20):
+        found.add(batch.column(0))
+    return found
 
 
 def _curated_columns(table: Table, rows, *, store_id: str, dump_id: str, snapshot_at: datetime):  # noqa: ANN001
@@ -439,7 +446,7 @@ def _leave_out(fin: Finishing, rows):  # noqa: ANN001
 
     if fin.dropped is None:
         return rows
-    out = member_mask(fin.dropped, rows.column("_row"))
+    out = fin.dropped.mask(rows.column("_row"))
     if out is None:
         return rows
     fin.set_aside(rows.filter(out))
@@ -512,14 +519,15 @@ def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, s
     if existing:  # the rows of this dump whose key the lake has: one join on the keys alone
         files = ", ".join(f"'{p}'" for p in existing)
         on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
-        in_lake = con.sql(
-            f"SELECT k._row FROM keys_{name} k SEMI JOIN (SELECT DISTINCT {', '.join(table.key)} FROM "
-            f"read_parquet([{files}], hive_partitioning = false)) e ON {on}").to_arrow_table().column(0)
-        in_lake = sorted_rows(in_lake) if len(in_lake) else None
+        in_lake = _row_set(con.sql(  # a SEMI JOIN yields a row once however often the lake has its key
+            f"SELECT k._row FROM keys_{name} k SEMI JOIN (SELECT {', '.join(table.key)} FROM "
+            f"read_parquet([{files}], hive_partitioning = false)) e ON {on}"), staged.rows)
+        if not in_lake.count:
+            in_lake = None
 
     def transform(_day: str, rows):  # noqa: ANN001
         rows = _leave_out(fin, rows)
-        if in_lake is not None and (known := member_mask(in_lake, rows.column("_row"))) is not None:
+        if in_lake is not None and (known := in_lake.mask(rows.column("_row"))) is not None:
             rows = rows.filter(pc.invert(known))
         return _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
 
