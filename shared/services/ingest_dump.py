@@ -335,9 +335,9 @@ def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
 @dataclass
 class Finishing:
     """What the duplicate stage decided for a table: the rows to leave out (``dropped``: their ``_row``
-    numbers, sorted; the reasons stay in DuckDB's ``dropped_<table>``), and the counts so far. The left-out
-    rows, as parsed, are set aside to ``spill`` (a Parquet file) while the curated files are written, for the
-    rejected file: a dump made mostly of duplicates must not hold them in memory."""
+    numbers; the reasons stay in DuckDB's ``dropped_<table>``), and the counts so far. The left-out rows, as
+    parsed, are set aside to ``spill`` (a Parquet file) while the curated files are written, for the rejected
+    file: a dump made mostly of duplicates must not hold them in memory."""
 
     counts: dict
     dropped: RowSet | None = None
@@ -457,7 +457,6 @@ def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, st
                     dump_id: str, snapshot_day: date) -> None:
     """This table's rejected Parquet under ``stage``, in dump order: rows set aside by row-level rules as
     read; duplicates as parsed (the values of a duplicate are, by definition, those of the copy kept)."""
-
     table, name = staged.table, staged.table.name
     if not fin.counts["rejected"]:
         return
