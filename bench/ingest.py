@@ -308,22 +308,31 @@ def _inventory_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "shared"]
 
 
+def _ingest_detail(m: Measured, home: Path) -> tuple[dict, dict | None]:
+    """The memory figures of one ``inventory ingest`` run, with its manifest's timings and tables; the
+    manifest (None when the run failed: the error is in the detail)."""
+    detail: dict = {"parent_kb": m.root_kb, "reader_kb": m.peak_kb("sqlite_dump_child"),
+                    "tree_peak_kb": m.tree_peak_kb, "maxrss_kb": m.maxrss_kb,
+                    "tree_pss_peak_kb": m.tree_pss_peak_kb, "samples": m.samples,
+                    "processes": [(p.cmd, p.hwm_kb, p.anon_max_kb) for p in m.procs], "home": str(home)}
+    if m.returncode != 0:
+        detail["error"] = f"exit {m.returncode}: {m.stderr[-2000:]}"
+        return detail, None
+    manifest = json.loads(m.stdout)
+    detail["timings_s"] = manifest.get("timings_s", {})
+    detail["tables"] = manifest.get("tables", {})
+    return detail, manifest
+
+
 def run_ours(db: Path, truth: dict, work: Path, keep: bool) -> Run:
     home = Path(tempfile.mkdtemp(prefix="ours-", dir=work))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKE")}  # the folder lake, never Azure
     env.update(INVENTORY_HOME=str(home), TELEMETRY_CONSOLE="0")
     try:
         m = measure([*_inventory_cmd(), "ingest", str(db), "--store", STORE, "--quiet"], env=env)
-        detail: dict = {"parent_kb": m.root_kb, "reader_kb": m.peak_kb("sqlite_dump_child"),
-                        "tree_peak_kb": m.tree_peak_kb, "maxrss_kb": m.maxrss_kb,
-                        "tree_pss_peak_kb": m.tree_pss_peak_kb, "samples": m.samples,
-                        "processes": [(p.cmd, p.hwm_kb, p.anon_max_kb) for p in m.procs], "home": str(home)}
-        if m.returncode != 0:
-            detail["error"] = f"exit {m.returncode}: {m.stderr[-2000:]}"
+        detail, manifest = _ingest_detail(m, home)
+        if manifest is None:
             return Run("ours", m.wall_s, m.sum_of_peaks_kb, False, detail)
-        manifest = json.loads(m.stdout)
-        detail["timings_s"] = manifest.get("timings_s", {})
-        detail["tables"] = manifest.get("tables", {})
         problems = check_counts(manifest.get("tables", {}), truth)
         problems += _check_lake_rows(home / "lake", manifest.get("tables", {}))
         detail["problems"] = problems
@@ -363,16 +372,9 @@ def run_nightly(db: Path, truth: dict, work: Path, keep: bool) -> Run:
                                                                      f"{first.stderr[-2000:]}"})
         before = json.loads(first.stdout)["tables"]["sales"]["written"]
         m = measure([*cmd, str(next_night_dump(db, work)), "--store", STORE, "--quiet"], env=env)
-        detail: dict = {"parent_kb": m.root_kb, "reader_kb": m.peak_kb("sqlite_dump_child"),
-                        "tree_peak_kb": m.tree_peak_kb, "maxrss_kb": m.maxrss_kb,
-                        "tree_pss_peak_kb": m.tree_pss_peak_kb, "samples": m.samples,
-                        "processes": [(p.cmd, p.hwm_kb, p.anon_max_kb) for p in m.procs], "home": str(home)}
-        if m.returncode != 0:
-            detail["error"] = f"exit {m.returncode}: {m.stderr[-2000:]}"
+        detail, manifest = _ingest_detail(m, home)
+        if manifest is None:
             return Run("nightly", m.wall_s, m.sum_of_peaks_kb, False, detail)
-        manifest = json.loads(m.stdout)
-        detail["timings_s"] = manifest.get("timings_s", {})
-        detail["tables"] = manifest.get("tables", {})
         problems = check_counts(manifest.get("tables", {}), truth, nightly=True)
         import pyarrow.parquet as pq
 
