@@ -5,7 +5,7 @@
 
 For each size, a store dump is generated once (``generate_store(..., sales_lines=N, n_items=5000,
 days=365, seed=42)``) and cached in ``--out`` under a name keyed by size, seed, items and days, with its
-ground truth beside it (``.truth.json``); reruns reuse it. Then three paths read the same file, in the same
+ground truth beside it (``.truth.json``); reruns reuse it. Then the paths read the same file, in the same
 run, each in its own process so that wall time and memory are measured the same way:
 
 * **ours**: ``inventory ingest DUMP --store B001 --quiet`` with a fresh ``INVENTORY_HOME`` (a first
