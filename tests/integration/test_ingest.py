@@ -116,6 +116,23 @@ def test_a_later_full_snapshot_adds_only_new_sale_lines(store, lake, tmp_path):
     assert len([o for o in lake.list("curated/stock/store=S001/")]) == 2
 
 
+@pytest.mark.azurite
+def test_the_next_nights_dump_on_the_blob_lake_adds_only_new_lines_and_leaves_no_download(store, blob_lake,
+                                                                                         tmp_path):
+    # The steady state on Blob storage: the store's lines already in the lake are downloaded (into the
+    # ingest's own scratch folder: test_lake_blob checks where) to leave them out, and nothing stays behind.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    first = run(store.path, blob_lake, scratch=scratch)
+    later = run(_next_night(store.path, tmp_path / "night2.sqlite", 25), blob_lake, scratch=scratch)
+    s1, s2 = first.manifest["tables"]["sales"], later.manifest["tables"]["sales"]
+    assert (s2["written"], s2["already_in_lake"]) == (25, s1["curated"])
+    with blob_lake.local_copy([o.path for o in blob_lake.list("curated/sales/store=S001/")]) as files:
+        total = duckdb.sql(f"SELECT count(*) FROM read_parquet({[str(f) for f in files]})").fetchall()[0][0]
+    assert total == s1["curated"] + 25
+    assert [p.name for p in scratch.iterdir()] == []  # every download and working folder is gone
+
+
 def test_an_older_dump_arriving_late_adds_only_what_is_missing(store, lake, tmp_path):
     newer = _next_night(store.path, tmp_path / "night2.sqlite", 10)
     run(newer, lake)
