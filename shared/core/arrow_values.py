@@ -43,28 +43,28 @@ def int64_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 class RowSet:
-    """A set of row numbers ``0..size`` as one flag per row (``size + 1`` bytes: 5 MB for 5M rows), for the
-    ingest's "leave these rows out" tests over many batches.
+    """A set of row numbers ``0..size`` as a bitmap (one bit per row: 625 KB for 5M rows, 12.5 MB at the
+    100M-row table limit), for the ingest's "leave these rows out" tests over many batches.
 
     ``pyarrow.compute.is_in`` builds a hash table of its whole value set on every call; once per daily
-    partition, over the million rows of a nightly dump already in the lake, that took 22 s, and a sorted
-    copy plus binary search still held the rows twice over. A flag per row is filled once, from a stream,
-    and each test is one gather."""
+    partition, over the million rows of a nightly dump already in the lake, that took 22 s. The bitmap is
+    filled once, from a stream (0.2 s for 5M rows), and each test is one gather."""
 
     def __init__(self, size: int) -> None:
         import numpy as np
 
-        self._flags = np.zeros(size + 1, dtype=bool)
+        self.size = size
+        self._bits = np.zeros((size >> 3) + 1, dtype=np.uint8)
         self.count = 0
 
     def add(self, values: pa.Array | pa.ChunkedArray) -> None:
-        v = int64_numpy(values)
-        if len(v) and (v.min() < 0 or v.max() >= len(self._flags)):
-            raise ValueError(f"row numbers outside 0..{len(self._flags) - 1}")
         import numpy as np
 
-        self._flags[v] = True
-        self.count = int(np.count_nonzero(self._flags))  # a scan of the flags: ~1 ms for 5M rows
+        v = int64_numpy(values)
+        if len(v) and (v.min() < 0 or v.max() > self.size):
+            raise ValueError(f"row numbers outside 0..{self.size}")
+        np.bitwise_or.at(self._bits, v >> 3, np.left_shift(1, v & 7).astype(np.uint8))
+        self.count = int(np.bitwise_count(self._bits).sum())
 
     def mask(self, values: pa.Array | pa.ChunkedArray) -> pa.Array | None:
         """Which of ``values`` are in the set, as a boolean array; None when none are."""
@@ -73,7 +73,8 @@ class RowSet:
 
         if not self.count or not len(values):
             return None
-        hit = self._flags[int64_numpy(values)]
+        v = int64_numpy(values)
+        hit = (self._bits[v >> 3] >> (v & 7).astype(np.uint8)) & 1
         if not hit.any():
             return None
         return pa.Array.from_buffers(pa.bool_(), len(hit), [None, pa.py_buffer(np.packbits(hit, bitorder="little"))])
