@@ -187,8 +187,11 @@ def parse_expr(col: Column, t: str, arrival: Arrival = "text") -> str:
             return f"CASE WHEN {t} = trunc({t}) AND abs({t}) < 1e18 THEN CAST({t} AS BIGINT) END"
         # A direct cast is exact for a value of at most 4 decimals below 9e11 (x * 10^4 stays within the
         # double's integer precision) and 5x cheaper; others go through the shortest text that reads back as
-        # the same double: a direct cast would turn 3556874280959.97 into 3556874280959.9704.
-        return (f"CASE WHEN abs({t}) < 9e11 AND abs({t} * 10000 - round({t} * 10000)) < 0.001 "
+        # the same double: a direct cast would turn 3556874280959.97 into 3556874280959.9704. A non-zero
+        # value below 1e-4 is refused, as its text is: SQLite writes it in exponent form (1.0e-05), which
+        # the text rule does not take, and a price that small is no till's.
+        return (f"CASE WHEN {t} <> 0 AND abs({t}) < 0.0001 THEN NULL "
+                f"WHEN abs({t}) < 9e11 AND abs({t} * 10000 - round({t} * 10000)) < 0.001 "
                 f"THEN CAST({t} AS DECIMAL(18,4)) "
                 f"WHEN abs({t}) < 1e14 THEN TRY_CAST(CAST({t} AS VARCHAR) AS DECIMAL(18,4)) END")
     if col.kind == "key":  # (skus arrive normalised: prepare_batch)
