@@ -183,8 +183,8 @@ def parse_expr(col: Column, t: str, arrival: Arrival = "text") -> str:
             return f"CASE WHEN {t} BETWEEN -999999999999999999 AND 999999999999999999 THEN {t} END"
         return f"CASE WHEN {t} BETWEEN -99999999999999 AND 99999999999999 THEN CAST({t} AS DECIMAL(18,4)) END"
     if arrival == "float":
-        if col.kind == "int":
-            return f"CASE WHEN {t} = trunc({t}) AND abs({t}) < 1e18 THEN CAST({t} AS BIGINT) END"
+        if col.kind == "int":  # from 1e15 SQLite writes a REAL in exponent form (1.0e+15), which is refused
+            return f"CASE WHEN {t} = trunc({t}) AND abs({t}) < 1e15 THEN CAST({t} AS BIGINT) END"
         # A direct cast is exact for a value of at most 4 decimals below 9e11 (x * 10^4 stays within the
         # double's integer precision) and 5x cheaper; others go through the shortest text that reads back as
         # the same double: a direct cast would turn 3556874280959.97 into 3556874280959.9704. A non-zero
