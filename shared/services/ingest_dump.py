@@ -140,9 +140,7 @@ def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: in
     A gzip file (recognised by its magic bytes, not its name) is decompressed into ``scratch`` while
     counting: past ``max_bytes`` it is refused as ``too_large``, so a gzip bomb costs at most that much disk.
     """
-    with open(source, "rb") as f:
-        magic = f.read(2)
-    if magic != b"\x1f\x8b":
+    if not _is_gzip(source):
         if source.stat().st_size > max_bytes:
             raise DumpRejected("too_large", f"the dump is {source.stat().st_size} bytes, above "
                                f"INGEST_MAX_DUMP_BYTES={max_bytes}")
