@@ -272,6 +272,11 @@ def row_stage_sql(table: Table, raw: str, *, items: str | None, vendors: str | N
             f"{flags} AS flags, {normalised} AS sku_normalised FROM ({stage_x})")
 
 
+def values_hash_sql(table: Table) -> str:
+    """A 64-bit hash of a row's parsed values: two copies of a key with equal hashes are the same line."""
+    return "hash(" + ", ".join(f"p_{c}" for c in table.column_names) + ")"
+
+
 def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = None) -> str:
     """Stage 2a: the keys seen more than once among ``passed`` (rows with no row-level reason).
 
@@ -279,10 +284,10 @@ def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = N
     Grouping millions of text keys is the costly part, so the rows are first grouped by a 64-bit hash of
     the key (cheap), and only the rows whose key hash repeats (duplicates, and the rare collision) are
     grouped by the key itself. ``values_hash`` names a column of ``passed`` already holding
-    ``hash(p_<every column>)`` (the copies of a key are compared by it); without it, it is computed.
+    :func:`values_hash_sql` (the copies of a key are compared by it); without it, it is computed.
     """
     key = ", ".join(f"p_{k}" for k in table.key)
-    values = values_hash or "hash(" + ", ".join(f"p_{c}" for c in table.column_names) + ")"
+    values = values_hash or values_hash_sql(table)
     repeated = f"SELECT hash({key}) AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1"
     return (f"SELECT {key}, min({values}) <> max({values}) AS conflict, min(_row) AS first_row "
             f"FROM {passed} WHERE hash({key}) IN ({repeated}) GROUP BY {key} HAVING count(*) > 1")

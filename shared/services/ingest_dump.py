@@ -62,6 +62,7 @@ from shared.core.rules import (
     prepare_batch,
     q,
     row_stage_sql,
+    values_hash_sql,
 )
 from shared.core.schema import READ_ORDER, SCHEMA_VERSION, TABLES, Table
 from shared.settings import Settings
@@ -220,12 +221,11 @@ def _stage_sql(table: Table, row_sql: str) -> str:
     taken from the prepared batch, and ``flags`` only for tables with flag rules. Turning DuckDB's result
     into Arrow costs per value, most for text (the sale id and sku alone were ~10 % of the row stage).
     """
-    values = ", ".join(f"p_{c}" for c in table.column_names)
     part = (f"CAST(p_{table.event_time} AT TIME ZONE 'UTC' AS DATE)" if table.fact
             else f"'{SNAPSHOT_PARTITION}'")
     computed = ", ".join(f"p_{c.name}" for c in table.columns if not passes_through(c))
     return (f"SELECT _row, {computed + ', ' if computed else ''}reason_code, "
-            f"{'flags, ' if has_flags(table) else ''}sku_normalised, hash({values}) AS _vh, {part} AS _part "
+            f"{'flags, ' if has_flags(table) else ''}sku_normalised, {values_hash_sql(table)} AS _vh, {part} AS _part "
             f"FROM ({row_sql})")
 
 
