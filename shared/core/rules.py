@@ -137,7 +137,7 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-_INNER_WHITESPACE = "[" + WHITESPACE + "]+"
+INNER_WHITESPACE = "[" + WHITESPACE + "]+"  # a run of it, as a regex (Arrow RE2 and Python re alike)
 
 
 def normalise_skus(trimmed: pa.Array) -> pa.Array:
@@ -145,10 +145,10 @@ def normalise_skus(trimmed: pa.Array) -> pa.Array:
     import pyarrow.compute as pc
 
     upper = pc.utf8_upper(trimmed)
-    spaced = pc.match_substring_regex(upper, _INNER_WHITESPACE)
+    spaced = pc.match_substring_regex(upper, INNER_WHITESPACE)
     if not pc.any(spaced).as_py():
         return upper
-    return pc.if_else(spaced, pc.replace_substring_regex(upper, _INNER_WHITESPACE, " "), upper)
+    return pc.if_else(spaced, pc.replace_substring_regex(upper, INNER_WHITESPACE, " "), upper)
 
 
 def passes_through(col: Column) -> bool:
