@@ -48,14 +48,16 @@ def test_events_are_custom_events_and_metrics_histograms() -> None:
     assert dict(point.attributes) == {"kind": "LowStock", "severity": "warning"}
 
 
-def test_the_real_distro_is_configured_from_the_setting_and_never_blocks() -> None:
+def test_the_real_distro_is_configured_from_the_setting_and_never_blocks(tmp_path: Path) -> None:
     """Through the composition root, in a fresh process (the distro sets process-wide providers): an
-    unreachable ingestion endpoint must not break or hang the app."""
+    unreachable ingestion endpoint must not break or hang the app. The exporter keeps unsent telemetry in
+    ``<temp folder>/Microsoft-AzureMonitor-…`` for a later retry: TMPDIR keeps that inside the test's folder."""
     code = ("from shared.bootstrap import build; c = build(); t = c.telemetry; "
             "print(type(t).__name__); t.event('LowStock', storeId='S1'); t.metric('alerts_raised', 1, kind='x')")
     env = {**os.environ, "APPLICATIONINSIGHTS_CONNECTION_STRING":
            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/",
-           "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "INVENTORY_HOME": "/tmp/inv-telemetry-test"}
+           "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "INVENTORY_HOME": str(tmp_path / "home"),
+           "TMPDIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
