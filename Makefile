@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 export AZURITE_BLOB_PORT ?= 10000
 export COSMOS_SERVER_PORT ?= 8081
 
-.PHONY: demo test lint infra-check bench bench-ingest bench-events bench-aggregate bench-forecast clean help
+.PHONY: demo test lint infra-check bench bench-ingest bench-events bench-aggregate bench-forecast bench-lake clean help
 help:
 	@echo "make demo   - the pipeline on generated stores, locally; make demo EMULATORS=1: on Azurite and the"
 	@echo "              npm Cosmos-API server (needs Node.js; starts and stops them)"
 	@echo "make test   - lint (ruff; checkov on infra/) + the whole test suite (starts and stops the local servers)"
 	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest,"
-	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast"
+	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast,"
+	@echo "              bench-lake (many small files to and from Azurite, with an emulated round trip)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -65,7 +66,7 @@ test: $(BIN)/.installed node_modules/.installed lint
 	scripts/devservers.sh start
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; scripts/devservers.sh stop; exit $$rc
 
-bench: bench-ingest bench-events bench-forecast bench-aggregate
+bench: bench-ingest bench-events bench-forecast bench-lake bench-aggregate
 
 bench-ingest: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
@@ -75,6 +76,9 @@ bench-events: $(BIN)/.installed node_modules/.installed
 
 bench-forecast: $(BIN)/.installed
 	$(BIN)/python bench/forecast.py
+
+bench-lake: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python bench/lake_transfers.py
 
 bench-aggregate: $(BIN)/.installed
 	$(BIN)/python bench/aggregate.py --lines 50000000

@@ -75,6 +75,11 @@ concurrency of 4 keeps at most ~40 MiB of a file in memory while uploading."""
 DEFAULT_MAX_CONCURRENCY = 4
 """Blocks in flight at once (upload) and parallel range reads (download)."""
 
+DEFAULT_PARALLEL_FILES = 8
+"""Objects downloaded at once by :meth:`BlobLake.local_copy`. Its files are small (a store's daily Parquet):
+one request each, so one at a time the round trip, not the bandwidth, sets the pace. Eight stays below the
+SDK's pool of 10 connections per host (``bench/lake_transfers.py`` measures it)."""
+
 _MAX_BLOCKS = 50_000  # the service's limit on blocks per blob
 _MAX_BLOCK_SIZE = 4000 << 20  # the service's limit on one block
 
@@ -172,6 +177,7 @@ class BlobLake:
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        parallel_files: int = DEFAULT_PARALLEL_FILES,
         create_container: bool = True,
     ) -> None:
         """Wrap a ``ContainerClient`` (configured by the caller, retry policy included).
@@ -183,9 +189,12 @@ class BlobLake:
             raise ValueError(f"block_size {block_size} out of range: use 1 byte to 4000 MiB (e.g. 8 MiB)")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency {max_concurrency} out of range: use 1 or more")
+        if parallel_files < 1:
+            raise ValueError(f"parallel_files {parallel_files} out of range: use 1 or more")
         self._container = container
         self.block_size = block_size
         self.max_concurrency = max_concurrency
+        self.parallel_files = parallel_files
         if create_container:
             self._ensure_container()
 
@@ -417,9 +426,11 @@ class BlobLake:
         mid-download fails (LakeError) instead of producing a file that mixes two versions. A failed
         download leaves no partial file behind.
         """
-        target = Path(target)
+        self._get_to_file(path, Path(target), progress=progress, max_concurrency=self.max_concurrency)
+
+    def _get_to_file(self, path: str, target: Path, *, progress: Progress | None, max_concurrency: int) -> None:
         hook = _delta_progress(progress) if progress else None
-        downloader = self._download(path, max_concurrency=self.max_concurrency, progress_hook=hook)
+        downloader = self._download(path, max_concurrency=max_concurrency, progress_hook=hook)
         try:
             with open(target, "wb") as out:
                 downloader.readinto(out)
@@ -498,6 +509,8 @@ class BlobLake:
 
         The copies keep their lake paths under the folder (``<tmp>/raw/store=S1/date=.../x``), so engines
         that read Hive-style partitions from paths (DuckDB, pyarrow) see the same columns as on the lake.
+        Up to ``parallel_files`` objects download at once (each in one stream); the first failure is raised
+        once the downloads already started have ended, and the rest are not started.
         """
         for p in paths:
             check_lake_path(p)
@@ -505,16 +518,22 @@ class BlobLake:
             Path(into).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="lake-copy-", dir=into) as tmp:
             root = Path(tmp)
-            local: list[Path] = []
-            fetched: set[str] = set()
-            for p in paths:
-                target = root / p
-                if p not in fetched:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    self.get_to_file(p, target)
-                    fetched.add(p)
-                local.append(target)
-            yield local
+            unique = list(dict.fromkeys(paths))
+            for p in unique:
+                (root / p).parent.mkdir(parents=True, exist_ok=True)
+            if len(unique) < 2 or self.parallel_files < 2:
+                for p in unique:
+                    self.get_to_file(p, root / p)
+            else:
+                pool = ThreadPoolExecutor(min(self.parallel_files, len(unique)), thread_name_prefix="lake-get")
+                try:
+                    futures = [pool.submit(self._get_to_file, p, root / p, progress=None, max_concurrency=1)
+                               for p in unique]
+                    for f in futures:
+                        f.result()
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            yield [root / p for p in paths]
 
     # -- locks -------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -200,7 +200,13 @@ class FolderLake:
 
     @contextlib.contextmanager
     def local_copy(self, paths: list[str], *, into: Path | None = None) -> Iterator[list[Path]]:
-        yield [self._file(p) for p in paths]
+        """The lake's own files (no copy); FileNotFoundError, as on the Blob lake, when one is missing."""
+        files = [self._file(p) for p in paths]
+        missing = [p for p, f in zip(paths, files, strict=True) if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"no object {missing[0]!r} in the lake at {self.root}"
+                                    + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+        yield files
 
     # -- locks -------------------------------------------------------------------------------------
     @contextlib.contextmanager

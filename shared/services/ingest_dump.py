@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -553,21 +554,38 @@ def _output_order(path: str) -> tuple[bool, str]:
     return (not path.startswith("rejected/"), path)
 
 
+PUBLISH_THREADS = 8
+"""Uploads in flight at once when publishing to a remote lake. A first ingest publishes a file per day and
+table (~600 for a year of a store): one request each, so their round trips, not bandwidth, set the pace
+(``bench/lake_transfers.py``). Eight stays below the storage SDK's pool of 10 connections."""
+
+
 def _publish(lake: Lake, stage: Path) -> list[str]:
-    """Upload the files staged under ``stage`` into the lake: rejected, then curated. Each object is
-    written atomically."""
-    published = []
+    """Upload the files staged under ``stage`` into the lake: all rejected files, then the curated ones.
+    Each object is written atomically; a remote lake gets several at once. On a failure the uploads already
+    started end, the others are not started, and the first error is raised (a retry rewrites the dump's
+    files: same names, same rows)."""
     if not stage.exists():
-        return published
+        return []
     files = sorted(stage.rglob("*.parquet"), key=lambda p: _output_order(p.relative_to(stage).as_posix()))
+    published = [f.relative_to(stage).as_posix() for f in files]
     move_in = getattr(lake, "move_in", None)
-    for f in files:
-        path = f.relative_to(stage).as_posix()
-        if move_in:
+    if move_in:  # the folder lake: a rename each, nothing to wait for
+        for path, f in zip(published, files, strict=True):
             move_in(path, f)
-        else:
-            lake.put_file(path, f)
-        published.append(path)
+        return published
+    rejected = [(p, f) for p, f in zip(published, files, strict=True) if p.startswith("rejected/")]
+    curated = [(p, f) for p, f in zip(published, files, strict=True) if not p.startswith("rejected/")]
+    with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="ingest-publish") as pool:
+        for group in (rejected, curated):
+            futures = [pool.submit(lake.put_file, p, f) for p, f in group]
+            try:
+                for fut in futures:
+                    fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
     return published
 
 

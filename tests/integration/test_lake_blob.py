@@ -248,6 +248,28 @@ def test_local_copy_into_a_scratch_folder_leaves_nothing_there(lake, tmp_path):
     assert not scratch.exists() or not any(scratch.iterdir())
 
 
+def test_local_copy_of_many_files_gives_each_its_own_content(lake, tmp_path):
+    # More files than the Blob lake downloads at once, one of them asked twice: each local file holds its
+    # own object's bytes, in the order asked.
+    paths = [f"curated/sales/store=S1/date=2026-10-{d:02d}/p.parquet" for d in range(1, 21)]
+    for i, p in enumerate(paths):
+        lake.put_bytes(p, f"day {i} ".encode() * (i + 1))
+    order = [*paths, paths[3]]
+    with lake.local_copy(order, into=tmp_path / "scratch") as local:
+        assert [f.read_bytes() for f in local] == [lake.get_bytes(p) for p in order]
+
+
+def test_local_copy_with_a_missing_object_fails_and_leaves_nothing(lake, tmp_path):
+    paths = [f"curated/sales/store=S1/date=2026-10-{d:02d}/p.parquet" for d in range(1, 13)]
+    for p in paths:
+        lake.put_bytes(p, b"rows")
+    scratch = tmp_path / "scratch"
+    with pytest.raises(FileNotFoundError), lake.local_copy([*paths[:6], "curated/sales/gone.parquet", *paths[6:]],
+                                                          into=scratch):
+        pass
+    assert not scratch.exists() or not any(scratch.iterdir())
+
+
 def test_local_copy_of_nothing(lake):
     with lake.local_copy([]) as local:
         assert local == []
