@@ -83,6 +83,11 @@ class Lake(Protocol):
         """Write a small object; same semantics as :meth:`put_file`."""
         ...
 
+    def delete(self, path: str) -> bool:
+        """Remove an object (and its metadata); False when there was none. Used by the ingest to remove the
+        files of an attempt that never committed (see ``ingest_dump``)."""
+        ...
+
     def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:
         """Stream an object to a local file (never whole in memory). Raises FileNotFoundError if missing."""
         ...

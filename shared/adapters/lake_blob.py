@@ -464,6 +464,21 @@ class BlobLake:
             raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
         return downloader
 
+    def delete(self, path: str) -> bool:
+        """Delete a blob; False when there was none (an ADLS Gen2 folder is not an object: False too)."""
+        check_lake_path(path)
+        if self.head(path) is None:
+            return False
+        try:
+            self._container.get_blob_client(path).delete_blob()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                self._fail(exc, path, "delete")
+            return False  # deleted meanwhile by another holder
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            self._fail(exc, path, "delete")
+        return True
+
     def head(self, path: str) -> LakeObject | None:
         """Size, metadata and etag, or None when there is no such object (ADLS Gen2 folders included)."""
         check_lake_path(path)

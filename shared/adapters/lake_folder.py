@@ -140,6 +140,17 @@ class FolderLake:
             self.put_file(path, source)
             Path(source).unlink(missing_ok=True)
 
+    def delete(self, path: str) -> bool:
+        target = self._file(path)
+        if not target.is_file():
+            return False
+        try:
+            target.unlink()
+        except FileNotFoundError:  # removed meanwhile by another process
+            return False
+        self._meta_file(path).unlink(missing_ok=True)
+        return True
+
     # -- reads -------------------------------------------------------------------------------------
     def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:
         src = self._file(path)

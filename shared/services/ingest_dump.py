@@ -10,8 +10,9 @@ Idempotent: the dump id is the hash of the SQLite content, and a dump whose mani
 ingested again. Output names are deterministic (``<dump_id>…parquet``), so a retry after a crash rewrites
 the same objects. Dumps are full snapshots: sale and receipt lines already in the lake for the store are
 counted (``already_in_lake``) but not written again, so a late, older dump adds only what is missing.
-"Already in the lake" leaves out the dump's own files (left by an attempt that crashed while publishing),
-so a retry rewrites them whole and its manifest describes the whole dump.
+"Already in the lake" means in the files of committed dumps (those with a manifest) other than this one:
+a retry rewrites its own files whole and its manifest describes the whole dump, and files of attempts that
+never committed are deleted rather than trusted (:func:`_fact_files`).
 
 Ingests of one store are serialised from reading what the lake holds to writing the manifest by a lake
 lock (``store=<id>``: a file lock on the folder lake, a renewed blob lease on Blob storage), so two dumps
@@ -536,18 +537,45 @@ def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, s
     fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
 
 
-def _written_by(path: str, dump_id: str) -> bool:
-    """Whether a lake file is one of this dump's own outputs (its name starts with the dump id), e.g. left
-    by an attempt that crashed while publishing."""
-    return path.rsplit("/", 1)[-1].startswith(dump_id)
+def _file_dump_id(path: str) -> str:
+    """The dump a curated fact file belongs to: its name is ``<dump_id>-<n>.parquet``."""
+    return path.rsplit("/", 1)[-1].rsplit("-", 1)[0]
 
 
-def _lines_in_lake(lake: Lake, name: str, store_id: str, dump_id: str) -> list[str]:
-    """The store's files of fact table ``name`` already in the lake, except this dump's own: a retry after
-    a crash during publishing rewrites its own files (same names, same lines) instead of skipping their
-    lines, so its manifest describes the whole dump."""
-    return [o.path for o in lake.list(f"curated/{name}/store={store_id}/")
-            if o.path.endswith(".parquet") and not _written_by(o.path, dump_id)]
+def _committed_dumps(lake: Lake, store_id: str) -> set[str]:
+    """The store's dumps whose manifest (the commit marker) is in the lake."""
+    return {o.path.rsplit("/", 1)[-1][:-len(".json")] for o in lake.list(f"manifests/store={store_id}/")
+            if o.path.endswith(".json")}
+
+
+@dataclass
+class FactFiles:
+    """The store's files of one fact table in the lake, as an ingest holding the store's lock sees them."""
+
+    in_lake: list[str]  # of committed dumps other than this one: their lines are not written again
+    own: list[str]  # this dump's, left by an earlier attempt that did not commit
+    orphans: list[str]  # of other dumps without a manifest: attempts that died or lost the lock
+
+
+def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: set[str]) -> FactFiles:
+    """Sort the store's files of fact table ``name``. Only committed dumps' lines count as in the lake:
+    readers (the aggregates) take nothing else, and under the store's lock no live ingest is publishing
+    fact files, so a file without a manifest belongs to an attempt that crashed, or that froze long enough
+    to lose its lease. Counting such files (as this did before) hid their lines from every later dump: if
+    that attempt never committed, the lines were lost to the aggregates."""
+    files = FactFiles([], [], [])
+    for o in lake.list(f"curated/{name}/store={store_id}/"):
+        if not o.path.endswith(".parquet"):
+            continue
+        owner = _file_dump_id(o.path)
+        (files.own if owner == dump_id else files.in_lake if owner in committed else files.orphans).append(o.path)
+    return files
+
+
+def _remove(lake: Lake, paths: list[str], held) -> list[str]:  # noqa: ANN001 - a HeldLock
+    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there."""
+    held.check()
+    return [p for p in paths if lake.delete(p)]
 
 
 def _output_order(path: str) -> tuple[bool, str]:
@@ -830,9 +858,18 @@ def ingest_dump(
                                             json.loads(lake.get_bytes(manifest_path)))
                     t0 = time.monotonic()
                     new_lines = tmp / "new-lines"
+                    committed = _committed_dumps(lake, store_id)
+                    removed: list[str] = []
+                    earlier_own: list[str] = []
                     for name, st in staged.items():
                         if st.table.fact:
-                            with lake.local_copy(_lines_in_lake(lake, name, store_id, dump_id), into=tmp) as local:
+                            files = _fact_files(lake, name, store_id, dump_id, committed)
+                            if files.orphans:  # their lines are written again below, under this dump
+                                removed += _remove(lake, files.orphans, held)
+                                say(f"{name}: removed {len(files.orphans)} file(s) of ingests that never "
+                                    "committed; their lines are written again if this dump has them")
+                            earlier_own += files.own
+                            with lake.local_copy(files.in_lake, into=tmp) as local:
                                 _write_new_lines(con, st, finishing[name], new_lines, store_id=store_id,
                                                  dump_id=dump_id, snapshot_at=snap, existing=local)
                             _write_rejected(con, st, finishing[name], new_lines, store_id=store_id,
@@ -843,6 +880,9 @@ def ingest_dump(
                     t0 = time.monotonic()
                     held.check()  # still ours (a Blob lease renewed in time): nobody else wrote meanwhile
                     outputs = sorted(outputs + _publish(lake, new_lines), key=_output_order)
+                    # An earlier attempt's files that this one did not write again (lines another dump has
+                    # committed since) would count twice once this manifest commits them.
+                    removed += _remove(lake, sorted(set(earlier_own) - set(outputs)), held)
                     timings["publish_new_lines"] = round(time.monotonic() - t0, 3)
                     timings["total"] = round(time.monotonic() - started, 3)
                     manifest = {
@@ -863,6 +903,7 @@ def ingest_dump(
                                       "they were never run (the dump is opened read-only)"] if triggers else []),
                         "timings_s": timings,
                         "outputs": outputs,
+                        "removed": removed,  # files of attempts that never committed (see _fact_files)
                     }
                     held.check()
                     lake.put_bytes(manifest_path, json.dumps(manifest, indent=2).encode())

@@ -15,6 +15,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
+from tests.support.dumps import next_night
 
 
 @pytest.fixture(scope="module")
@@ -92,22 +93,9 @@ def test_gzip_and_plain_dumps_have_the_same_id(store, lake, tmp_path):
     assert run(gz, lake).dump_id == run(store.path, lake).dump_id
 
 
-def _next_night(src, dst, new_lines):
-    """The next night's full snapshot: everything in ``src`` plus ``new_lines`` sales, recounted stock."""
-    shutil.copy(src, dst)
-    con = sqlite3.connect(dst)
-    sku = con.execute("SELECT sku FROM items LIMIT 1").fetchall()[0][0]
-    con.executemany("INSERT INTO sales VALUES (?, 1, ?, 1, 1.0, ?)",
-                    [(f"NEXT-{i}", sku, "2026-11-27 12:00:00") for i in range(new_lines)])
-    con.execute("UPDATE stock SET counted_at = '2026-11-27 23:00:00'")
-    con.commit()
-    con.close()
-    return dst
-
-
 def test_a_later_full_snapshot_adds_only_new_sale_lines(store, lake, tmp_path):
     first = run(store.path, lake)
-    later = run(_next_night(store.path, tmp_path / "night2.sqlite", 25), lake)
+    later = run(next_night(store.path, tmp_path / "night2.sqlite", 25), lake)
     s1, s2 = first.manifest["tables"]["sales"], later.manifest["tables"]["sales"]
     assert s2["written"] == 25
     assert s2["already_in_lake"] == s1["curated"]
@@ -124,7 +112,7 @@ def test_the_next_nights_dump_on_the_blob_lake_adds_only_new_lines_and_leaves_no
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     first = run(store.path, blob_lake, scratch=scratch)
-    later = run(_next_night(store.path, tmp_path / "night2.sqlite", 25), blob_lake, scratch=scratch)
+    later = run(next_night(store.path, tmp_path / "night2.sqlite", 25), blob_lake, scratch=scratch)
     s1, s2 = first.manifest["tables"]["sales"], later.manifest["tables"]["sales"]
     assert (s2["written"], s2["already_in_lake"]) == (25, s1["curated"])
     with blob_lake.local_copy([o.path for o in blob_lake.list("curated/sales/store=S001/")]) as files:
@@ -134,7 +122,7 @@ def test_the_next_nights_dump_on_the_blob_lake_adds_only_new_lines_and_leaves_no
 
 
 def test_an_older_dump_arriving_late_adds_only_what_is_missing(store, lake, tmp_path):
-    newer = _next_night(store.path, tmp_path / "night2.sqlite", 10)
+    newer = next_night(store.path, tmp_path / "night2.sqlite", 10)
     run(newer, lake)
     older = run(store.path, lake)
     assert older.status == "ingested"

@@ -4,6 +4,8 @@
   Flex Consumption runs several instances): the second must skip the first one's lines.
 * A retry after a crash while publishing: the dump's own half-published files are not "already in the
   lake"; the retry rewrites them and its manifest describes the whole dump.
+* Files of an attempt that never committed (crashed, or lost its lock while frozen): they hide no line
+  from the next dump, and they never count twice once their dump commits.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.ids import dump_id_from_sha256
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
+from tests.support.dumps import next_night
 
 STORE = "S9"
 
@@ -136,6 +139,7 @@ class CrashWhilePublishing:
     def __init__(self, inner, after: int) -> None:
         self._inner = inner
         self._left = after
+        self._lock = threading.Lock()  # the Blob lake publishes several files at once
 
     def __getattr__(self, name):
         attr = getattr(self._inner, name)
@@ -144,9 +148,10 @@ class CrashWhilePublishing:
 
         def publish(path, *args, **kwargs):
             if path.startswith("curated/sales/"):
-                if self._left == 0:
-                    raise OSError("simulated crash while publishing")
-                self._left -= 1
+                with self._lock:
+                    if self._left == 0:
+                        raise OSError("simulated crash while publishing")
+                    self._left -= 1
             return attr(path, *args, **kwargs)
 
         return publish
@@ -175,3 +180,63 @@ def test_a_retry_after_a_crash_while_publishing_rewrites_the_same_files(lake, tw
     lines = sale_lines(lake)
     assert len(lines) == len(set(lines))  # none twice
     assert set(lines) == set(sale_lines(reference))  # none lost
+
+
+# -- attempts that never committed ------------------------------------------------------------------------
+
+def committed_sale_lines(lake) -> list[tuple[str, int]]:
+    """What readers that follow the manifests (the aggregates) see: lines of committed dumps' files only."""
+    committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
+    paths = [o.path for o in lake.list(f"curated/sales/store={STORE}/")
+             if o.path.rsplit("/", 1)[1].rsplit("-", 1)[0] in committed]
+    with lake.local_copy(paths) as files:
+        listed = ", ".join(f"'{f}'" for f in files) or "''"
+        return duckdb.sql(f"SELECT sale_id, line_no FROM read_parquet([{listed}], hive_partitioning = false)"
+                          ).fetchall() if files else []
+
+
+def dump_id_of(dump) -> str:
+    return dump_id_from_sha256(hashlib.sha256(dump.path.read_bytes()).hexdigest())
+
+
+def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lake, two_dumps, tmp_path):
+    older, dump = two_dumps
+    with pytest.raises(OSError, match="simulated crash"):  # and never retried (a poisoned trigger)
+        ingest(older, CrashWhilePublishing(lake, after=5), tmp_path)
+    assert len(list(lake.list(f"curated/sales/store={STORE}/"))) == 5
+    orphans = sorted(o.path for table in ("sales", "receipts") for o in lake.list(f"curated/{table}/store={STORE}/"))
+
+    result = ingest(dump, lake, tmp_path)
+    assert sorted(result.manifest["removed"]) == orphans  # before, their lines counted as "in the lake"
+    alone = FolderLake(tmp_path / "alone")
+    ingest(dump, alone, tmp_path)
+    lines = committed_sale_lines(lake)
+    assert len(lines) == len(set(lines))
+    assert set(lines) == set(sale_lines(alone))  # every line of the dump, none hidden by the dead attempt
+    assert sale_lines(lake) == lines  # and no file of the dead attempt left for Synapse's views to read
+    sales = result.manifest["tables"]["sales"]
+    assert sales["already_in_lake"] == 0 and sales["written"] == sales["curated"]
+
+
+def test_files_of_an_attempt_that_lost_its_lock_never_count_twice(lake, two_dumps, tmp_path):
+    """An attempt frozen past its lease publishes after the next holder read the lake: that holder (here the
+    next night's dump, which has every line of this one) wrote the same lines under its own dump. The
+    frozen attempt fails its lease check (no manifest); its retry must not commit its earlier files."""
+    older = two_dumps[0]
+    newer = next_night(older.path, tmp_path / "newer.sqlite", 25)
+    lake_newer = ingest_dump(newer, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp_path)
+    frozen = FolderLake(tmp_path / "frozen")  # what the frozen attempt of the older dump had published
+    ingest(older, frozen, tmp_path)
+    published = [o.path for table in ("sales", "receipts") for o in frozen.list(f"curated/{table}/store={STORE}/")]
+    for path in published:
+        frozen.get_to_file(path, tmp_path / "f.parquet")
+        lake.put_file(path, tmp_path / "f.parquet")
+
+    result = ingest(older, lake, tmp_path)  # the retry
+    assert result.status == "ingested" and result.dump_id == dump_id_of(older)
+    sales = result.manifest["tables"]["sales"]
+    assert sales["written"] == 0 and sales["already_in_lake"] == sales["curated"]  # all in the newer dump
+    assert sorted(result.manifest["removed"]) == sorted(published)  # before, they stayed: every line twice
+    lines = sale_lines(lake)
+    assert len(lines) == len(set(lines)) == lake_newer.manifest["tables"]["sales"]["written"]
+    assert set(lines) == set(committed_sale_lines(lake))

@@ -248,6 +248,20 @@ def test_local_copy_into_a_scratch_folder_leaves_nothing_there(lake, tmp_path):
     assert not scratch.exists() or not any(scratch.iterdir())
 
 
+def test_delete_removes_an_object_and_its_metadata(lake):
+    lake.put_bytes("curated/sales/store=S1/date=2026-11-01/d-0.parquet", b"rows", metadata={"k": "v"})
+    lake.put_bytes("curated/sales/store=S1/date=2026-11-01/e-0.parquet", b"other")
+    assert lake.delete("curated/sales/store=S1/date=2026-11-01/d-0.parquet") is True
+    assert lake.head("curated/sales/store=S1/date=2026-11-01/d-0.parquet") is None
+    assert [o.path for o in lake.list("curated/")] == ["curated/sales/store=S1/date=2026-11-01/e-0.parquet"]
+    assert lake.delete("curated/sales/store=S1/date=2026-11-01/d-0.parquet") is False  # already gone
+    assert lake.delete("curated/sales/store=S1") is False  # a folder is not an object
+    lake.put_bytes("curated/sales/store=S1/date=2026-11-01/d-0.parquet", b"again")  # no stale metadata
+    assert lake.head("curated/sales/store=S1/date=2026-11-01/d-0.parquet").metadata == {}
+    with pytest.raises(LakeError, match="invalid lake path"):
+        lake.delete("../x")
+
+
 def test_local_copy_of_many_files_gives_each_its_own_content(lake, tmp_path):
     # More files than the Blob lake downloads at once, one of them asked twice: each local file holds its
     # own object's bytes, in the order asked.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -28,3 +29,17 @@ def make_dump(path: Path, extra_sql: str = "", base: str = MINIMAL) -> Path:
     con.commit()
     con.close()
     return path
+
+
+def next_night(src: Path, dst: Path, new_lines: int) -> Path:
+    """The next night's full snapshot of a generated store: everything in ``src`` plus ``new_lines`` sales,
+    recounted stock."""
+    shutil.copy(src, dst)
+    con = sqlite3.connect(dst)
+    sku = con.execute("SELECT sku FROM items LIMIT 1").fetchall()[0][0]
+    con.executemany("INSERT INTO sales VALUES (?, 1, ?, 1, 1.0, ?)",
+                    [(f"NEXT-{i}", sku, "2026-11-27 12:00:00") for i in range(new_lines)])
+    con.execute("UPDATE stock SET counted_at = '2026-11-27 23:00:00'")
+    con.commit()
+    con.close()
+    return Path(dst)
