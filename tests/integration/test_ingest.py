@@ -170,3 +170,12 @@ def test_a_dump_with_every_sale_line_twice_is_ingested_and_its_duplicates_reject
     assert [r for r, _, _ in got] == sorted(r for r, _, _ in got)  # in dump order
     assert [r for r, code, _ in got if code == "duplicate"] == list(range(60_001, 120_001))
     assert all(sale_id for _, _, sale_id in got)  # the values as parsed, not lost on the way
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("128MB", 128_000_000), ("64MiB", 64 << 20), ("2GiB", 2 << 30)])
+def test_the_engines_memory_limit_reads_back_in_bytes(setting, expected):
+    # The lake join runs under half of INGEST_MEMORY_LIMIT, read back from DuckDB (it reports "122.0 MiB").
+    from shared.services.ingest_dump import _memory_limit_bytes
+
+    con = duckdb.connect(config={"memory_limit": setting})
+    assert abs(_memory_limit_bytes(con) - expected) <= expected * 0.001
