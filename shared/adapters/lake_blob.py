@@ -77,8 +77,8 @@ DEFAULT_MAX_CONCURRENCY = 4
 
 DEFAULT_PARALLEL_FILES = 8
 """Objects downloaded at once by :meth:`BlobLake.local_copy`. Its files are small (a store's daily Parquet):
-one request each, so one at a time the round trip, not the bandwidth, sets the pace. Eight stays below the
-SDK's pool of 10 connections per host (``bench/lake_transfers.py`` measures it)."""
+one request each, so one at a time the round trip, not the bandwidth, sets the pace
+(``bench/lake_transfers.py`` measures it)."""
 
 _MAX_BLOCKS = 50_000  # the service's limit on blocks per blob
 _MAX_BLOCK_SIZE = 4000 << 20  # the service's limit on one block
@@ -108,8 +108,36 @@ def retry_policy() -> ExponentialRetry:
     return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=4, random_jitter_range=1)
 
 
+HTTP_POOL_SIZE = 32
+"""Connections to the storage account kept open per lake. urllib3's default of 10 is below what runs at once
+in one worker: two ingests publishing 8 files each, the aggregates' uploads, ``local_copy``'s downloads.
+Past the pool, each extra connection is opened, then dropped with a "Connection pool is full" warning."""
+
+
+def _http_session() -> Any:
+    """A requests session as the SDK builds its own (its adapter, urllib3 retries off: the pipeline's retry
+    policy retries), with a pool of :data:`HTTP_POOL_SIZE` connections. The storage SDK's documented way to
+    size the pool is to hand it such a session."""
+    import requests
+    from urllib3.util.retry import Retry
+
+    try:  # the SDK's adapter reads responses in bigger blocks; private, hence the fallback
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
+            BiggerBlockSizeHTTPAdapter as Adapter,
+        )
+    except ImportError:  # pragma: no cover - a future azure-core
+        from requests.adapters import HTTPAdapter as Adapter
+    session = requests.Session()
+    adapter = Adapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+                      pool_maxsize=HTTP_POOL_SIZE)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return session
+
+
 def _client_options() -> dict[str, Any]:
     return {
+        "session": _http_session(),
         "retry_policy": retry_policy(),
         # Download in 4 MiB ranges after an 8 MiB first request: bounded memory, frequent progress.
         "max_single_get_size": 8 << 20,

@@ -607,7 +607,7 @@ def _output_order(path: str) -> tuple[bool, str]:
 PUBLISH_THREADS = 8
 """Uploads in flight at once when publishing to a remote lake. A first ingest publishes a file per day and
 table (~600 for a year of a store): one request each, so their round trips, not bandwidth, set the pace
-(``bench/lake_transfers.py``). Eight stays below the storage SDK's pool of 10 connections."""
+(``bench/lake_transfers.py``)."""
 
 
 def _publish(lake: Lake, stage: Path) -> list[str]:

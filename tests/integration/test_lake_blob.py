@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
 import socket
@@ -383,6 +384,36 @@ def test_adls_folder_entries_are_not_objects(blob_lake):
     assert blob_lake.head("raw/store=S1") is None
     with pytest.raises(FileNotFoundError):
         blob_lake.get_bytes("raw/store=S1")
+
+
+@pytest.mark.azurite
+def test_concurrent_transfers_fit_the_connection_pool(blob_lake, tmp_path, caplog):
+    # Two ingests publishing and a local_copy at once, as in one function worker: with urllib3's default
+    # pool of 10 connections this logged "Connection pool is full, discarding connection" (and reconnected).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.services.ingest_dump import PUBLISH_THREADS
+
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 1000)
+    paths = [f"curated/sales/store=S1/date=2026-10-{d:02d}/p.parquet" for d in range(1, 25)]
+    for p in paths:
+        blob_lake.put_bytes(p, b"rows")
+    caplog.set_level(logging.WARNING, logger="urllib3")
+
+    def copy() -> None:
+        with blob_lake.local_copy(paths, into=tmp_path / "scratch"):
+            pass
+
+    def publish(ingest: int) -> None:  # as ingest_dump._publish does: PUBLISH_THREADS uploads at once
+        with ThreadPoolExecutor(PUBLISH_THREADS) as pool:
+            for f in [pool.submit(blob_lake.put_file, f"up/{ingest}/{i}.parquet", src) for i in range(40)]:
+                f.result()
+
+    with ThreadPoolExecutor(3) as outer:
+        for f in [outer.submit(copy), outer.submit(publish, 1), outer.submit(publish, 2)]:
+            f.result()
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 @pytest.mark.azurite
