@@ -103,7 +103,9 @@ class FolderBlobClient:
         if obj is None:
             from azure.core.exceptions import ResourceNotFoundError
 
-            raise ResourceNotFoundError(f"The specified blob does not exist: {self.blob_name}")
+            exc = ResourceNotFoundError(f"The specified blob does not exist: {self.blob_name}")
+            exc.error_code = "BlobNotFound"  # as the storage SDK sets it
+            raise exc
         return obj
 
     def get_blob_properties(self, **_: object) -> _Properties:

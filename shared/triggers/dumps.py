@@ -26,18 +26,29 @@ def ingest_dump(client: blob.BlobClient) -> None:
     """A dump landed under raw/: ingest it, then make it the store's stock baseline. Quarantines are results,
     not failures (no retry); unexpected errors (lake unreachable, ...) raise so the host retries and finally
     poisons the message."""
+    from azure.core.exceptions import ResourceNotFoundError
+
     from shared.bootstrap import default_container
     from shared.services.ingest_dump import ingest_landed_dump, scratch_folder
     from shared.services.reconcile_stock import reconcile_after_ingest
 
     c = default_container()
-    props = client.get_blob_properties()
     lake_path = client.blob_name
     with scratch_folder("blob-", c.scratch_dir) as tmp:  # marked in use: a scratch sweep leaves it alone
         local = Path(tmp) / "dump"
-        with open(local, "wb") as out:  # streamed in chunks, pinned to the etag we saw
-            client.download_blob(max_concurrency=2, etag=props.etag,
-                                 match_condition=_if_not_modified()).readinto(out)
+        try:
+            props = client.get_blob_properties()
+            with open(local, "wb") as out:  # streamed in chunks, pinned to the etag we saw
+                client.download_blob(max_concurrency=2, etag=props.etag,
+                                     match_condition=_if_not_modified()).readinto(out)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != "BlobNotFound":  # e.g. ContainerNotFound: a real fault
+                raise
+            # Deleted before it was read (by hand, or a lifecycle rule before a late redelivery): retrying
+            # cannot help, and the host's retries would end in a poison message and a page for nothing.
+            log.warning("dump %s is gone (deleted before it could be read): nothing to ingest", lake_path)
+            c.telemetry.event("DumpVanished", path=lake_path)
+            return
         result = ingest_landed_dump(lake_path, local, dict(props.metadata or {}), lake=c.lake,
                                     telemetry=c.telemetry, limits=c.ingest_limits, scratch=c.scratch_dir)
     if result.status == "quarantined":

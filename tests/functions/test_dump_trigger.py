@@ -83,3 +83,20 @@ def test_a_path_with_an_unsafe_store_id_is_quarantined_apart(functions, azurite_
     trigger_with(azurite_app, functions, "raw/store=..%2Fx/date=2026-11-27/d.sqlite")
     quarantined = [o.path for o in azurite_app.lake.list("quarantine/")]
     assert quarantined and all(p.startswith("quarantine/store=_invalid/") for p in quarantined)
+
+
+def test_a_dump_deleted_before_it_is_read_is_skipped_not_retried(functions, azurite_app):
+    # Event Grid redelivers late, or someone removed the upload: the host's retries could never succeed.
+    trigger_with(azurite_app, functions, "raw/store=S7/date=2026-11-27/gone.sqlite")
+    assert list(azurite_app.lake.list("")) == []
+    events = (azurite_app.settings.home / "telemetry" / "events.jsonl").read_text()
+    assert '"DumpVanished"' in events and "gone.sqlite" in events
+
+
+def test_a_missing_container_is_still_a_failure(functions, azurite_app):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    azurite_app.lake.container.delete_container()
+    with pytest.raises(ResourceNotFoundError):
+        trigger_with(azurite_app, functions, "raw/store=S7/date=2026-11-27/d.sqlite")
+    azurite_app.lake.container.create_container()  # for the fixture's clean-up

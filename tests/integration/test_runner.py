@@ -131,6 +131,18 @@ def test_the_folder_blob_client_refuses_a_blob_changed_since_its_properties_were
         client.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
 
 
+def test_the_folder_blob_client_reports_a_missing_blob_as_the_sdk_does(home):
+    # The dump trigger skips a blob deleted before it was read (error code BlobNotFound) and fails on
+    # anything else: the folder lake's stand-in must say it the same way.
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.local.bindings import FolderBlobClient
+
+    with pytest.raises(ResourceNotFoundError) as caught:
+        FolderBlobClient(home.lake, "raw/gone").get_blob_properties()
+    assert caught.value.error_code == "BlobNotFound"
+
+
 @pytest.mark.azurite
 def test_on_azurite_the_function_gets_a_real_blob_client(azurite_conn, tmp_path, monkeypatch):
     from shared.services.upload_dump import upload_dump
