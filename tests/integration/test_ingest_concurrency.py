@@ -13,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
@@ -240,3 +243,58 @@ def test_files_of_an_attempt_that_lost_its_lock_never_count_twice(lake, two_dump
     lines = sale_lines(lake)
     assert len(lines) == len(set(lines)) == lake_newer.manifest["tables"]["sales"]["written"]
     assert set(lines) == set(committed_sale_lines(lake))
+
+
+# -- any order of crashes and retries ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def snapshot_chain(two_dumps, tmp_path_factory):
+    """Three dumps of one store as its nights produce them (each a full snapshot: the previous one's lines
+    plus new ones), and the lines each holds (from an ingest of it alone)."""
+    folder = tmp_path_factory.mktemp("chain")
+    first = two_dumps[0].path
+    second = next_night(first, folder / "n2.sqlite", 40)
+    third = next_night(second, folder / "n3.sqlite", 0)  # the same lines and counts ...
+    con = sqlite3.connect(third)  # ... and 30 more
+    con.executemany("INSERT INTO sales VALUES (?, 1, (SELECT sku FROM items LIMIT 1), 1, 1.0, ?)",
+                    [(f"THIRD-{i}", "2026-11-28 12:00:00") for i in range(30)])
+    con.commit()
+    con.close()
+    dumps = [first, second, third]
+    lines = []
+    for i, path in enumerate(dumps):
+        alone = FolderLake(folder / f"alone-{i}")
+        ingest_dump(path, STORE, lake=alone, telemetry=MemoryTelemetry(), scratch=folder)
+        lines.append(set(sale_lines(alone)))
+    assert lines[0] < lines[1] < lines[2]
+    return dumps, lines
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.integers(0, 12))),
+                     min_size=1, max_size=4))
+def test_any_order_of_dumps_crashes_and_retries_keeps_each_line_once(plan, snapshot_chain, tmp_path_factory):
+    """Dumps of one night or another arrive in any order; any ingest may die while publishing (after some
+    of its sale files) and be retried later, or never. What the committed dumps hold is always exactly the
+    union of their lines, each once; once every dump has been ingested, the lake holds every line once and
+    no file of an attempt that died."""
+    dumps, lines = snapshot_chain
+    tmp = tmp_path_factory.mktemp("plan")
+    lake = FolderLake(tmp / "lake")
+    ids = [dump_id_from_sha256(hashlib.sha256(p.read_bytes()).hexdigest()) for p in dumps]
+    for which, crash_after in plan:
+        target = lake if crash_after is None else CrashWhilePublishing(lake, after=crash_after)
+        try:
+            ingest_dump(dumps[which], STORE, lake=target, telemetry=MemoryTelemetry(), scratch=tmp)
+        except OSError as exc:
+            assert "simulated crash" in str(exc)
+        committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
+        seen = committed_sale_lines(lake)
+        assert len(seen) == len(set(seen))  # never a line twice
+        assert set(seen) == set().union(*(lines[i] for i in range(3) if ids[i] in committed))  # none hidden
+    for path in dumps:  # every dump eventually gets through (in order, as a late retry would)
+        ingest_dump(path, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp)
+    everything = sale_lines(lake)
+    assert len(everything) == len(set(everything)) and set(everything) == lines[2]
+    assert everything == committed_sale_lines(lake)  # no file of a dead attempt left behind
