@@ -560,8 +560,9 @@ def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, s
 
 
 def _file_dump_id(path: str) -> str:
-    """The dump a curated fact file belongs to: its name is ``<dump_id>-<n>.parquet``."""
-    return path.rsplit("/", 1)[-1].rsplit("-", 1)[0]
+    """The dump an output file belongs to: its name is ``<dump_id>-<n>.parquet`` (curated fact files) or
+    ``<dump_id>.parquet`` (the others)."""
+    return path.rsplit("/", 1)[-1].removesuffix(".parquet").split("-", 1)[0]
 
 
 def _committed_dumps(lake: Lake, store_id: str) -> set[str]:
@@ -591,6 +592,10 @@ def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: s
             continue
         owner = _file_dump_id(o.path)
         (files.own if owner == dump_id else files.in_lake if owner in committed else files.orphans).append(o.path)
+    # The table's rejected files are published under the lock too: those of dead attempts go as well (they
+    # hide nothing, but the rejected rows' views would show them).
+    files.orphans += [o.path for o in lake.list(f"rejected/{name}/store={store_id}/")
+                      if o.path.endswith(".parquet") and _file_dump_id(o.path) not in committed | {dump_id}]
     return files
 
 

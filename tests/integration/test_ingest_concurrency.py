@@ -207,7 +207,9 @@ def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lak
     with pytest.raises(OSError, match="simulated crash"):  # and never retried (a poisoned trigger)
         ingest(older, CrashWhilePublishing(lake, after=5), tmp_path)
     assert len(list(lake.list(f"curated/sales/store={STORE}/"))) == 5
-    orphans = sorted(o.path for table in ("sales", "receipts") for o in lake.list(f"curated/{table}/store={STORE}/"))
+    orphans = sorted(o.path for zone in ("curated", "rejected") for table in ("sales", "receipts")
+                     for o in lake.list(f"{zone}/{table}/store={STORE}/"))
+    assert any(p.startswith("rejected/sales/") for p in orphans)  # published before the crash, too
 
     result = ingest(dump, lake, tmp_path)
     assert sorted(result.manifest["removed"]) == orphans  # before, their lines counted as "in the lake"
@@ -217,6 +219,8 @@ def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lak
     assert len(lines) == len(set(lines))
     assert set(lines) == set(sale_lines(alone))  # every line of the dump, none hidden by the dead attempt
     assert sale_lines(lake) == lines  # and no file of the dead attempt left for Synapse's views to read
+    older_id = dump_id_of(older)
+    assert not [o.path for o in lake.list("rejected/") if older_id in o.path and "/sales/" in o.path]
     sales = result.manifest["tables"]["sales"]
     assert sales["already_in_lake"] == 0 and sales["written"] == sales["curated"]
 
