@@ -600,9 +600,14 @@ def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: s
 
 
 def _remove(lake: Lake, paths: list[str], held) -> list[str]:  # noqa: ANN001 - a HeldLock
-    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there."""
+    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there. A remote
+    lake deletes several at once (a dead first ingest leaves hundreds of files, a request or two each)."""
     held.check()
-    return [p for p in paths if lake.delete(p)]
+    if len(paths) < 2 or getattr(lake, "move_in", None):
+        return [p for p in paths if lake.delete(p)]
+    with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="ingest-remove") as pool:
+        gone = list(pool.map(lake.delete, paths))
+    return [p for p, g in zip(paths, gone, strict=True) if g]
 
 
 def _output_order(path: str) -> tuple[bool, str]:
