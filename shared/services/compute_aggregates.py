@@ -62,7 +62,7 @@ from shared.core.aggregates import (
     stock_current_sql,
     with_margin_sql,
 )
-from shared.core.ids import utc_iso
+from shared.core.ids import dump_id_of_output, utc_iso
 
 if TYPE_CHECKING:
     import duckdb
@@ -327,7 +327,7 @@ class _Run:
             if len(parts) != 5 or not parts[3].startswith("date=") or not o.path.endswith(".parquet"):
                 continue
             name = parts[4]
-            if name[:-len(".parquet")].rsplit("-", 1)[0] not in committed:
+            if dump_id_of_output(name) not in committed:
                 continue  # a dump whose manifest is not written yet: its ingest is not committed
             now_files.setdefault(parts[3][len("date="):], {})[name] = _signature(o)
         have = {name: self._output_days(name, store) for name in ("sales_daily_sku", "sales_daily_category")}
@@ -368,7 +368,7 @@ class _Run:
         fresh = []
         for batch in self._batches(days, files):
             sales_paths = [f"curated/sales/store={store}/date={d}/{name}" for d in batch for name in sorted(files[d])]
-            dump_ids = sorted({p.rsplit("/", 1)[1][:-len(".parquet")].rsplit("-", 1)[0] for p in sales_paths})
+            dump_ids = sorted({dump_id_of_output(p) for p in sales_paths})
             item_paths = [st.dumps[d]["items"] for d in dump_ids if st.dumps.get(d, {}).get("items")]
             with self.lake.local_copy(sales_paths + item_paths, into=self.work) as local:
                 sales_local, items_local = local[:len(sales_paths)], local[len(sales_paths):]

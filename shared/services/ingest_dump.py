@@ -50,7 +50,14 @@ from shared.core.arrow_values import (
     utc_datetime,
     utc_timestamp_scalar,
 )
-from shared.core.ids import InvalidStoreId, dump_id_from_sha256, parse_raw_dump_path, utc_iso, validate_store_id
+from shared.core.ids import (
+    InvalidStoreId,
+    dump_id_from_sha256,
+    dump_id_of_output,
+    parse_raw_dump_path,
+    utc_iso,
+    validate_store_id,
+)
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
 from shared.core.rules import (
     FLAG_CODES,
@@ -559,12 +566,6 @@ def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, s
     fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
 
 
-def _file_dump_id(path: str) -> str:
-    """The dump an output file belongs to: its name is ``<dump_id>-<n>.parquet`` (curated fact files) or
-    ``<dump_id>.parquet`` (the others)."""
-    return path.rsplit("/", 1)[-1].removesuffix(".parquet").split("-", 1)[0]
-
-
 def _committed_dumps(lake: Lake, store_id: str) -> set[str]:
     """The store's dumps whose manifest (the commit marker) is in the lake."""
     return {o.path.rsplit("/", 1)[-1][:-len(".json")] for o in lake.list(f"manifests/store={store_id}/")
@@ -590,12 +591,12 @@ def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: s
     for o in lake.list(f"curated/{name}/store={store_id}/"):
         if not o.path.endswith(".parquet"):
             continue
-        owner = _file_dump_id(o.path)
+        owner = dump_id_of_output(o.path)
         (files.own if owner == dump_id else files.in_lake if owner in committed else files.orphans).append(o.path)
     # The table's rejected files are published under the lock too: those of dead attempts go as well (they
     # hide nothing, but the rejected rows' views would show them).
     files.orphans += [o.path for o in lake.list(f"rejected/{name}/store={store_id}/")
-                      if o.path.endswith(".parquet") and _file_dump_id(o.path) not in committed | {dump_id}]
+                      if o.path.endswith(".parquet") and dump_id_of_output(o.path) not in committed | {dump_id}]
     return files
 
 

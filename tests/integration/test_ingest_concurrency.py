@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.core.ids import dump_id_from_sha256
+from shared.core.ids import dump_id_from_sha256, dump_id_of_output
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
 from tests.support.dumps import next_night
@@ -188,11 +188,15 @@ def test_a_retry_after_a_crash_while_publishing_rewrites_the_same_files(lake, tw
 
 # -- attempts that never committed ------------------------------------------------------------------------
 
+def committed_dumps(lake) -> set[str]:
+    return {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
+
+
 def committed_sale_lines(lake) -> list[tuple[str, int]]:
     """What readers that follow the manifests (the aggregates) see: lines of committed dumps' files only."""
-    committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
+    committed = committed_dumps(lake)
     paths = [o.path for o in lake.list(f"curated/sales/store={STORE}/")
-             if o.path.rsplit("/", 1)[1].rsplit("-", 1)[0] in committed]
+             if dump_id_of_output(o.path) in committed]
     with lake.local_copy(paths) as files:
         listed = ", ".join(f"'{f}'" for f in files) or "''"
         return duckdb.sql(f"SELECT sale_id, line_no FROM read_parquet([{listed}], hive_partitioning = false)"
@@ -291,7 +295,7 @@ def play(plan, lake, snapshot_chain, tmp) -> None:
             ingest_dump(dumps[which], STORE, lake=target, telemetry=MemoryTelemetry(), scratch=tmp)
         except OSError as exc:
             assert "simulated crash" in str(exc)
-        committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
+        committed = committed_dumps(lake)
         seen = committed_sale_lines(lake)
         assert len(seen) == len(set(seen))  # never a line twice
         assert set(seen) == set().union(*(lines[i] for i in range(3) if ids[i] in committed))  # none hidden
