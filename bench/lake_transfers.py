@@ -7,8 +7,8 @@ ingest downloads the store's curated sales files to find the lines already in th
 request, so against Azure the round trip sets the pace, not the bandwidth. This starts Azurite (npm, in
 memory, on loopback) and measures, in the same run:
 
-* **publish**: ``ingest_dump._publish`` (the ingest's publishing step, ``PUBLISH_THREADS`` uploads at once)
-  against the way it worked before, one ``put_file`` after another;
+* **publish**: ``ingest_dump._publish`` (the ingest's publishing step: ``Lake.put_files``, ``parallel_files``
+  uploads at once) against the way it worked before, one ``put_file`` after another;
 * **local_copy**: ``BlobLake.local_copy`` with its default ``parallel_files`` against ``parallel_files=1``
   (one download after another).
 

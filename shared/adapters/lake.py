@@ -83,9 +83,24 @@ class Lake(Protocol):
         """Write a small object; same semantics as :meth:`put_file`."""
         ...
 
+    def put_files(self, files: list[tuple[str, Path]], *, consume: bool = False) -> None:
+        """Write many local files, each to its lake path (a ``put_file`` each, without metadata).
+
+        A remote lake keeps several uploads in flight: the outputs of an ingest or of the aggregates are
+        hundreds of small files, one request each, so round trips set the pace. On the first failure the
+        uploads already started end, the rest are not started, and that error is raised. With ``consume``
+        the local files are the lake's to take (the folder lake renames them in): do not use them after.
+        """
+        ...
+
     def delete(self, path: str) -> bool:
         """Remove an object (and its metadata); False when there was none. Used by the ingest to remove the
         files of an attempt that never committed (see ``ingest_dump``)."""
+        ...
+
+    def delete_many(self, paths: list[str]) -> list[str]:
+        """``delete`` each of ``paths`` (several at once on a remote lake); the ones that were there, in the
+        order given. The first failure is raised once the deletes already started have ended."""
         ...
 
     def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NoReturn
@@ -76,9 +76,9 @@ DEFAULT_MAX_CONCURRENCY = 4
 """Blocks in flight at once (upload) and parallel range reads (download)."""
 
 DEFAULT_PARALLEL_FILES = 8
-"""Objects downloaded at once by :meth:`BlobLake.local_copy`. Its files are small (a store's daily Parquet):
-one request each, so one at a time the round trip, not the bandwidth, sets the pace
-(``bench/lake_transfers.py`` measures it)."""
+"""Objects moved at once by :meth:`BlobLake.local_copy`, :meth:`BlobLake.put_files` and
+:meth:`BlobLake.delete_many`. Their files are small (a store's daily Parquet): one request each, so one at
+a time the round trip, not the bandwidth, sets the pace (``bench/lake_transfers.py`` measures it)."""
 
 _MAX_BLOCKS = 50_000  # the service's limit on blocks per blob
 _MAX_BLOCK_SIZE = 4000 << 20  # the service's limit on one block
@@ -492,6 +492,37 @@ class BlobLake:
             raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
         return downloader
 
+    def put_files(self, files: list[tuple[str, Path]], *, consume: bool = False) -> None:
+        """Upload each local file to its lake path, ``parallel_files`` at once (each in one request when it
+        fits a block); with ``consume`` each local file is removed once it is in the lake."""
+        for path, _ in files:
+            check_lake_path(path)
+
+        def put(path: str, source: Path) -> None:
+            self.put_file(path, source)
+            if consume:
+                Path(source).unlink(missing_ok=True)
+
+        self._each(put, files, name="lake-put")
+
+    def delete_many(self, paths: list[str]) -> list[str]:
+        for p in paths:
+            check_lake_path(p)
+        gone = self._each(self.delete, [(p,) for p in paths], name="lake-delete")
+        return [p for p, g in zip(paths, gone, strict=True) if g]
+
+    def _each(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *, name: str) -> list[Any]:
+        """``fn(*args)`` for each of ``calls``, up to ``parallel_files`` at once; the results in order. On the
+        first failure the calls already started end, the others are not started, and that error is raised."""
+        if len(calls) < 2 or self.parallel_files < 2:
+            return [fn(*args) for args in calls]
+        pool = ThreadPoolExecutor(min(self.parallel_files, len(calls)), thread_name_prefix=name)
+        try:
+            futures = [pool.submit(fn, *args) for args in calls]
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def delete(self, path: str) -> bool:
         """Delete a blob; False when there was none (an ADLS Gen2 folder is not an object: False too)."""
         check_lake_path(path)
@@ -564,18 +595,12 @@ class BlobLake:
             unique = list(dict.fromkeys(paths))
             for p in unique:
                 (root / p).parent.mkdir(parents=True, exist_ok=True)
-            if len(unique) < 2 or self.parallel_files < 2:
+            if len(unique) < 2 or self.parallel_files < 2:  # a lone file may use parallel range reads
                 for p in unique:
                     self.get_to_file(p, root / p)
             else:
-                pool = ThreadPoolExecutor(min(self.parallel_files, len(unique)), thread_name_prefix="lake-get")
-                try:
-                    futures = [pool.submit(self._get_to_file, p, root / p, progress=None, max_concurrency=1)
-                               for p in unique]
-                    for f in futures:
-                        f.result()
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
+                self._each(lambda p: self._get_to_file(p, root / p, progress=None, max_concurrency=1),
+                           [(p,) for p in unique], name="lake-get")
             yield [root / p for p in paths]
 
     # -- locks -------------------------------------------------------------------------------------

@@ -130,8 +130,17 @@ class FolderLake:
     ) -> bool:
         return self._write(path, lambda out: out.write(data), metadata, overwrite)
 
-    def move_in(self, path: str, source: Path) -> None:
-        """Rename a local file into the lake (same filesystem: no copy). Used for large outputs."""
+    def put_files(self, files: list[tuple[str, Path]], *, consume: bool = False) -> None:
+        """Write each local file to its lake path, one after the other (nothing to wait for here: more
+        threads would only compete for the GIL). With ``consume`` each is renamed in, not copied."""
+        for path, source in files:
+            if consume:
+                self._move_in(path, source)
+            else:
+                self.put_file(path, source)
+
+    def _move_in(self, path: str, source: Path) -> None:
+        """Rename a local file into the lake (same filesystem: no copy)."""
         target = self._file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -150,6 +159,9 @@ class FolderLake:
             return False
         self._meta_file(path).unlink(missing_ok=True)
         return True
+
+    def delete_many(self, paths: list[str]) -> list[str]:
+        return [p for p in paths if self.delete(p)]
 
     # -- reads -------------------------------------------------------------------------------------
     def get_to_file(self, path: str, target: Path, *, progress: Progress | None = None) -> None:

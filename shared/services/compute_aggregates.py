@@ -149,7 +149,8 @@ class _Publisher:
 
     DuckDB releases the GIL while it computes, so one writer thread overlaps with it; on the folder lake a
     second writer only competed for the GIL (writing hundreds of small files is mostly Python overhead per
-    file), so there is one; a remote lake gets four, to keep several uploads in flight. Tables of at
+    file), so there is one. It writes a batch's files, then hands them to ``Lake.put_files``, which keeps
+    several uploads in flight on a remote lake and renames them in on the folder lake. Tables of at
     most ``max_pending_bytes`` wait in the queue: when writing falls behind computing, the computing waits
     rather than piling tables up in memory. Rows keep their order and the options are fixed, so the same
     table gives the same bytes.
@@ -158,10 +159,7 @@ class _Publisher:
     def __init__(self, lake: Lake, stage: Path, result: AggregateResult, max_pending_bytes: int = 96 << 20) -> None:
         self.lake, self.stage, self.result = lake, stage, result
         self.stage.mkdir(parents=True, exist_ok=True)
-        self.move_in = getattr(lake, "move_in", None)
-        # A remote lake spends its time waiting on uploads (the GIL is free meanwhile): more threads there.
-        threads = 1 if self.move_in else 4
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aggregates-write")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregates-write")
         self.pending: list[tuple[Future, int]] = []
         self.max_pending_bytes = max_pending_bytes
         self.lock = threading.Lock()
@@ -207,15 +205,15 @@ class _Publisher:
         import pyarrow.parquet as pq
 
         schema = arrow_schema(output)
-        for path, table in files:
-            local = self._local()
-            if table.schema != schema:
-                table = table.cast(schema)
-            pq.write_table(table, local, **_PARQUET_OPTIONS)
-            if self.move_in:
-                self.move_in(path, local)
-            else:
-                self.lake.put_file(path, local)
+        written = []
+        try:
+            for path, table in files:
+                written.append((path, self._local()))
+                pq.write_table(table if table.schema == schema else table.cast(schema), written[-1][1],
+                               **_PARQUET_OPTIONS)
+            self.lake.put_files(written, consume=True)
+        finally:  # what a failure left behind (the lake took the others)
+            for _, local in written:
                 local.unlink(missing_ok=True)
         with self.lock:
             self.result.paths.extend(p for p, _ in files)

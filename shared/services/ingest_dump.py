@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -601,53 +600,27 @@ def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: s
 
 
 def _remove(lake: Lake, paths: list[str], held) -> list[str]:  # noqa: ANN001 - a HeldLock
-    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there. A remote
-    lake deletes several at once (a dead first ingest leaves hundreds of files, a request or two each)."""
+    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there (a dead first
+    ingest leaves hundreds of files: a remote lake deletes several at once)."""
     held.check()
-    if len(paths) < 2 or getattr(lake, "move_in", None):
-        return [p for p in paths if lake.delete(p)]
-    with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="ingest-remove") as pool:
-        gone = list(pool.map(lake.delete, paths))
-    return [p for p, g in zip(paths, gone, strict=True) if g]
+    return lake.delete_many(paths) if paths else []
 
 
 def _output_order(path: str) -> tuple[bool, str]:
     return (not path.startswith("rejected/"), path)
 
 
-PUBLISH_THREADS = 8
-"""Uploads in flight at once when publishing to a remote lake. A first ingest publishes a file per day and
-table (~600 for a year of a store): one request each, so their round trips, not bandwidth, set the pace
-(``bench/lake_transfers.py``)."""
-
-
 def _publish(lake: Lake, stage: Path) -> list[str]:
-    """Upload the files staged under ``stage`` into the lake: all rejected files, then the curated ones.
-    Each object is written atomically; a remote lake gets several at once. On a failure the uploads already
-    started end, the others are not started, and the first error is raised (a retry rewrites the dump's
-    files: same names, same rows)."""
+    """Move the files staged under ``stage`` into the lake: all rejected files, then the curated ones. Each
+    object is written atomically; a remote lake gets several at once (``Lake.put_files``). On a failure the
+    first error is raised (a retry rewrites the dump's files: same names, same rows)."""
     if not stage.exists():
         return []
-    files = sorted(stage.rglob("*.parquet"), key=lambda p: _output_order(p.relative_to(stage).as_posix()))
-    published = [f.relative_to(stage).as_posix() for f in files]
-    move_in = getattr(lake, "move_in", None)
-    if move_in:  # the folder lake: a rename each, nothing to wait for
-        for path, f in zip(published, files, strict=True):
-            move_in(path, f)
-        return published
-    rejected = [(p, f) for p, f in zip(published, files, strict=True) if p.startswith("rejected/")]
-    curated = [(p, f) for p, f in zip(published, files, strict=True) if not p.startswith("rejected/")]
-    with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="ingest-publish") as pool:
-        for group in (rejected, curated):
-            futures = [pool.submit(lake.put_file, p, f) for p, f in group]
-            try:
-                for fut in futures:
-                    fut.result()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
-    return published
+    files = sorted(((f.relative_to(stage).as_posix(), f) for f in stage.rglob("*.parquet")),
+                   key=lambda pf: _output_order(pf[0]))
+    for rejected in (True, False):
+        lake.put_files([(p, f) for p, f in files if p.startswith("rejected/") == rejected], consume=True)
+    return [p for p, _ in files]
 
 
 # --- the use case ----------------------------------------------------------------------------------------

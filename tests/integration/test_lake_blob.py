@@ -263,6 +263,47 @@ def test_delete_removes_an_object_and_its_metadata(lake):
         lake.delete("../x")
 
 
+def test_put_files_writes_each_file_to_its_path_and_consumes_only_when_asked(lake, tmp_path):
+    # More files than the Blob lake uploads at once.
+    files = []
+    for i in range(20):
+        f = tmp_path / "stage" / f"{i}.parquet"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(f"file {i} ".encode() * (i + 1))
+        files.append((f"curated/sales/store=S1/date=2026-10-{i + 1:02d}/d-0.parquet", f))
+    kept = files[:10]
+    lake.put_files(kept)
+    assert all(f.exists() for _, f in kept)
+    lake.put_files(files[10:], consume=True)
+    assert not any(f.exists() for _, f in files[10:])
+    assert [o.path for o in lake.list("curated/")] == [p for p, _ in files]
+    assert [lake.get_bytes(p) for p, _ in files] == [f"file {i} ".encode() * (i + 1) for i in range(20)]
+    lake.put_files([])
+
+
+def test_put_files_raises_the_first_failure(lake, tmp_path):
+    good = tmp_path / "good"
+    good.write_bytes(b"rows")
+    files = [(f"curated/x/{i}.parquet", good) for i in range(12)]
+    files.insert(5, ("curated/x/missing.parquet", tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        lake.put_files(files)
+    with pytest.raises(LakeError, match="invalid lake path"):
+        lake.put_files([("../x", good)])
+    assert lake.head("curated/x/missing.parquet") is None
+
+
+def test_delete_many_says_which_objects_were_there(lake):
+    paths = [f"curated/sales/store=S1/date=2026-10-{d:02d}/p.parquet" for d in range(1, 21)]
+    for p in paths[::2]:
+        lake.put_bytes(p, b"rows")
+    lake.put_bytes("curated/sales/store=S2/date=2026-10-01/p.parquet", b"kept")
+    assert lake.delete_many(paths) == paths[::2]
+    assert [o.path for o in lake.list("curated/")] == ["curated/sales/store=S2/date=2026-10-01/p.parquet"]
+    assert lake.delete_many(paths) == []
+    assert lake.delete_many([]) == []
+
+
 def test_local_copy_of_many_files_gives_each_its_own_content(lake, tmp_path):
     # More files than the Blob lake downloads at once, one of them asked twice: each local file holds its
     # own object's bytes, in the order asked.
@@ -392,8 +433,6 @@ def test_concurrent_transfers_fit_the_connection_pool(blob_lake, tmp_path, caplo
     # pool of 10 connections this logged "Connection pool is full, discarding connection" (and reconnected).
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.services.ingest_dump import PUBLISH_THREADS
-
     src = tmp_path / "f"
     src.write_bytes(b"x" * 1000)
     paths = [f"curated/sales/store=S1/date=2026-10-{d:02d}/p.parquet" for d in range(1, 25)]
@@ -405,10 +444,8 @@ def test_concurrent_transfers_fit_the_connection_pool(blob_lake, tmp_path, caplo
         with blob_lake.local_copy(paths, into=tmp_path / "scratch"):
             pass
 
-    def publish(ingest: int) -> None:  # as ingest_dump._publish does: PUBLISH_THREADS uploads at once
-        with ThreadPoolExecutor(PUBLISH_THREADS) as pool:
-            for f in [pool.submit(blob_lake.put_file, f"up/{ingest}/{i}.parquet", src) for i in range(40)]:
-                f.result()
+    def publish(ingest: int) -> None:  # as ingest_dump._publish does: parallel_files uploads at once
+        blob_lake.put_files([(f"up/{ingest}/{i}.parquet", src) for i in range(40)])
 
     with ThreadPoolExecutor(3) as outer:
         for f in [outer.submit(copy), outer.submit(publish, 1), outer.submit(publish, 2)]:
