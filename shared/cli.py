@@ -77,9 +77,8 @@ def _status_line() -> Callable[[str], None]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
     from shared.bootstrap import build
+    from shared.core.ids import parse_utc
     from shared.core.mapping import parse_mapping
     from shared.services.ingest_dump import ingest_dump
 
@@ -95,7 +94,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _err(f"no mapping file at {path}; see examples/mappings/ for the format")
             return 1
         mapping = parse_mapping(path.read_text(encoding="utf-8"), source=str(path))
-    snapshot_at = datetime.fromisoformat(args.snapshot_at) if args.snapshot_at else None
+    snapshot_at = None
+    if args.snapshot_at:
+        try:
+            snapshot_at = parse_utc(args.snapshot_at)
+        except ValueError as exc:
+            _err(f"--snapshot-at: {exc} (a time without an offset is taken as UTC)")
+            return 1
     say = None if args.quiet else _status_line()
     result = ingest_dump(dump, args.store, lake=c.lake, telemetry=c.telemetry, limits=c.ingest_limits,
                          mapping=mapping, snapshot_at=snapshot_at, scratch=c.scratch_dir, progress=say)
@@ -303,8 +308,12 @@ def _partition_key(body: bytes) -> str:
 
 
 def cmd_pos_send(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from shared.adapters.event_sink import OutgoingEvent
     from shared.bootstrap import build
+    from shared.core.events import MAX_EVENT_BYTES, InvalidEvent
+    from shared.services.apply_sales import write_deadletters
 
     c = build()
     if args.file != "-" and not Path(args.file).is_file():
@@ -312,16 +321,27 @@ def cmd_pos_send(args: argparse.Namespace) -> int:
         return 1
     sent = 0
     batch: list = []
+    too_large: list[InvalidEvent] = []
     for raw, _size in _read_event_lines(args.file, deadletter=False):
-        if raw is not None:
+        if raw is not None and len(raw.body) > MAX_EVENT_BYTES:
+            # The consumer would dead-letter it, and above 1 MiB Event Hubs refuses it (and with it the whole
+            # send): set it aside here, with the same reason code, instead of failing the file.
+            key = _partition_key(raw.body)
+            too_large.append(InvalidEvent("too_large", f"{len(raw.body):,} bytes; the limit is {MAX_EVENT_BYTES:,}",
+                                          raw.body, raw.source, store_id=None if key == "_unknown" else key))
+            _err(f"{raw.source}: {too_large[-1].detail}: not sent, dead-lettered")
+        elif raw is not None:
             batch.append(OutgoingEvent(_partition_key(raw.body), raw.body))
         if len(batch) >= 500:
             sent += c.events.send(batch)
             batch = []
     if batch:
         sent += c.events.send(batch)
-    print(f"sent {sent:,} events to {c.events.describe()}", file=sys.stderr)
-    _print_json({"sent": sent, "sink": c.events.describe()})
+    path = write_deadletters(c.lake, too_large, now=datetime.now(UTC))
+    print(f"sent {sent:,} events to {c.events.describe()}"
+          + (f"; {len(too_large):,} too large, dead-lettered in {path}" if path else ""), file=sys.stderr)
+    _print_json({"sent": sent, "sink": c.events.describe(), "deadlettered": len(too_large),
+                 **({"deadletter_path": path} if path else {})})
     return 0
 
 
@@ -333,6 +353,9 @@ def cmd_pos_simulate(args: argparse.Namespace) -> int:
     from shared.bootstrap import build
     from shared.local.pos_traffic import pos_traffic
 
+    if args.duplicates + args.malformed > 1:
+        _err(f"--duplicates {args.duplicates:g} and --malformed {args.malformed:g} add up to more than 1")
+        return 1
     c = build()
     stores = [f"S{n:03d}" for n in range(1, args.stores + 1)]
     from shared.local.demo import skus_by_stock
@@ -480,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("dump", metavar="DUMP", help="SQLite file, or gzip of one")
     ing.add_argument("--store", required=True, metavar="ID", help="store id, ^[A-Za-z0-9_-]{1,64}$")
     ing.add_argument("--mapping", metavar="FILE", help="TOML mapping for a foreign schema (handbook §2)")
-    ing.add_argument("--snapshot-at", metavar="ISO", help="snapshot time, if known (else stock.counted_at)")
+    ing.add_argument("--snapshot-at", metavar="ISO",
+                     help="snapshot time, if known (else stock.counted_at); ISO-8601, UTC when it has no offset")
     ing.add_argument("--quiet", action="store_true", help="no progress messages")
     ing.set_defaults(func=cmd_ingest)
 
@@ -534,12 +558,15 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_pos_send)
     sim = pos.add_parser("simulate", help="realistic POS traffic: Zipf skus, returns, receipts, a few duplicates "
                          "and malformed events")
-    sim.add_argument("--stores", type=int, default=3, help="stores S001..S<n> (default 3)")
-    sim.add_argument("--rate", type=float, default=20.0, help="events per second (default 20)")
-    sim.add_argument("--count", type=int, default=1000, help="how many events (default 1000)")
+    sim.add_argument("--stores", type=_number(int, 1, 999), default=3, help="stores S001..S<n> (default 3)")
+    sim.add_argument("--rate", type=_number(float, 0, None, low_open=True), default=20.0,
+                     help="events per second (default 20)")
+    sim.add_argument("--count", type=_number(int, 0, None), default=1000, help="how many events (default 1000)")
     sim.add_argument("--fast", action="store_true", help="send as fast as possible (event times still follow --rate)")
-    sim.add_argument("--duplicates", type=float, default=0.02, help="share of resent events (default 0.02)")
-    sim.add_argument("--malformed", type=float, default=0.01, help="share of malformed events (default 0.01)")
+    sim.add_argument("--duplicates", type=_number(float, 0, 1), default=0.02,
+                     help="share of resent events, 0-1 (default 0.02)")
+    sim.add_argument("--malformed", type=_number(float, 0, 1), default=0.01,
+                     help="share of malformed events, 0-1 (default 0.01)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--quiet", action="store_true", help="no progress")
     sim.set_defaults(func=cmd_pos_simulate)
@@ -567,6 +594,26 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--markdown", action="store_true", help="as Markdown tables (as in the README)")
     rules.set_defaults(func=cmd_rules)
     return p
+
+
+def _number(kind: type, low: float | None, high: float | None, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``kind`` (int or float) within [low, high] (``(low, high]`` with ``low_open``), so a
+    value out of range is a usage error naming the option, not a traceback from deep inside."""
+    lo = "" if low is None else ("above " if low_open else "at least ") + f"{low:g}"
+    hi = "" if high is None else f"at most {high:g}"
+    want = f"{'an integer' if kind is int else 'a number'} {' and '.join(x for x in (lo, hi) if x)}".strip()
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}") from None
+        if value != value or (low is not None and (value <= low if low_open else value < low)) or (
+                high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,7 @@ class DumpReader:
     """Context manager around the reader child. ``info`` after start; ``read(jobs)`` streams tables."""
 
     def __init__(self, path: Path, limits: ReadLimits | None = None) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # the child runs in the package's folder
         self.limits = limits or ReadLimits()
         self.proc: subprocess.Popen | None = None
         self.info: DumpInfo | None = None

@@ -148,7 +148,10 @@ def _parse_time(value: object) -> datetime | None:
         return None
     if moment.tzinfo is None:
         return None
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 and 9999-12-31T23:30-01:00 have no UTC time
+        return None
 
 
 _REQUIRED = ("eventId", "storeId", "type", "occurredAt", "lines")

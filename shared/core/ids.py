@@ -78,3 +78,15 @@ def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO-8601 time (``Z`` or an offset) as an aware UTC datetime; a naive one is taken as UTC, as
+    :func:`utc_iso` writes it. Raises ValueError naming the text."""
+    from datetime import UTC
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is not an ISO-8601 time such as 2026-11-27T22:00:00Z") from None

@@ -531,6 +531,10 @@ class Runner:
 
 # -- HTTP handler ----------------------------------------------------------------------------------------
 
+class _BadFraming(ValueError):
+    """A request whose body cannot be delimited (a Content-Length or chunk size that is not a number)."""
+
+
 class _HttpHandler(BaseHTTPRequestHandler):
     server_version = "inventory-runner"
     protocol_version = "HTTP/1.1"
@@ -564,20 +568,42 @@ class _HttpHandler(BaseHTTPRequestHandler):
         return self.headers.get("x-functions-key") or params.get("code", "")
 
     def _body(self) -> bytes | None:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks, total = [], 0
-            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
-                total += size
-                if total > HTTP_MAX_BODY:
-                    return None
-                chunks.append(self.rfile.read(size))
+        """The request's body; None when it is larger than the host accepts. Raises :class:`_BadFraming` for a
+        Content-Length or chunk size that is not a non-negative number (the connection cannot be read on)."""
+        try:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                chunks, total = [], 0
+                while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) != 0:
+                    if size < 0:
+                        raise ValueError(size)
+                    total += size
+                    if total > HTTP_MAX_BODY:
+                        return None
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
                 self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("content-length") or 0)
+                return b"".join(chunks)
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            raise _BadFraming("the request's Content-Length or chunk size is not a number") from None
+        if length < 0:
+            raise _BadFraming(f"the request's Content-Length is negative ({length})")
         if length > HTTP_MAX_BODY:
             return None
         return self.rfile.read(length) if length else b""
+
+    def _read_body(self) -> bytes | None:
+        """:meth:`_body`, answering 413 or 400 (and closing the connection) when it cannot be had: then None."""
+        try:
+            body = self._body()
+        except _BadFraming as exc:
+            self.close_connection = True
+            self._error(400, "bad_request", str(exc))
+            return None
+        if body is None:
+            self.close_connection = True
+            self._error(413, "payload_too_large", f"the host accepts bodies up to {HTTP_MAX_BODY:,} bytes")
+        return body
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
@@ -598,11 +624,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
             level = str(f.trigger.get("authLevel", "FUNCTION")).upper()
             if level != "ANONYMOUS" and not self.runner.keys.accepts(self._key(params), admin=level == "ADMIN"):
                 return self._send(401, b"", mimetype="text/plain")
-            body = self._body()
+            body = self._read_body()
             if body is None:
-                self.close_connection = True
-                return self._error(413, "payload_too_large", f"the host accepts bodies up to {HTTP_MAX_BODY:,} "
-                                                             "bytes")
+                return None
             req = bindings.http_request(self.command, f"{self.runner.base_url}{self.path}", dict(self.headers),
                                         params, m.groupdict(), body)
             try:
@@ -625,7 +649,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if not name or self.command != "POST":
             return self._error(404, "not_found", "admin endpoints: GET /admin/host/status, "
                                                  "POST /admin/functions/<name>")
-        self._body()
+        if self._read_body() is None:
+            return None
         try:
             f = self.runner.function(name)
         except RunnerError as exc:

@@ -54,6 +54,7 @@ from shared.core.ids import (
     dump_id_from_sha256,
     dump_id_of_output,
     parse_raw_dump_path,
+    parse_utc,
     utc_iso,
     validate_store_id,
 )
@@ -957,9 +958,7 @@ def ingest_landed_dump(
     snapshot_at = None
     if metadata.get("snapshot_at"):
         try:
-            snapshot_at = datetime.fromisoformat(metadata["snapshot_at"].replace("Z", "+00:00"))
-            if snapshot_at.tzinfo is None:
-                snapshot_at = snapshot_at.replace(tzinfo=UTC)
+            snapshot_at = parse_utc(metadata["snapshot_at"])
         except ValueError:
             snapshot_at = None  # falls back to stock.counted_at; the manifest says which was used
     return ingest_dump(local, store_id, lake=lake, telemetry=telemetry, limits=limits, source_name=name,

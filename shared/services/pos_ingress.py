@@ -45,18 +45,22 @@ def split_body(body: bytes) -> list[bytes]:
         raise UnparseableBody("the body is empty; send one event as a JSON object, a JSON array, or JSON lines")
     try:
         doc = json.loads(text)
-    except UnicodeDecodeError:
-        raise UnparseableBody("the body is not UTF-8") from None
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError too: in JSON lines, a line that is not UTF-8 is that event's fault
         doc = None
     else:
         if isinstance(doc, dict):
             return [text]
         if isinstance(doc, list):
-            return [json.dumps(e, ensure_ascii=False).encode("utf-8") for e in doc]
+            # "surrogatepass": an element holding a lone surrogate ("\ud800", which Python's decoder lets
+            # through) becomes bytes that are not UTF-8, so that event is rejected as bad_json, not the request.
+            return [json.dumps(e, ensure_ascii=False).encode("utf-8", "surrogatepass") for e in doc]
         raise UnparseableBody(f"the body is a JSON {type(doc).__name__}; send an object, an array, or JSON lines")
     lines = [line.strip() for line in text.split(b"\n") if line.strip()]
     if len(lines) < 2:
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnparseableBody("the body is not UTF-8") from None
         raise UnparseableBody("the body is not valid JSON (nor JSON lines)")
     parsed = 0
     for line in lines:

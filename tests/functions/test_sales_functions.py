@@ -130,12 +130,30 @@ def test_post_sales_reports_each_bad_event_and_forwards_the_rest(functions, app_
     assert len(list(app_home.lake.list("deadletter/events/"))) == 1
 
 
+@pytest.mark.parametrize("shape", ["array", "lines"])
+def test_post_sales_a_bad_encoding_in_one_event_rejects_that_event_only(functions, app_home, shape) -> None:
+    # A lone surrogate escape ("\ud800") in an array element, or a line that is not UTF-8 in JSON lines: that
+    # event is bad_json, the others go through (these were a 500 and a 400 for the whole request).
+    if shape == "array":
+        body = ("[" + json.dumps(sale("ok")) + "," + json.dumps(sale("bad")).replace('"A-1"', '"A\\ud800"')
+                + "]").encode()
+    else:
+        body = json.dumps(sale("ok")).encode() + b"\n" + json.dumps(sale("bad")).encode().replace(
+            b"A-1", b"A\xff") + b"\n"
+    status, out = post(functions, body)
+    assert status == 202, out
+    assert [(r["status"], r.get("reason")) for r in out["results"]] == [("accepted", None), ("rejected", "bad_json")]
+    assert [e["eventId"] for e in queued(app_home)] == ["ok"]
+    assert len(list(app_home.lake.list("deadletter/events/"))) == 1
+
+
 def test_post_sales_all_invalid_is_422(functions, app_home) -> None:
     status, out = post(functions, json.dumps(sale("neg", qty=-1)).encode())
     assert status == 422 and out["rejected"] == 1 and not queued(app_home)
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"hello", b"42", b'"a string"', b"no\njson\nhere"])
+@pytest.mark.parametrize("body", [b"", b"   ", b"hello", b"42", b'"a string"', b"no\njson\nhere",
+                                  b'{"eventId": "\xff"}'])
 def test_post_sales_unparseable_body_is_400(functions, app_home, body: bytes) -> None:
     status, out = post(functions, body)
     assert status == 400 and out["error"] == "unparseable_body" and out["message"]

@@ -12,12 +12,28 @@ import pytest
 from tests.support.dumps import make_dump
 
 
-def inventory(*args, home):
-    env = {**os.environ, "INVENTORY_HOME": str(home), "TELEMETRY_CONSOLE": "0"}
+def inventory(*args, home, cwd=None, tz=None):
+    env = {**os.environ, "INVENTORY_HOME": str(home), "TELEMETRY_CONSOLE": "0", **({"TZ": tz} if tz else {})}
     for name in ("LAKE", "LAKE__blobServiceUri"):
         env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "shared", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
+
+
+def test_a_dump_named_relative_to_the_current_folder_is_ingested(tmp_path):
+    # The dump reader's child process runs in the package's folder: it was handed the relative path as given,
+    # and a valid dump was quarantined as reader_failed.
+    make_dump(tmp_path / "d.sqlite")
+    result = inventory("ingest", "d.sqlite", "--store", "S1", home=tmp_path / "home", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tables"]["sales"]["curated"] == 3
+
+
+def test_snapshot_at_without_an_offset_is_utc_whatever_the_machine_zone(tmp_path):
+    result = inventory("ingest", str(make_dump(tmp_path / "d.sqlite")), "--store", "S1",
+                       "--snapshot-at", "2026-11-27T10:00:00", home=tmp_path / "home", tz="America/New_York")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["snapshot_at"] == "2026-11-27T10:00:00Z"
 
 
 def test_ingest_prints_the_manifest_and_exits_0_then_0_again(tmp_path):
@@ -44,6 +60,7 @@ def test_a_quarantined_dump_exits_2_with_the_reason_on_stderr(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--store", "../x"], "invalid store id"),
     (["--store", "S1", "--mapping", "/nonexistent.toml"], "nonexistent.toml"),
+    (["--store", "S1", "--snapshot-at", "yesterday 10:00"], "--snapshot-at: 'yesterday 10:00' is not an ISO-8601"),
 ])
 def test_usage_problems_exit_1_with_a_message(tmp_path, args, message):
     dump = make_dump(tmp_path / "d.sqlite")

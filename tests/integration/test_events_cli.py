@@ -136,3 +136,33 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     proc = subprocess.run(f"{sys.executable} -m shared stock S001 | head -1", shell=True, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout == "[\n" and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_pos_send_dead_letters_an_event_too_large_to_send_and_sends_the_rest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    now = datetime.now(UTC).isoformat()
+    good = [json.dumps({"eventId": f"e{i}", "storeId": "S001", "type": "sale", "occurredAt": now,
+                        "lines": [{"sku": "A-1", "qty": 1}]}) for i in range(2)]
+    huge = json.dumps({"eventId": "big", "storeId": "S001", "type": "sale", "occurredAt": now,
+                       "lines": [{"sku": "A-1", "qty": 1}], "note": "x" * (1100 * 1024)})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([good[0], huge, good[1]]) + "\n")
+    proc = run(home, "pos", "send", str(events))
+    out = json.loads(proc.stdout)
+    assert out["sent"] == 2 and out["deadlettered"] == 1
+    assert "events.jsonl:2" in proc.stderr and "too large" in proc.stderr
+    [record] = [json.loads(line) for line in (home / "lake" / out["deadletter_path"]).read_text().splitlines()]
+    assert record["reason"] == "too_large" and record["storeId"] == "S001"
+    run(home, "serve", "--once")
+    assert stock_of(home, "S001") == {"A-1": -2}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rate", "0"], "argument --rate: '0' is not a number above 0"),
+    (["--stores", "0"], "argument --stores: '0' is not an integer at least 1"),
+    (["--duplicates", "2"], "argument --duplicates: '2' is not a number at least 0 and at most 1"),
+    (["--duplicates", "0.6", "--malformed", "0.6"], "add up to more than 1"),
+])
+def test_pos_simulate_refuses_options_out_of_range_without_a_traceback(tmp_path: Path, args, message) -> None:
+    proc = run(tmp_path / "home", "pos", "simulate", "--fast", *args, check=False)
+    assert proc.returncode in (1, 2) and message in proc.stderr and "Traceback" not in proc.stderr

@@ -288,6 +288,25 @@ def request(url, *, data=None, key=None, method=None):
         return exc.code, exc.read()
 
 
+@pytest.mark.parametrize("length", ["-1", "abc"])
+def test_a_body_that_cannot_be_delimited_gets_400_not_a_hang(home, length):
+    import socket
+
+    r = app_runner()
+    server = r.start_http()
+    try:
+        host, port = r.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(f"POST /api/sales?code={r.keys.default} HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Length: {length}\r\n\r\n{{}}".encode())
+            reply = conn.recv(65536).decode()
+        assert reply.startswith("HTTP/1.1 400") or reply.startswith("HTTP/1.0 400"), reply
+        assert "Content-Length" in reply and "bad_request" in reply
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_http_routes_check_the_function_key_and_feed_the_queue(home):
     r = app_runner()
     server = r.start_http()

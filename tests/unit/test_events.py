@@ -78,6 +78,8 @@ def test_signs_by_type(kind: str, qty: int, delta: int) -> None:
     (body(occurredAt="yesterday"), "bad_timestamp"),
     (body(occurredAt="2026-02-30T10:00:00Z"), "bad_timestamp"),
     (body(occurredAt=1764000000), "bad_timestamp"),
+    (body(occurredAt="0001-01-01T00:00:00+01:00"), "bad_timestamp"),  # before year 1 in UTC: no such time
+    (body(occurredAt="9999-12-31T23:30:00-01:00"), "bad_timestamp"),  # after year 9999 in UTC
     (body(occurredAt="2026-11-29T12:00:01Z"), "future_timestamp"),
     (body(lines=[]), "no_lines"),
     (body(lines={"sku": "A", "qty": 1}), "no_lines"),
