@@ -11,6 +11,7 @@ The SQL is DuckDB's dialect and runs over plain relations: no I/O happens here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from shared.core.schema import TABLES, Column, Table
@@ -40,6 +41,9 @@ RULES: tuple[Rule, ...] = (
          "a numeric field is not a number, or a count/quantity is not a whole number"),
     Rule("bad_timestamp", ALL, "reject",
          "a timestamp is not a valid ISO-8601 date/time (e.g. 2026-02-30 or 'yesterday')"),
+    Rule("future_timestamp", FACTS, "reject",
+         "a sale or receipt is dated more than a day after the ingest (a till clock set ahead): kept, it would "
+         "end the store's sales history in the future and empty its forecast"),
     Rule("bad_boolean", ("items",), "reject",
          "active is not one of 1/0, true/false, t/f, yes/no, y/n"),
     Rule("non_positive_qty", FACTS, "reject",
@@ -211,10 +215,11 @@ def parse_expr(col: Column, t: str, arrival: Arrival = "text") -> str:
     raise ValueError(f"unknown column kind {col.kind!r}")
 
 
-def _row_reason_sql(table: Table) -> str:
+def _row_reason_sql(table: Table, not_after: datetime | None = None) -> str:
     """CASE naming the first row-level rule the row breaks (NULL: none).
 
-    Reads ``t_<col>`` (trimmed text, NULL when blank) and ``x_<col>`` (parsed, before defaults).
+    Reads ``t_<col>`` (trimmed text, NULL when blank) and ``x_<col>`` (parsed, before defaults). A fact
+    table's event time later than ``not_after`` (when given) is ``future_timestamp``.
     """
     whens: list[str] = []
     required = [c for c in table.columns if c.required]
@@ -227,6 +232,9 @@ def _row_reason_sql(table: Table) -> str:
         if cols:
             bad = " OR ".join(f"({q('t_' + c.name)} IS NOT NULL AND {q('x_' + c.name)} IS NULL)" for c in cols)
             whens.append(f"WHEN {bad} THEN '{code}'")
+    if table.name in FACTS and not_after is not None and table.event_time:
+        limit = not_after.astimezone(UTC).isoformat()
+        whens.append(f"WHEN {q('x_' + table.event_time)} > TIMESTAMPTZ '{limit}' THEN 'future_timestamp'")
     if table.name in FACTS:
         whens.append("WHEN x_qty <= 0 THEN 'non_positive_qty'")
     price_cols = [c.name for c in table.columns if c.name in ("unit_price", "unit_cost")]
@@ -236,14 +244,15 @@ def _row_reason_sql(table: Table) -> str:
 
 
 def row_stage_sql(table: Table, raw: str, *, items: str | None, vendors: str | None,
-                  arrived: tuple[Arrival, ...] | None = None) -> str:
+                  arrived: tuple[Arrival, ...] | None = None, not_after: datetime | None = None) -> str:
     """Stage 1: a SELECT over relation ``raw``, a batch made by :func:`prepare_batch` (``_row``, the columns
     trimmed, ``_raw_sku``); ``arrived`` says how each column arrived (default: all text).
 
     Output: ``_row``, ``p_<col>`` (parsed, defaults applied), ``reason_code`` (the row-level rule broken,
     NULL when the row passed), ``flags`` (comma-separated flag codes, '' when none) and ``sku_normalised``.
     ``items``/``vendors`` name relations of curated keys (``sku`` / ``vendor_id``) for the reference
-    rules; None skips those rules (e.g. the dump has no vendors table).
+    rules; None skips those rules (e.g. the dump has no vendors table). ``not_after`` (aware) is the latest
+    event time a fact table may hold (see ``future_timestamp``); None skips that rule.
     """
     cols = table.columns
     arrived = arrived or ("text",) * len(cols)
@@ -268,7 +277,7 @@ def row_stage_sql(table: Table, raw: str, *, items: str | None, vendors: str | N
         flag_parts.append("CASE WHEN x_on_hand < 0 THEN 'negative_on_hand' END")
     flags = f"concat_ws(',', {', '.join(flag_parts)})" if flag_parts else "''"
     normalised = "(r_sku IS NOT NULL AND r_sku <> x_sku)" if has_sku else "FALSE"
-    return (f"SELECT _row, {defaulted}, coalesce({_row_reason_sql(table)}, {ref}) AS reason_code, "
+    return (f"SELECT _row, {defaulted}, coalesce({_row_reason_sql(table, not_after)}, {ref}) AS reason_code, "
             f"{flags} AS flags, {normalised} AS sku_normalised FROM ({stage_x})")
 
 
@@ -305,7 +314,7 @@ def duplicate_reason_sql(table: Table, passed: str, dups: str) -> str:
 
 
 def clean_arrow(table: str, rows: pa.Table, *, items: list[str] | None = None,
-                vendors: list[str] | None = None, timezone: str = "UTC") -> pa.Table:
+                vendors: list[str] | None = None, timezone: str = "UTC", not_after: datetime | None = None) -> pa.Table:
     """Apply both stages to an Arrow table of columns as read (text; int/float for numbers SQLite stored as
     numbers); ``_row`` added if absent. Returns Arrow.
 
@@ -330,7 +339,8 @@ def clean_arrow(table: str, rows: pa.Table, *, items: list[str] | None = None,
             con.register("vendors_keys", pa.table({"vendor_id": pa.array(vendors, pa.string())}))
         con.execute("CREATE TABLE staged AS " + row_stage_sql(
             spec, "raw", items="items_keys" if items is not None else None,
-            vendors="vendors_keys" if vendors is not None else None, arrived=arrivals(raw, spec)))
+            vendors="vendors_keys" if vendors is not None else None, arrived=arrivals(raw, spec),
+            not_after=not_after))
         con.execute("CREATE VIEW passed AS SELECT * EXCLUDE (reason_code) FROM staged WHERE reason_code IS NULL")
         con.execute("CREATE TABLE dups AS " + duplicate_keys_sql(spec, "passed"))
         return con.sql(f"SELECT * FROM staged WHERE reason_code IS NOT NULL UNION ALL BY NAME "

@@ -49,6 +49,7 @@ from shared.core.arrow_values import (
     utc_datetime,
     utc_timestamp_scalar,
 )
+from shared.core.events import FUTURE_TOLERANCE
 from shared.core.ids import (
     InvalidStoreId,
     dump_id_from_sha256,
@@ -257,7 +258,7 @@ def _with_passed_through(out, prepared, table: Table):  # noqa: ANN001
 
 
 def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # noqa: ANN001
-               vendors: str | None, progress: ProgressFn | None) -> StagedTable:
+               vendors: str | None, progress: ProgressFn | None, not_after: datetime) -> StagedTable:
     """Run the row stage on each batch as it arrives (while the reader reads the next one).
 
     Rows that pass are spooled, typed, by partition (Arrow IPC: no encoding cost) and their keys written to
@@ -285,7 +286,8 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
             arrived = arrivals(prepared, table)
             if arrived not in sql_for:
                 sql_for[arrived] = _stage_sql(table, row_stage_sql(table, "incoming_batch", items=items,
-                                                                   vendors=vendors, arrived=arrived))
+                                                                   vendors=vendors, arrived=arrived,
+                                                                   not_after=not_after))
             con.register("incoming_batch", prepared)
             out = _with_passed_through(con.sql(sql_for[arrived]).to_arrow_table(), prepared, table)
             con.unregister("incoming_batch")
@@ -758,6 +760,8 @@ def ingest_dump(
     if mapping is None:
         mapping = load_store_mapping(lake, store_id)
     landed_at = landed_at or datetime.now(UTC)
+    # A sale or receipt dated after this is a till clock set ahead (future_timestamp): the events' tolerance.
+    not_after = datetime.now(UTC) + FUTURE_TOLERANCE
     say = progress or (lambda _msg: None)
 
     with contextlib.ExitStack() as in_use:
@@ -807,7 +811,7 @@ def ingest_dump(
                     items = "items_keys" if name != "items" else None
                     vendors = "vendors_keys" if "vendors" in staged else None
                     staged[name] = _row_stage(con, TABLES[name], batches, work, items=items, vendors=vendors,
-                                              progress=say)
+                                              progress=say, not_after=not_after)
                     timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
                     timings[f"read_{name}_waiting"] = round(staged[name].wait_s, 3)
                     if name in ("vendors", "items"):  # reference keys for the tables that follow

@@ -179,3 +179,16 @@ def test_the_engines_memory_limit_reads_back_in_bytes(setting, expected):
 
     con = duckdb.connect(config={"memory_limit": setting})
     assert abs(_memory_limit_bytes(con) - expected) <= expected * 0.001
+
+
+def test_a_sale_dated_in_the_future_is_rejected_and_the_rest_ingested(tmp_path, lake):
+    # A till clock a year ahead: kept, that one line would end the store's sales history in 2027.
+    from tests.support.dumps import make_dump
+
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).strftime("%Y-%m-%d %H:%M:%S")
+    dump = make_dump(tmp_path / "d.sqlite", f"INSERT INTO sales VALUES ('3', 1, 'A-1', 1, 1.0, '{future}');")
+    sales = run(dump, lake).manifest["tables"]["sales"]
+    assert (sales["input"], sales["curated"], sales["rejected"]) == (4, 3, 1)
+    assert sales["by_rule"] == {"future_timestamp": 1}
+    assert parquet_rows(lake, "rejected/sales/", "reason_code = 'future_timestamp'") == 1
+    assert parquet_rows(lake, "curated/sales/") == 3

@@ -242,3 +242,12 @@ def test_numbers_and_text_may_arrive_in_one_table_batch_by_batch():
     text = clean_arrow("sales", sales(qty=["1", "0", "7"], unit_price=["1.5", "-2.0", "3.25"]), items=["A-1"])
     assert typed.to_pylist() == text.to_pylist()
     assert reasons(typed) == [None, "non_positive_qty", None]
+
+
+def test_a_sale_dated_after_the_latest_allowed_time_is_future_timestamp():
+    not_after = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)  # the ingest's time plus a day of clock skew
+    times = ["2026-11-28 12:00:00", "2026-11-28T13:00:00+02:00", "2026-11-28 12:00:01", "2027-11-26 10:00:00",
+             "2026-02-30 10:00:00"]
+    out = clean_arrow("sales", sales(sold_at=times), items=["A-1"], not_after=not_after)
+    assert reasons(out) == [None, None, "future_timestamp", "future_timestamp", "bad_timestamp"]
+    assert reasons(clean_arrow("sales", sales(sold_at=times[3:4]), items=["A-1"])) == [None]  # no limit given
