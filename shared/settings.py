@@ -7,10 +7,35 @@ same names (a test checks it).
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+Kind = Literal["text", "count", "number", "size", "flag"]
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used; the message names the setting, its value and what it should be."""
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(x := float(value)) and x > 0
+    except ValueError:
+        return False
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
+_KINDS: dict[str, tuple[object, str]] = {
+    "count": (lambda v: v.isascii() and v.isdigit() and int(v) >= 1, "a whole number, 1 or more"),
+    "number": (_is_number, "a number above 0"),
+    "size": (lambda v: bool(_SIZE.fullmatch(v.strip())), "a size such as 128MB or 1GB"),
+    "flag": (lambda v: v in ("0", "1"), "0 or 1"),
+}
 
 
 @dataclass(frozen=True)
@@ -19,6 +44,7 @@ class Setting:
     default: str
     help: str
     local_sample: str | None = None  # value for local.settings.sample.json (None: same as default)
+    kind: Kind = "text"  # what a value must look like (checked when the settings are read)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -36,14 +62,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LAKE__clientId", "", "Azure: client id of a user-assigned managed identity, if one is used."),
     Setting("LAKE_CONTAINER", "lake", "Name of the lake container (the blob trigger path uses `lake`)."),
     Setting("INGEST_MAX_DUMP_BYTES", str(8 << 30), "Largest decompressed dump accepted (bytes); "
-            "larger dumps, and gzip bombs, are quarantined."),
-    Setting("INGEST_MAX_CELL_BYTES", str(1 << 20), "Largest text or blob value in a dump (bytes)."),
-    Setting("INGEST_MAX_ROWS_PER_TABLE", "100000000", "Most rows read from one table of a dump."),
-    Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take."),
+            "larger dumps, and gzip bombs, are quarantined.", kind="count"),
+    Setting("INGEST_MAX_CELL_BYTES", str(1 << 20), "Largest text or blob value in a dump (bytes).", kind="count"),
+    Setting("INGEST_MAX_ROWS_PER_TABLE", "100000000", "Most rows read from one table of a dump.", kind="count"),
+    Setting("INGEST_QUERY_TIMEOUT_S", "900", "Longest time reading one table of a dump may take.", kind="number"),
     Setting("INGEST_BATCH_ROWS", "65536", "Rows per batch read from a dump and cleaned at once: bounds the "
-            "ingest's working memory (each batch in flight costs about 1 KB per row in the two processes)."),
+            "ingest's working memory (each batch in flight costs about 1 KB per row in the two processes).",
+            kind="count"),
     Setting("INGEST_MEMORY_LIMIT", "128MB", "Memory the cleaning engine (DuckDB) may use before it "
-            "spills to disk."),
+            "spills to disk.", kind="size"),
     Setting("COSMOS", "", "Connection string of a Cosmos DB emulator, for development only. Empty: use "
             "COSMOS__accountEndpoint, else the embedded stock store (SQLite under INVENTORY_HOME)."),
     Setting("COSMOS__accountEndpoint", "", "Azure: the Cosmos DB account endpoint "
@@ -53,7 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COSMOS_DATABASE", "inventory", "Cosmos DB database of the stock container."),
     Setting("COSMOS_CONTAINER", "stock", "Cosmos DB container of stock documents (partition key /storeId)."),
     Setting("STOCK_LEDGER_TTL_DAYS", "8", "How long the event ledger remembers an event id (days). Longer "
-            "than the dump cadence and than Event Hubs retention, so a redelivery is always recognised."),
+            "than the dump cadence and than Event Hubs retention, so a redelivery is always recognised.", kind="count"),
     Setting("EVENTS", "", "Connection string of an Event Hubs emulator, for development only. Empty: use "
             "EVENTS__fullyQualifiedNamespace, else the embedded queue (SQLite under INVENTORY_HOME)."),
     Setting("EVENTS__fullyQualifiedNamespace", "", "Azure: the Event Hubs namespace "
@@ -63,26 +90,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EVENTS__clientId", "", "Azure: client id of a user-assigned managed identity for Event Hubs."),
     Setting("EVENTHUB_NAME", "sales", "The event hub POS sale events go to."),
     Setting("EVENTHUB_CONSUMER_GROUP", "apply-sales", "The consumer group the `apply_sales` trigger reads with."),
-    Setting("EVENTS_QUEUE_PARTITIONS", "4", "Partitions of the embedded queue (local default for Event Hubs)."),
+    Setting("EVENTS_QUEUE_PARTITIONS", "4", "Partitions of the embedded queue (local default for Event Hubs).",
+            kind="count"),
     Setting("SALES_HTTP_MAX_BYTES", str(1 << 20), "Largest request body `POST /api/sales` accepts (bytes); "
-            "larger ones get 413."),
+            "larger ones get 413.", kind="count"),
     Setting("AGGREGATES_SCHEDULE", "0 20 * * * *", "NCRONTAB schedule of the `compute_aggregates` timer "
             "(default: hourly at :20; a run only recomputes what changed)."),
     Setting("ALERTS_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of the `raise_alerts` timer (default: "
             "every 15 minutes)."),
     Setting("ALERT_STALE_DUMP_HOURS", "26", "StaleDump: a store whose latest ingested dump was taken longer "
-            "ago than this (hours); critical at twice it."),
+            "ago than this (hours); critical at twice it.", kind="number"),
     Setting("ALERT_INGEST_GRACE_MINUTES", "60", "IngestFailure: a dump in raw/ with neither manifest nor "
-            "quarantine record this long after it landed (minutes)."),
+            "quarantine record this long after it landed (minutes).", kind="number"),
     Setting("ALERT_COOLDOWN_HOURS", "24", "An alert still true is raised again only after this long (hours), "
-            "or at once when it gets worse."),
+            "or at once when it gets worse.", kind="number"),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "", "Azure: Application Insights connection string. Set: "
             "telemetry (alerts as custom events, pipeline metrics) goes to Application Insights through "
             "azure-monitor-opentelemetry. Empty: JSON lines under INVENTORY_HOME."),
     Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "", "Azure: `Authorization=AAD` (with `;ClientId=<id>` "
             "for a user-assigned identity) sends telemetry with the managed identity, so Application Insights "
             "can refuse key-based ingestion."),
-    Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr."),
+    Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr.", kind="flag"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -96,8 +124,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from ``env``; raises :class:`SettingsError` naming every value that cannot be used
+        (at start-up, not in the middle of a run that reads it)."""
         env = os.environ if env is None else env
-        return cls({s.name: env.get(s.name, s.default) for s in SETTINGS})
+        settings = cls({s.name: env.get(s.name, s.default) for s in SETTINGS})
+        problems = [f"{s.name}={settings.values[s.name]!r} is not {_KINDS[s.kind][1]} (default {s.default})"
+                    for s in SETTINGS if s.kind != "text" and not _KINDS[s.kind][0](settings.values[s.name])]
+        if problems:
+            raise SettingsError("setting " + "; ".join(problems))
+        return settings
 
     def get(self, name: str) -> str:
         if name not in _BY_NAME:

@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from shared.settings import SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +42,25 @@ def test_defaults_are_local_and_safe():
     assert s.get("LAKE") == "" and s.get("LAKE__blobServiceUri") == ""
     assert s.get("LAKE_CONTAINER") == "lake"
     assert s.int("INGEST_MAX_CELL_BYTES") > 0
+
+
+def test_a_value_that_cannot_be_used_stops_at_start_up_naming_the_setting():
+    from shared.settings import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"ALERT_COOLDOWN_HOURS": "abc", "INGEST_MEMORY_LIMIT": "lots", "INGEST_BATCH_ROWS": "0",
+                           "TELEMETRY_CONSOLE": "yes", "INGEST_QUERY_TIMEOUT_S": "nan"})
+    message = str(caught.value)
+    for part in ("ALERT_COOLDOWN_HOURS='abc' is not a number above 0", "INGEST_MEMORY_LIMIT='lots' is not a size",
+                 "INGEST_BATCH_ROWS='0' is not a whole number, 1 or more", "TELEMETRY_CONSOLE='yes' is not 0 or 1",
+                 "INGEST_QUERY_TIMEOUT_S='nan'"):
+        assert part in message
+    good = Settings.from_env({"ALERT_COOLDOWN_HOURS": "0.5", "INGEST_MEMORY_LIMIT": "1.5GB", "TELEMETRY_CONSOLE": "0"})
+    assert good.get("INGEST_MEMORY_LIMIT") == "1.5GB"
+
+
+def test_every_default_and_sample_value_is_valid():
+
+    Settings.from_env({})
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    Settings.from_env({k: v for k, v in sample.items() if isinstance(v, str)})
