@@ -477,12 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="the whole pipeline on generated stores, locally; says where to look")
-    demo.add_argument("--stores", type=int, default=3, help="how many stores to generate (default 3)")
-    demo.add_argument("--sales-lines", type=int, default=20_000, help="sale lines per store (default 20000)")
-    demo.add_argument("--days", type=int, default=56, help="days of sales history (default 56)")
-    demo.add_argument("--port", type=int, default=7071,
+    demo.add_argument("--stores", type=_number(int, 1, 999), default=3, help="how many stores to generate (default 3)")
+    demo.add_argument("--sales-lines", type=_number(int, 1, None), default=20_000,
+                      help="sale lines per store (default 20000)")
+    demo.add_argument("--days", type=_number(int, 1, 3660), default=56, help="days of sales history (default 56)")
+    demo.add_argument("--port", type=_number(int, 1, 65535), default=7071,
                       help="port of the local runner's HTTP routes (default 7071; a free one if taken)")
-    demo.add_argument("--pos-events", type=int, default=2000, metavar="N",
+    demo.add_argument("--pos-events", type=_number(int, 0, None), default=2000, metavar="N",
                       help="POS sale events POSTed to the runner (default 2000)")
     demo.add_argument("--keep", action="store_true",
                       help="keep the previous demo's lake and stock and add to them (default: start clean)")
@@ -624,10 +625,11 @@ def main(argv: list[str] | None = None) -> int:
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError
     from shared.services.upload_dump import AgentError
+    from shared.settings import SettingsError
 
     try:
         return args.func(args)
-    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError) as exc:
+    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError, SettingsError) as exc:
         _err(str(exc))
         return 1
     except KeyboardInterrupt:

@@ -94,3 +94,20 @@ def test_agent_upload_then_ingest_from_the_lake(tmp_path):
 def test_help_everywhere(tmp_path, command):
     result = inventory(*command, "--help", home=tmp_path)
     assert result.returncode == 0 and "usage: inventory" in result.stdout
+
+
+def test_demo_options_out_of_range_are_usage_errors_that_leave_the_last_demo_alone(tmp_path):
+    home = tmp_path / "home"
+    (home / "lake").mkdir(parents=True)
+    (home / "lake" / "kept").write_text("the previous demo's lake")
+    result = inventory("demo", "--stores", "0", home=home)
+    assert result.returncode == 2 and "argument --stores" in result.stderr and "Traceback" not in result.stderr
+    assert (home / "lake" / "kept").exists()
+
+
+def test_a_setting_that_cannot_be_used_is_one_line_not_a_traceback(tmp_path):
+    env_home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-m", "shared", "alerts"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "INVENTORY_HOME": str(env_home), "ALERT_COOLDOWN_HOURS": "abc"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "ALERT_COOLDOWN_HOURS='abc' is not a number above 0" in proc.stderr
