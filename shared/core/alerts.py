@@ -45,7 +45,8 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     AlertKind("DumpQuarantined", ERROR, "a dump could not be read and was set aside in quarantine/",
               "read quarantine/store=<id>/<key>/reason.json; fix the source (or the mapping) and upload again"),
     AlertKind("IngestFailure", CRITICAL, "a dump landed in raw/ more than ALERT_INGEST_GRACE_MINUTES ago and "
-              "has neither a manifest nor a quarantine record: the blob trigger failed",
+              "has neither a manifest nor a quarantine record naming it or recording its content: the blob trigger "
+              "failed",
               "look at the ingest_dump function's failures in Application Insights; rerun with "
               "`inventory ingest` once fixed"),
     AlertKind("UnusualSales", WARNING, "a store x sku sold far outside its forecast interval on the last "

@@ -13,13 +13,18 @@ Insights turn them into pages. The app never pages anyone itself.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
+import re
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from shared.adapters.lake import Lake
+from shared.adapters.lake import Lake, LakeError, LakeObject
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.alerts import (
@@ -39,6 +44,10 @@ from shared.core.ids import InvalidStoreId, parse_raw_dump_path
 STATE_PATH = "alerts/state.json"
 LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
 DEFAULT_LEAD_TIME_DAYS = 7
+# Hashing a raw blob's content stops past this many decompressed bytes (INGEST_MAX_DUMP_BYTES's default): the
+# ingest quarantines a larger dump under the hash of the bytes as received, which is always computed.
+MAX_HASHED_BYTES = 8 << 30
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,10 @@ def _parse_time(text: str | None) -> datetime | None:
 def _cached_records(lake: Lake, records: dict[str, dict], zone: str, suffix: str, stores: set[str],
                     summary: Callable[[str, dict], dict]) -> dict[str, dict]:
     """The JSON records under ``<zone>/store=<id>/…<suffix>``, each read once and kept as ``summary(store,
-    record)`` in ``records`` (part of the alert state); records no longer in the lake are dropped. Adds the
-    stores seen to ``stores``."""
+    record)`` (with the object's etag) in ``records`` (part of the alert state). A record rewritten in place (a
+    quarantine of the same content under another name rewrites its ``reason.json``) is read again, keeping
+    the ``sources`` and ``shas`` it had; records no longer in the lake are dropped. Adds the stores seen to
+    ``stores``."""
     listed: set[str] = set()
     for obj in lake.list(f"{zone}/"):
         store = _store_of(obj.path, zone)
@@ -87,41 +98,130 @@ def _cached_records(lake: Lake, records: dict[str, dict], zone: str, suffix: str
             continue
         stores.add(store)
         listed.add(obj.path)
-        if obj.path not in records:
-            records[obj.path] = summary(store, json.loads(lake.get_bytes(obj.path)))
+        prev = records.get(obj.path)
+        if prev is None or prev.get("etag") != obj.etag:  # new, rewritten, or cached before etags were kept
+            rec = summary(store, json.loads(lake.get_bytes(obj.path)))
+            for key in ("sources", "shas"):
+                rec[key] = sorted(set(rec[key]) | set((prev or {}).get(key, [])))
+            records[obj.path] = {**rec, "etag": obj.etag}
     for path in set(records) - listed:
         del records[path]
     return records
 
 
-def store_dumps(lake: Lake, cache: dict, *, now: datetime) -> list[StoreDumps]:
+def _present(*values: object) -> list[str]:
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def _metadata_sha(lake: Lake, obj: LakeObject) -> str | None:
+    """The sha256 the store agent recorded in the blob's metadata: of the blob's bytes as uploaded (gzip), what
+    a manifest or quarantine record keeps as ``received_sha256``. None for a blob put by other means. The
+    folder lake lists without metadata: one ``head`` then (the caller caches the answer per etag)."""
+    meta = obj.metadata
+    if not meta:
+        found = lake.head(obj.path)
+        meta = found.metadata if found is not None else {}
+    value = next((v for k, v in meta.items() if k.lower() == "sha256"), "").strip().lower()
+    return value if _SHA256.fullmatch(value) else None
+
+
+def _file_shas(local: Path) -> set[str]:
+    """The sha256 of a file and, when it is gzip, of what it decompresses to: what the ingest records as a
+    dump's ``received_sha256`` and ``sha256`` (see ``prepare_source``)."""
+    h = hashlib.sha256()
+    with open(local, "rb") as f:
+        is_gzip = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    shas = {h.hexdigest()}
+    if is_gzip:
+        inner, total = hashlib.sha256(), 0
+        try:
+            with gzip.open(local, "rb") as inp:
+                while chunk := inp.read(1 << 20):
+                    total += len(chunk)
+                    if total > MAX_HASHED_BYTES:
+                        return shas
+                    inner.update(chunk)
+        except (OSError, EOFError, zlib.error):  # damaged gzip: the ingest quarantines it by the outer hash
+            return shas
+        shas.add(inner.hexdigest())
+    return shas
+
+
+def _content_processed(lake: Lake, obj: LakeObject, known: set[str], seen: dict[str, dict],
+                        kept: dict[str, dict]) -> bool:
+    """Whether a raw blob that no manifest or quarantine record names has content that one of them records
+    (``known``: their ``sha256`` and ``received_sha256``): the same dump sent again under another name, which
+    the ingest answers with "already_ingested" and writes nothing for. Also True when the blob has gone
+    meanwhile (nothing left to alert about).
+
+    First the agent's metadata ``sha256``; failing that (no metadata: put by hand or another tool, or no
+    match), the blob's content is hashed, once per blob version: ``seen`` (the alert state) keeps what was
+    learnt per path and etag, ``kept`` receives the entries still in use."""
+    if not known:  # nothing of the store was ever ingested or quarantined: no content to compare with
+        return False
+    entry = seen.get(obj.path)
+    if entry is None or entry.get("etag") != obj.etag:
+        entry = {"etag": obj.etag, "shas": _present(_metadata_sha(lake, obj)), "hashed": False}
+    kept[obj.path] = entry
+    if known.intersection(entry["shas"]):
+        return True
+    if not entry["hashed"]:
+        try:
+            with lake.local_copy([obj.path]) as [local]:
+                found = _file_shas(local)
+        except FileNotFoundError:
+            del kept[obj.path]
+            return True
+        except (OSError, LakeError):  # unreadable now: it stays unprocessed (a page rather than a miss); retried
+            return False
+        entry["shas"] = sorted(set(entry["shas"]) | found)
+        entry["hashed"] = True
+    return bool(known.intersection(entry["shas"]))
+
+
+def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedelta = timedelta(0)
+                ) -> list[StoreDumps]:
     """Every store the lake has seen (raw/, manifests/, quarantine/), with its latest ingested snapshot,
     recent quarantines and recent uploads that were never processed. ``cache`` (part of the alert state)
-    remembers what each manifest and quarantine record said, so each is read once."""
+    remembers what each manifest and quarantine record said, so each is read once.
+
+    An upload counts as processed when a manifest or quarantine record of its store names it
+    (``source_name``) or, once it is older than ``ingest_grace`` (before, the ingest may still be running),
+    when one records its content's hash (:func:`_content_processed`): a dump sent again under another name
+    is "already ingested" and leaves no record of its own."""
     stores: set[str] = set()
     manifests = _cached_records(lake, cache.setdefault("manifests", {}), "manifests", ".json", stores,
                                 lambda store, m: {"store": store, "snapshotAt": m.get("snapshot_at"),
-                                                  "source": m.get("source_name")})
+                                                  "sources": _present(m.get("source_name")),
+                                                  "shas": _present(m.get("sha256"), m.get("received_sha256"))})
     quarantines = _cached_records(lake, cache.setdefault("quarantines", {}), "quarantine", "/reason.json", stores,
                                   lambda store, r: {"store": store, "code": r.get("reason_code", "?"),
                                                     "reason": r.get("reason", ""), "at": r.get("quarantined_at"),
-                                                    "source": r.get("source_name")})
+                                                    "sources": _present(r.get("source_name")),
+                                                    "shas": _present(r.get("received_sha256"))})
 
     latest: dict[str, datetime] = {}
     processed: dict[str, set[str]] = {}
+    contents: dict[str, set[str]] = {}
     for m in manifests.values():
-        processed.setdefault(m["store"], set()).add(m["source"])
+        processed.setdefault(m["store"], set()).update(m["sources"])
+        contents.setdefault(m["store"], set()).update(m["shas"])
         snap = _parse_time(m["snapshotAt"])
         if snap is not None and (m["store"] not in latest or snap > latest[m["store"]]):
             latest[m["store"]] = snap
     recent_q: dict[str, list[tuple[str, str, str]]] = {}
     for path, q in quarantines.items():
-        processed.setdefault(q["store"], set()).add(q["source"])
+        processed.setdefault(q["store"], set()).update(q["sources"])
+        contents.setdefault(q["store"], set()).update(q["shas"])
         at = _parse_time(q["at"])
         if at is not None and now - at <= LOOKBACK:
             key = path.rsplit("/", 2)[-2]
             recent_q.setdefault(q["store"], []).append((key, q["code"], q["reason"]))
     unprocessed: dict[str, list[tuple[str, datetime]]] = {}
+    seen, kept = cache.get("raw", {}), {}
     for obj in lake.list("raw/"):
         try:
             store, _day, name = parse_raw_dump_path(obj.path)
@@ -131,7 +231,10 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime) -> list[StoreDumps]:
         landed = obj.last_modified
         if landed is None or now - landed > LOOKBACK or name in processed.get(store, set()):
             continue
+        if now - landed > ingest_grace and _content_processed(lake, obj, contents.get(store, set()), seen, kept):
+            continue
         unprocessed.setdefault(store, []).append((obj.path, landed))
+    cache["raw"] = kept
     return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))))
             for s in sorted(stores)]
 
@@ -222,7 +325,7 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
     except FileNotFoundError:
         state = {}
     cache = state.setdefault("cache", {})
-    dumps = store_dumps(lake, cache, now=now)
+    dumps = store_dumps(lake, cache, now=now, ingest_grace=settings.ingest_grace)
     stock_stores = stock.stores()
     candidates: list[Alert] = dump_alerts(dumps, now=now, stale_after=settings.stale_after,
                                           ingest_grace=settings.ingest_grace)

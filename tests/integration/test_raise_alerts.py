@@ -3,6 +3,7 @@ ones (checked against SQL on the store's own database), none repeats, and pipeli
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,11 @@ from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.ids import raw_dump_path
 from shared.local.generator import generate_store
 from shared.services.apply_sales import RawEvent, apply_sales
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest_dump import ingest_dump, ingest_landed_dump
 from shared.services.raise_alerts import AlertSettings, raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
+from shared.services.upload_dump import upload_dump
+from tests.support.dumps import make_dump
 
 SNAPSHOT = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 
@@ -132,4 +135,128 @@ def test_unusual_sales_flags_the_spike_and_little_else(tmp_path: Path) -> None:
     flagged = next(a for a in unusual if a.sku == sku)
     assert flagged.dimensions["day"] == "2026-11-25" and "above its forecast interval" in flagged.reason
     assert len(unusual) <= 3, "on 80 ordinary skus, at most a couple of chance alerts"
+    stock.close()
+
+
+class CountingLake(FolderLake):
+    """A folder lake that counts the object reads the alert service makes (besides listing)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[tuple[str, str]] = []
+
+    def get_bytes(self, path: str) -> bytes:
+        self.reads.append(("get_bytes", path))
+        return super().get_bytes(path)
+
+    def head(self, path: str):
+        self.reads.append(("head", path))
+        return super().head(path)
+
+    def local_copy(self, paths: list[str], *, into: Path | None = None):
+        self.reads.extend(("local_copy", p) for p in paths)
+        return super().local_copy(paths, into=into)
+
+
+def landed_dump(lake: FolderLake, telemetry: MemoryTelemetry, path: str, tmp_path: Path) -> str:
+    """What the blob trigger does with a blob that landed in raw/: copy it out, ingest it; the status."""
+    local = tmp_path / "download" / path.rsplit("/", 1)[-1]
+    local.parent.mkdir(exist_ok=True)
+    local.write_bytes(lake.get_bytes(path))
+    found = lake.head(path)
+    assert found is not None
+    return ingest_landed_dump(path, local, found.metadata, lake=lake, telemetry=telemetry, scratch=tmp_path).status
+
+
+def dump_reads(lake: CountingLake) -> list[tuple[str, str]]:
+    return [r for r in lake.reads if r[1].startswith(("raw/", "manifests/", "quarantine/"))]
+
+
+def ingest_failures(run) -> set[str]:
+    return {a.subject for a in run.raised if a.kind == "IngestFailure"}
+
+
+@pytest.fixture
+def uploaded(tmp_path: Path):
+    """Store S1's dump uploaded by the agent and ingested by the blob trigger."""
+    lake, telemetry = CountingLake(tmp_path / "lake"), MemoryTelemetry()
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
+    db = make_dump(tmp_path / "S1.sqlite")
+    up = upload_dump(db, "S1", lake, scratch=tmp_path / "agent", now=SNAPSHOT)
+    assert landed_dump(lake, telemetry, up.path, tmp_path) == "ingested"
+    yield lake, stock, telemetry, up
+    stock.close()
+
+
+def test_the_same_dump_sent_again_under_another_name_is_no_ingest_failure(uploaded, tmp_path: Path) -> None:
+    """The store's database put in raw/ again under other names: uncompressed by hand (no metadata), and a
+    copy of the agent's blob with its metadata. The trigger says "already_ingested" and writes nothing:
+    nothing failed, so nobody is paged."""
+    lake, stock, telemetry, up = uploaded
+    day = SNAPSHOT.date()
+    plain = raw_dump_path("S1", day, "S1-resent.sqlite")
+    lake.put_bytes(plain, gzip.decompress(lake.get_bytes(up.path)))
+    copy = raw_dump_path("S1", day, "S1-copy.sqlite.gz")
+    found = lake.head(up.path)
+    assert found is not None and found.metadata["sha256"] == up.sha256
+    lake.put_bytes(copy, lake.get_bytes(up.path), metadata=found.metadata)
+    assert landed_dump(lake, telemetry, plain, tmp_path) == "already_ingested"
+    assert landed_dump(lake, telemetry, copy, tmp_path) == "already_ingested"
+    assert [n for n, _ in telemetry.events].count("DumpAlreadyIngested") == 2
+
+    lake.reads.clear()
+    later = datetime.now(UTC) + timedelta(hours=2)  # past the grace period
+    run = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=later)
+    assert ingest_failures(run) == set()
+    assert "IngestFailure" not in run.by_kind
+    # The copy is told by its metadata; only the blob without metadata is read, once.
+    assert [r for r in lake.reads if r[0] == "local_copy"] == [("local_copy", plain)]
+
+    lake.reads.clear()
+    again = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=later + timedelta(minutes=15))
+    assert "IngestFailure" not in again.by_kind
+    assert not dump_reads(lake), "the next run reads no upload, manifest or quarantine record again"
+
+
+def test_an_upload_never_ingested_still_alerts(uploaded, tmp_path: Path) -> None:
+    """Uploads the trigger never processed page on-call, whether or not they carry the agent's metadata,
+    even for a store whose other dumps were ingested; within the grace period they are not even read."""
+    lake, stock, telemetry, _up = uploaded
+    day = SNAPSHOT.date()
+    other = make_dump(tmp_path / "S1-next.sqlite", "INSERT INTO sales VALUES ('3', 1, 'A-1', 1, 1.0, "
+                      "'2026-11-26 20:00:00');")
+    agent = upload_dump(other, "S1", lake, scratch=tmp_path / "agent", now=SNAPSHOT + timedelta(days=1))
+    by_hand = raw_dump_path("S1", day, "S1-by-hand.sqlite")
+    lake.put_bytes(by_hand, gzip.decompress(lake.get_bytes(agent.path)))  # the same database, no metadata
+
+    lake.reads.clear()
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    first = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=soon)
+    assert "IngestFailure" not in first.by_kind, "within the grace period: no page yet"
+    assert not [r for r in dump_reads(lake) if r[1].startswith("raw/")], "nor any read of the uploads"
+
+    later = soon + timedelta(hours=2)
+    second = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=later)
+    assert ingest_failures(second) == {agent.path, by_hand}
+    assert all(a.severity == 0 for a in second.raised if a.kind == "IngestFailure")
+
+    # Once the trigger ingests the agent's upload, both are processed: the copy by hand is the same database.
+    assert landed_dump(lake, telemetry, agent.path, tmp_path) == "ingested"
+    lake.reads.clear()
+    third = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=later + timedelta(minutes=15))
+    assert "IngestFailure" not in third.by_kind
+    assert not [r for r in dump_reads(lake) if r[0] == "local_copy"], "its content was hashed once, last run"
+
+
+def test_the_same_unreadable_file_quarantined_under_two_names_is_no_ingest_failure(tmp_path: Path) -> None:
+    """The second quarantine of the same bytes rewrites the first one's reason.json (same key) with its own
+    name: the first upload is still known as processed, by its content."""
+    lake, telemetry = FolderLake(tmp_path / "lake"), MemoryTelemetry()
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
+    paths = [raw_dump_path("S2", SNAPSHOT.date(), name) for name in ("bad.sqlite", "bad-again.sqlite")]
+    for path in paths:
+        lake.put_bytes(path, b"not sqlite at all" * 10)
+        assert landed_dump(lake, telemetry, path, tmp_path) == "quarantined"
+    run = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=datetime.now(UTC) + timedelta(hours=2))
+    assert "IngestFailure" not in run.by_kind and run.by_kind["DumpQuarantined"] == 1
     stock.close()
