@@ -30,7 +30,7 @@ from shared.core.schema import TABLES
 if TYPE_CHECKING:
     import pyarrow as pa
 
-AGGREGATES_VERSION = 1
+AGGREGATES_VERSION = 2  # 2: a category set to NULL in the latest dump is NULL (arg_max_null), not the older one
 """Bumped when an aggregate's definition changes: the next run then recomputes every partition."""
 
 ROOT = "aggregates"
@@ -214,7 +214,9 @@ def sales_daily_sku_sql(sales: str, items: str) -> str:
     dumps that brought them (``dump_id``, ``sku``, ``category``, ``unit_price``, ``unit_cost``, ``snapshot_at``).
     The lines are summed per dump first (``priced``: the revenue of lines with their own price, ``unpriced``:
     the units of lines without), so the join with the items touches one row per (day, sku, dump) instead of
-    one per line. A sku whose lines came with several dumps takes the category of the latest.
+    one per line. A sku whose lines came with several dumps takes the category of the latest dump whose items
+    have it, NULL included (``arg_max_null``: plain ``arg_max`` skips NULL values, so a category removed in the
+    newer dump kept the older one); dumps whose items lack the sku (no join partner) have no say.
     """
     return f"""
 WITH per_dump AS (
@@ -224,7 +226,8 @@ WITH per_dump AS (
     GROUP BY store_id, date, sku, dump_id
 )
 SELECT g.store_id, g.date, g.sku,
-       arg_max(i.category, {{'at': i.snapshot_at, 'dump': i.dump_id}}) AS category,
+       arg_max_null(i.category, CASE WHEN i.dump_id IS NOT NULL
+                                     THEN {{'at': i.snapshot_at, 'dump': i.dump_id}} END) AS category,
        CAST(sum(g.units) AS BIGINT) AS units,
        CAST(sum(g.lines) AS BIGINT) AS lines,
        CAST(sum(CASE WHEN g.priced IS NOT NULL OR i.unit_price IS NOT NULL

@@ -22,9 +22,10 @@ crashed before its commit marker) are left for a later run.
 background thread while DuckDB computes the next batch; at most ~96 MB of results wait for it.
 
 **Demand.** The forecast and the demand columns of stock_current use the last 16 weeks of sales_daily_sku:
-the days recomputed in this run from memory, the others read back from the lake. A store whose sales and
-dumps did not change keeps its forecast, and stock_current reuses the demand columns of its previous file;
-the stock columns are refreshed from the stock store on every run.
+the days recomputed in this run from memory, the others read back from the lake. A store whose sales, dumps
+and skus (the latest items and the skus the stock store counts) did not change keeps its forecast, and
+stock_current reuses the demand columns of its previous file; the stock columns are refreshed from the stock
+store on every run.
 """
 
 from __future__ import annotations
@@ -443,9 +444,15 @@ class _Run:
         stock = pa.table({"sku": pa.array([d.sku for d in docs], pa.string()),
                           "on_hand": pa.array([d.on_hand for d in docs], pa.int64())})
 
-        key = hashlib.sha256(json.dumps([AGGREGATES_VERSION, latest, st.sales], sort_keys=True).encode()).hexdigest()
+        # Everything _demand depends on: the sales, the latest dump (its items and snapshot day) and the skus it
+        # covers. The stock store can count skus the dump's items lack (a receipt for a new sku): its rows get a
+        # forecast of their own, so a change in those skus recomputes the demand, as a full run would.
+        skus = sorted({s for col in (items.column("sku"), stock.column("sku")) for s in col.to_pylist()
+                       if s is not None})
+        key = hashlib.sha256(json.dumps([AGGREGATES_VERSION, latest, st.sales, skus],
+                                        sort_keys=True).encode()).hexdigest()
         demand, sales_through = None, None
-        if key == st.demand_key:  # same sales and dumps as when the demand was computed: reuse it
+        if key == st.demand_key:  # same sales, dumps and skus as when the demand was computed: reuse it
             demand, sales_through = self._previous_demand(store)
         if demand is None:
             snapshot = _parse_ts(dumps[-1][1].get("snapshot_at")) if dumps else None

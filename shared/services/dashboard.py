@@ -128,6 +128,7 @@ class StoreData:
     quality: list[QualityDay] = field(default_factory=list)
     quality_source: str = ""  # "aggregates", "manifests" or "" (none)
     has_stock: bool = False  # the stock store has counts for this store
+    aggregated: bool = False  # the aggregates have run for this store (its stock_current exists), sales or not
     problems: list[str] = field(default_factory=list)  # inputs that could not be read
 
 
@@ -312,11 +313,12 @@ def gather_dashboard_data(*, lake: Lake, stock: StockStore, now: datetime | None
     if problem:
         data.problems.append(problem)
     data.aggregates_present = next(iter(lake.list(f"{AGGREGATES_ROOT}/")), None) is not None
-    ids = set(stock.stores()) | _stores_under(lake, f"{AGGREGATES_ROOT}/stock_current/")
+    aggregated = _stores_under(lake, f"{AGGREGATES_ROOT}/stock_current/")  # written for every store, every run
+    ids = set(stock.stores()) | aggregated
     ids |= {str(a["storeId"]) for a in data.alerts or [] if a.get("storeId")}
     skus: set[str] = set()
     for store_id in sorted(ids):
-        s = StoreData(store_id)
+        s = StoreData(store_id, aggregated=store_id in aggregated)
         steps = [
             ("stock", lambda s=s: _fill_stock(s, lake, stock, skus)),
             ("sales trend", lambda s=s: setattr(s, "sales", read_sales(lake, s.store_id))),
@@ -381,6 +383,30 @@ def _age(moment: datetime | None, now: datetime) -> str:
         return "no dump yet"
     hours = (now - moment).total_seconds() / 3600
     return f"{hours:.0f} h ago" if hours < 72 else f"{hours / 24:.0f} days ago"
+
+
+def _today(as_of: datetime) -> date:
+    """The UTC day of ``as_of`` (the sales aggregates' days are UTC days)."""
+    return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+def units_in_days(sales: Sequence[DayUnits], last: date, days: int) -> int:
+    """Units sold in the ``days`` calendar days ending on ``last`` (included). ``sales`` holds only the days
+    that had sales, so the window is taken by date, never as the last ``days`` entries."""
+    first = last - timedelta(days=days - 1)
+    return sum(d.units for d in sales if first <= d.day <= last)
+
+
+def week_units(sales: Sequence[DayUnits], as_of: datetime) -> tuple[int | None, int | None]:
+    """(units in the 7 UTC days ending today, units in the 7 days before those). The first is None when the
+    store has no sales aggregate; the second is None unless the sales history reaches back to its first day
+    (a store that opened last week has nothing to compare with)."""
+    if not sales:
+        return None, None
+    today = _today(as_of)
+    week = units_in_days(sales, today, 7)
+    covered = min(d.day for d in sales) <= today - timedelta(days=13)
+    return week, units_in_days(sales, today - timedelta(days=7), 7) if covered else None
 
 
 def _short(text: str, width: int) -> str:
@@ -695,8 +721,7 @@ def render_overview(data: DashboardData) -> str:
         c[_severity(a)] = c.get(_severity(a), 0) + 1
     trs = []
     for s in data.stores:
-        week = sum(d.units for d in s.sales[-7:]) if s.sales else None
-        prev = sum(d.units for d in s.sales[-14:-7]) if len(s.sales) >= 14 else None
+        week, prev = week_units(s.sales, data.as_of)
         change = f" ({(week - prev) / prev:+.0%})" if week is not None and prev else ""
         latest = max((q.day for q in s.quality), default=None)
         rin = sum(q.rows_in for q in s.quality if q.day == latest)
@@ -714,7 +739,8 @@ def render_overview(data: DashboardData) -> str:
             '<th class="num">skus</th><th class="num">low stock</th><th>alerts</th><th class="num">units, last 7 '
             'days</th><th class="num">rows rejected, last dump day</th></tr></thead><tbody>'
             f'{"".join(trs)}</tbody></table><p class="note">Last dump: the snapshot the stock store is based on '
-            '(red: older than 26 h, or none). Units: sales aggregate, UTC days.</p></section>')
+            '(red: older than 26 h, or none). Units: sales aggregate, the 7 UTC days ending today, and in brackets the '
+            'change from the 7 days before.</p></section>')
 
 
 def render_low_stock_table(s: StoreData) -> str:
@@ -748,19 +774,24 @@ def render_quality_table(quality: Sequence[QualityDay]) -> str:
             '</tbody></table>')
 
 
-def render_store(s: StoreData) -> str:
+def render_store(s: StoreData, as_of: datetime) -> str:
     problems = "".join(f'<div class="problem">{esc(p)}</div>' for p in s.problems)
     # Sales trend
     if s.sales or s.forecast:
-        week = sum(d.units for d in s.sales[-7:])
+        today = _today(as_of)
         ahead = sum(f.mean for f in s.forecast)
-        summary = (f'Last 7 days with sales: <b>{_n(week)}</b> units'
+        last_sale = max((d.day for d in s.sales if d.units > 0 and d.day <= today), default=None)
+        quiet = f' (last sales on {last_sale})' if last_sale and last_sale < today - timedelta(days=6) else ""
+        summary = (f'Last 7 days (UTC, to {today}): <b>{_n(units_in_days(s.sales, today, 7))}</b> units{quiet}'
                    + (f' · next {len(s.forecast)} days forecast: <b>≈{_n(ahead)}</b> units' if s.forecast else ""))
         trend = (f'<p class="note">{summary}</p>{render_trend_chart(s.sales, s.forecast)}'
                  '<p class="legend note"><i class="k-bar"></i>units sold per UTC day<i class="k-band"></i>forecast '
                  'band (approximate, <a href="#about">see below</a>)<i class="k-mean"></i>forecast mean</p>')
         if not s.forecast:
             trend += '<p class="note">No forecast yet (it needs at least 7 days of sales history).</p>'
+    elif s.aggregated:  # the aggregates ran for this store and found no sale
+        trend = ('<p class="empty">No sales for this store: the sales aggregates hold none (as of the last '
+                 '<code>inventory aggregate</code> run).</p>')
     else:
         trend = ('<p class="empty">No sales aggregates yet: run <code>inventory aggregate</code> (or wait for its '
                  'timer).</p>')
@@ -818,7 +849,7 @@ def render_dashboard(data: DashboardData) -> str:
         notes += ('<div class="problem">No aggregates in the lake yet: run <code>inventory aggregate</code> for the '
                   'sales trend, forecast and data quality history. Stock and alerts below are live.</div>')
     body = (render_header(data) + f"<main>{notes}" + render_overview(data) + render_alerts(data)
-            + "".join(render_store(s) for s in data.stores) + ABOUT
+            + "".join(render_store(s, data.as_of) for s in data.stores) + ABOUT
             + f'<p class="note">Generated {_when(data.as_of)} by <code>inventory dashboard</code>. Self-contained: '
               'no network needed to view it.</p></main>')
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -852,4 +883,4 @@ def write_dashboard(path: Path | str, *, lake: Lake, stock: StockStore, now: dat
 
 
 __all__ = ["DashboardData", "DayUnits", "ForecastDay", "QualityDay", "StockItem", "StoreData", "build_dashboard",
-           "gather_dashboard_data", "render_dashboard", "write_dashboard"]
+           "gather_dashboard_data", "render_dashboard", "units_in_days", "week_units", "write_dashboard"]

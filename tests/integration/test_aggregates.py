@@ -379,6 +379,64 @@ def test_a_new_dump_recomputes_only_the_days_it_touched(env):
     assert set(stock_current[stock_current["store_id"] == "S002"]["sales_through"]) == {END}
 
 
+def test_a_sku_new_to_the_stock_store_gets_what_a_full_run_gives_it(env):
+    """A receipt for a sku that no dump has (nor any sale) adds it to the stock store between two runs: the
+    incremental run must give it the demand and forecast rows a full recompute gives, not reuse the old demand."""
+    run(env)
+    event = parse_event('{"eventId": "rcv-new", "storeId": "S001", "type": "receipt", "occurredAt": '
+                        '"2026-11-27T10:00:00Z", "lines": [{"sku": "NEW-1", "qty": 5}]}', now=NOW)
+    assert env["stock"].apply("S001", [event]).applied == ["rcv-new"]
+    incremental, _ = run(env)
+    assert incremental.partitions_recomputed == 0 and incremental.forecasts_recomputed == 1  # S001 only
+    lake = env["lake"]
+    stock_inc = read_output(lake, "stock_current").sort_values(["store_id", "sku"], ignore_index=True)
+    forecast_inc = read_output(lake, "forecast")
+    new = stock_inc[stock_inc["sku"] == "NEW-1"].iloc[0]
+    assert (new["on_hand"], new["units_28d"], new["forecast_daily"], new["forecast_14d"],
+            new["suggested_order_qty"]) == (5, 0, 0.0, 0.0, 0)
+    assert (forecast_inc["sku"] == "NEW-1").sum() == HORIZON
+
+    shutil.rmtree(lake.root / "aggregates")  # the state too: a full recompute
+    full, _ = run(env)
+    assert full.full_rebuild
+    pd.testing.assert_frame_equal(
+        stock_inc, read_output(lake, "stock_current").sort_values(["store_id", "sku"], ignore_index=True))
+    pd.testing.assert_frame_equal(forecast_inc, read_output(lake, "forecast"))
+
+
+def test_a_category_removed_in_the_latest_dump_is_null_on_days_of_both_dumps(env):
+    """sales_daily_sku takes the category of the latest dump, NULL included: a day whose lines came with both
+    dumps must not keep the older dump's category because arg_max skips NULLs."""
+    run(env)
+    lake = env["lake"]
+    target = env["tmp"] / "S001-next.sqlite"
+    shutil.copy(env["sources"] / "S001.sqlite", target)
+    con = sqlite3.connect(target)
+    try:
+        sku, day = con.execute("SELECT s.sku, max(date(s.sold_at)) FROM sales s JOIN items i ON i.sku = s.sku "
+                               "WHERE i.category IS NOT NULL AND i.active = 1 GROUP BY s.sku ORDER BY s.sku "
+                               "LIMIT 1").fetchone()
+        old_days = [r[0] for r in con.execute("SELECT DISTINCT date(sold_at) FROM sales WHERE sku = ? AND "
+                                              "date(sold_at) < ?", (sku, day))]
+        con.execute("UPDATE items SET category = NULL WHERE sku = ?", (sku,))
+        con.execute("INSERT INTO sales VALUES ('CAT-1', 1, ?, 1, 1.5, ?)", (sku, f"{day} 22:59:00"))
+        con.execute("UPDATE stock SET counted_at = '2026-11-27 23:00:00'")  # a later snapshot: the latest dump
+        con.commit()
+    finally:
+        con.close()
+    result = ingest_dump(target, "S001", lake=lake, telemetry=MemoryTelemetry(), scratch=env["tmp"])
+    assert result.status == "ingested" and result.manifest["tables"]["sales"]["written"] == 1
+    again, _ = run(env)
+    assert again.partitions_recomputed == 1
+    got = read_output(lake, "sales_daily_sku")
+    mine = got[(got["store_id"] == "S001") & (got["sku"] == sku)].set_index("date")
+    assert pd.isna(mine.loc[date.fromisoformat(day), "category"]), "the latest dump's category (NULL) wins"
+    assert old_days and not mine.loc[[date.fromisoformat(d) for d in old_days], "category"].isna().any()
+    cat = read_output(lake, "sales_daily_category")
+    on_day = cat[(cat["store_id"] == "S001") & (cat["date"] == date.fromisoformat(day))]
+    assert on_day["category"].isna().any(), "the sku's units count under the NULL category"
+
+
 def test_a_day_whose_files_are_gone_is_emptied_and_uncommitted_dumps_wait(env):
     run(env)
     lake = env["lake"]

@@ -7,7 +7,7 @@ import importlib
 import json
 import random
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from shared.services.dashboard import (
     read_sales,
     render_dashboard,
     select_stock,
+    units_in_days,
+    week_units,
     write_dashboard,
 )
 
@@ -215,6 +217,63 @@ def test_missing_inputs_are_explained() -> None:
     short = StoreData("S011", NOW, sales=[DayUnits(date(2026, 11, 26), 10)])
     assert "No forecast yet" in render_dashboard(DashboardData(as_of=NOW, lake="/l", stock_store="s",
                                                                stores=[short]))
+
+
+def _overview_row(page: str, store_id: str) -> str:
+    return re.search(rf'<tr><td><a href="#store-{store_id}">{store_id}</a></td>.*?</tr>', page).group(0)
+
+
+def test_last_7_days_are_calendar_days_ending_today() -> None:
+    """read_sales holds only the days that had sales: the week is the 7 UTC days ending on the page's date, not
+    the last 7 entries, and the comparison week is the 7 days before it."""
+    today = NOW.date()  # 2026-11-27
+    # Sales stopped three weeks ago: nothing sold in the last 7 days, nor in the 7 before.
+    stopped = [DayUnits(date(2026, 10, 20) + timedelta(days=k), 100) for k in range(18)]  # to 2026-11-06
+    # Closed two days of the last week: 5 days × 10 units, against 7 × 10 the week before.
+    closed = [DayUnits(today - timedelta(days=k), 10) for k in range(20) if k not in (2, 3)]
+    # Opened 10 days ago: no full week before this one to compare with.
+    opened = [DayUnits(today - timedelta(days=k), 10) for k in range(10)]
+    # A sale dated tomorrow (a till clock ahead) is not in the week ending today.
+    ahead = [DayUnits(today - timedelta(days=k), 1) for k in range(-1, 14)]
+    assert week_units(stopped, NOW) == (0, 0)
+    assert week_units(closed, NOW) == (50, 70)
+    assert week_units(opened, NOW) == (70, None)
+    assert week_units(ahead, NOW) == (7, 7)
+    assert week_units([], NOW) == (None, None)
+    assert units_in_days(closed, today - timedelta(days=7), 7) == 70
+    # "now" is the data's as_of, in UTC: 00:30 on the 28th at +02:00 is still the 27th in UTC.
+    assert week_units(closed, datetime(2026, 11, 28, 0, 30, tzinfo=timezone(timedelta(hours=2)))) == (50, 70)
+
+    stores = [StoreData(sid, NOW - timedelta(hours=2), sales=sales, aggregated=True)
+              for sid, sales in (("S1", stopped), ("S2", closed), ("S3", opened))]
+    page = render_dashboard(DashboardData(as_of=NOW, lake="/l", stock_store="s", stores=stores, alerts=[],
+                                          aggregates_present=True))
+    assert '<td class="num">0</td>' in _overview_row(page, "S1") and "%" not in _overview_row(page, "S1")
+    assert '<td class="num">50 (-29%)</td>' in _overview_row(page, "S2")
+    assert '<td class="num">70</td>' in _overview_row(page, "S3") and "%" not in _overview_row(page, "S3")
+    # The store section's summary counts the same calendar week and says when the last sale was.
+    assert "Last 7 days (UTC, to 2026-11-27): <b>0</b> units (last sales on 2026-11-06)" in page
+    assert "Last 7 days (UTC, to 2026-11-27): <b>50</b> units</p>" in page
+
+
+def test_a_store_without_sales_is_told_apart_from_no_aggregate_run(tmp_path: Path) -> None:
+    """After the aggregates ran (they write every store's stock_current), a store with no sales says so instead of
+    asking for an aggregate run; a store the aggregates have not seen yet still asks for one."""
+    lake = FolderLake(tmp_path / "lake")
+    stock = SqliteStockStore(tmp_path / "stock.sqlite")
+    try:
+        _write(lake, "aggregates/stock_current/store=S1/part-0.parquet", "stock_current", [])
+        lake.put_bytes("alerts/state.json", json.dumps({"updatedAt": "2026-11-27T07:00:00Z", "active": [
+            {"kind": "StaleDump", "severity": "error", "severityLevel": 1, "storeId": "S2", "reason": "x"}]}).encode())
+        data = gather_dashboard_data(lake=lake, stock=stock, now=NOW)
+    finally:
+        stock.close()
+    assert [(s.store_id, s.aggregated, s.sales) for s in data.stores] == [("S1", True, []), ("S2", False, [])]
+    page = render_dashboard(data)
+    s1 = re.search(r'<section id="store-S1".*?</section>', page).group(0)
+    s2 = re.search(r'<section id="store-S2".*?</section>', page).group(0)
+    assert "No sales for this store" in s1 and "No sales aggregates yet" not in s1
+    assert "No sales aggregates yet: run <code>inventory aggregate</code>" in s2 and "No sales for this" not in s2
 
 
 def test_stock_selection_orders_and_caps() -> None:
