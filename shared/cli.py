@@ -80,7 +80,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from shared.bootstrap import build
     from shared.core.ids import parse_utc
     from shared.core.mapping import parse_mapping
-    from shared.services.ingest_dump import ingest_dump
+    from shared.services.ingest_dump import DatabaseInUse, ingest_dump
 
     c = build()
     dump = Path(args.dump)
@@ -93,7 +93,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if not path.is_file():
             _err(f"no mapping file at {path}; see examples/mappings/ for the format")
             return 1
-        mapping = parse_mapping(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            _err(f"cannot read the mapping file {path}: {exc.strerror or exc}")
+            return 1
+        mapping = parse_mapping(data, source=str(path))  # bytes: parse_mapping reports a file that is not UTF-8
     snapshot_at = None
     if args.snapshot_at:
         try:
@@ -102,8 +107,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _err(f"--snapshot-at: {exc} (a time without an offset is taken as UTC)")
             return 1
     say = None if args.quiet else _status_line()
-    result = ingest_dump(dump, args.store, lake=c.lake, telemetry=c.telemetry, limits=c.ingest_limits,
-                         mapping=mapping, snapshot_at=snapshot_at, scratch=c.scratch_dir, progress=say)
+    try:
+        result = ingest_dump(dump, args.store, lake=c.lake, telemetry=c.telemetry, limits=c.ingest_limits,
+                             mapping=mapping, snapshot_at=snapshot_at, scratch=c.scratch_dir, progress=say)
+    except DatabaseInUse as exc:
+        _err(str(exc))
+        return 1
     if result.status == "quarantined":
         _err(f"dump quarantined: {result.reason_code}: {result.reason}")
     else:

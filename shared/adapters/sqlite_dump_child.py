@@ -81,7 +81,7 @@ def check_query(con: sqlite3.Connection, table: str, sql: str) -> list[str]:
     deadline = time.monotonic() + 10
     con.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
     try:
-        cur = con.execute(f"SELECT * FROM ({sql}) LIMIT 0")
+        cur = con.execute(f"SELECT * FROM ({sql}\n) LIMIT 0")  # \n: the query may end in a -- comment
     except sqlite3.DatabaseError as exc:
         raise Fail("unsafe_query" if "not authorized" in str(exc) else "bad_query",
                    f"the query for table {table} cannot run on this dump: {exc}") from None
@@ -197,7 +197,8 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
     first = True
     while True:
         select = _select(job, typed=typed)
-        sql = f"SELECT {select} FROM ({job['sql']})" + (f" LIMIT -1 OFFSET {rows}" if rows else "")
+        # The newline ends a -- comment the mapping query may end with (it would swallow the parenthesis).
+        sql = f"SELECT {select} FROM ({job['sql']}\n)" + (f" LIMIT -1 OFFSET {rows}" if rows else "")
         write_frame(out, {"table": table, "stream": True, **({} if first else {"more": True})})
         first = False
         writer = schema = stmt = None

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
 import orjson
 
 from shared.core.ids import STORE_ID_PATTERN
-from shared.core.rules import INNER_WHITESPACE, WHITESPACE
+from shared.core.rules import FUTURE_TOLERANCE, INNER_WHITESPACE, WHITESPACE
 
 EVENT_TYPES = {"sale": -1, "return": +1, "receipt": +1, "adjustment": +1}  # sign applied to qty
 MAX_EVENT_BYTES = 64 * 1024
@@ -26,7 +26,6 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_LINES = 64
 MAX_ABS_QTY = 1_000_000
 MAX_EVENT_ID_CHARS = 128
-FUTURE_TOLERANCE = timedelta(hours=24)  # clock skew we accept; later timestamps are sender bugs
 
 _EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: safe as a document id part
 _INNER_WHITESPACE = re.compile(INNER_WHITESPACE)

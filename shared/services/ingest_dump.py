@@ -49,7 +49,6 @@ from shared.core.arrow_values import (
     utc_datetime,
     utc_timestamp_scalar,
 )
-from shared.core.events import FUTURE_TOLERANCE
 from shared.core.ids import (
     InvalidStoreId,
     dump_id_from_sha256,
@@ -62,6 +61,7 @@ from shared.core.ids import (
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, MappingError, parse_mapping
 from shared.core.rules import (
     FLAG_CODES,
+    FUTURE_TOLERANCE,
     REJECT_CODES,
     RULES,
     arrivals,
@@ -143,6 +143,27 @@ def _sha256_file(path: Path) -> str:
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"\x1f\x8b"
+
+
+class DatabaseInUse(RuntimeError):
+    """A local SQLite database whose latest commits are still in its ``-wal`` file (not a dump's fault)."""
+
+
+def _check_not_in_use(source: Path) -> None:
+    """A dump is opened immutable (safe on untrusted files), which reads the main file only. A database in WAL
+    mode that is still open, or was copied with its ``-wal`` file, has commits there: they would be left out
+    without a word (100 of 103 sale lines, in the case found). Refused instead; an uploaded dump is one file,
+    so this concerns ``inventory ingest`` of a local file."""
+    wal = source.with_name(source.name + "-wal")
+    try:
+        size = wal.stat().st_size
+    except OSError:
+        return
+    if size:
+        raise DatabaseInUse(
+            f"{source} has {size:,} bytes of changes in {wal.name} that are not in the file yet: the database is "
+            "in use, or was copied with its -wal file. Snapshot it with `inventory agent upload` (a consistent "
+            f"copy while the POS writes), or checkpoint it first: sqlite3 {source} 'PRAGMA wal_checkpoint(TRUNCATE)'")
 
 
 def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: int) -> tuple[Path, str]:
@@ -723,7 +744,7 @@ def load_store_mapping(lake: Lake, store_id: str) -> Mapping:
     """The mapping kept in the lake for a store (``config/mappings/store=<id>.toml``), else the default."""
     path = f"config/mappings/store={validate_store_id(store_id)}.toml"
     try:
-        return parse_mapping(lake.get_bytes(path).decode(), source=path)
+        return parse_mapping(lake.get_bytes(path), source=path)
     except FileNotFoundError:
         return DEFAULT_MAPPING
 
@@ -747,8 +768,9 @@ def ingest_dump(
     ``snapshot_at`` is the agent's recorded snapshot time (blob metadata); without it the latest
     ``stock.counted_at`` is used, failing that ``landed_at`` (default: now). Raises
     :class:`~shared.core.ids.InvalidStoreId` before touching the lake for an unsafe store id, and
-    :class:`~shared.core.mapping.MappingError` for a broken mapping file; every problem with the dump
-    itself is a quarantine, returned as a result.
+    :class:`~shared.core.mapping.MappingError` for a broken mapping file, and :class:`DatabaseInUse` for a
+    local database with changes still in its ``-wal`` file; every problem with the dump itself is a
+    quarantine, returned as a result.
     """
     import duckdb
 
@@ -757,6 +779,7 @@ def ingest_dump(
     source = Path(source)
     source_name = source_name or source.name
     validate_store_id(store_id)
+    _check_not_in_use(source)
     if mapping is None:
         mapping = load_store_mapping(lake, store_id)
     landed_at = landed_at or datetime.now(UTC)
@@ -969,5 +992,5 @@ def ingest_landed_dump(
                        snapshot_at=snapshot_at, scratch=scratch, progress=progress)
 
 
-__all__ = ["QUARANTINE_REASONS", "IngestLimits", "IngestResult", "InvalidStoreId", "MappingError",
+__all__ = ["QUARANTINE_REASONS", "DatabaseInUse", "IngestLimits", "IngestResult", "InvalidStoreId", "MappingError",
            "ingest_dump", "ingest_landed_dump", "load_store_mapping", "prepare_source"]

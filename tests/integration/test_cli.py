@@ -111,3 +111,24 @@ def test_a_setting_that_cannot_be_used_is_one_line_not_a_traceback(tmp_path):
                           env={**os.environ, "INVENTORY_HOME": str(env_home), "ALERT_COOLDOWN_HOURS": "abc"})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "ALERT_COOLDOWN_HOURS='abc' is not a number above 0" in proc.stderr
+
+
+def test_a_live_database_with_commits_in_its_wal_file_is_refused_not_half_read(tmp_path):
+    import sqlite3
+
+    db = make_dump(tmp_path / "pos.db", "PRAGMA journal_mode=WAL;")
+    pos = sqlite3.connect(db)  # the POS keeps it open: its last commits stay in pos.db-wal
+    pos.execute("PRAGMA wal_autocheckpoint=0")
+    pos.executemany("INSERT INTO sales VALUES (?, 1, 'A-1', 1, 1.0, '2026-11-26 12:00:00')",
+                    [(f"W{i}",) for i in range(100)])
+    pos.commit()
+    try:
+        result = inventory("ingest", str(db), "--store", "S1", home=tmp_path / "home")
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "pos.db-wal" in result.stderr and "inventory agent upload" in result.stderr
+        assert not (tmp_path / "home" / "lake" / "curated").exists()
+        assert not (tmp_path / "home" / "lake" / "quarantine").exists()
+    finally:
+        pos.close()  # the last connection checkpoints: now the file holds everything
+    result = inventory("ingest", str(db), "--store", "S1", home=tmp_path / "home")
+    assert result.returncode == 0 and json.loads(result.stdout)["tables"]["sales"]["curated"] == 103

@@ -192,3 +192,20 @@ def test_a_sale_dated_in_the_future_is_rejected_and_the_rest_ingested(tmp_path, 
     assert sales["by_rule"] == {"future_timestamp": 1}
     assert parquet_rows(lake, "rejected/sales/", "reason_code = 'future_timestamp'") == 1
     assert parquet_rows(lake, "curated/sales/") == 3
+
+
+def test_timestamps_are_checked_as_iso_8601_and_rejected_rows_keep_their_text(tmp_path, lake):
+    # The rules check each timestamp is ISO-8601 (as trimmed); DuckDB's cast alone took
+    # 'epoch' as 1970-01-01 and '2026/11/25 10:00' as a date.
+    from tests.support.dumps import make_dump
+
+    values = {"e": "epoch", "s": "2026/11/25 10:00", "z": "2026-11-25 10:00 IST", "i": "infinity",
+              "p": "  2026-11-25T10:00:00z ", "b": "   ", "o": "0001-01-01 00:00:00+01:00"}
+    rows = ", ".join(f"('{k}', 1, 'A-1', 1, 1.0, '{v}')" for k, v in values.items())
+    sales = run(make_dump(tmp_path / "d.sqlite", f"INSERT INTO sales VALUES {rows};"), lake).manifest["tables"]["sales"]
+    assert sales["by_rule"] == {"bad_timestamp": 5, "missing_required": 1}
+    assert parquet_rows(lake, "curated/sales/", "sale_id = 'p' AND sold_at = TIMESTAMPTZ '2026-11-25 10:00:00Z'") == 1
+    files = [str(lake.root / o.path) for o in lake.list("rejected/sales/")]
+    rejected = dict(duckdb.sql(f"SELECT sale_id, sold_at FROM read_parquet({files}) "
+                               "WHERE reason_code = 'bad_timestamp'").fetchall())
+    assert rejected == {k: values[k] for k in "eszio"}

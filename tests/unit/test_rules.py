@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -63,6 +64,12 @@ def test_prices_are_non_negative_numbers(price, reason):
     assert reasons(out) == [reason]
 
 
+@pytest.mark.parametrize("price", ["0.00001", "0.00004", "0.00005", "0.00009999", "-0.00001", ".00001", "00.00002"])
+def test_a_non_zero_price_below_a_ten_thousandth_is_refused_not_rounded(price):
+    out = clean_arrow("sales", sales(unit_price=[price]), items=["A-1"])
+    assert reasons(out) == ["bad_number"]
+
+
 @pytest.mark.parametrize("text, utc", [
     ("2026-11-20 10:00:00", dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)),
     ("2026-11-20T10:00:00+01:00", dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)),
@@ -77,6 +84,46 @@ def test_timestamps_are_iso_8601_and_stored_as_utc(text, utc):
     else:
         assert reasons(out) == [None]
         assert out.column("p_sold_at").to_pylist()[0] == utc
+
+
+@pytest.mark.parametrize("text", [
+    "epoch", "EPOCH", "2026/11/25 10:00", "2026-11-25 10:00 IST", "2026-11-25 10:00:00 America/New_York",
+    "2026-11-25 10:00:00 UTC", "2026-1-2 3:4:5", "2026-11-20  10:00", "2026-11-20 10:00:00.", "2026-11-20t10:00",
+    "2026-11-20 10:00:00+01:00:30", "2026-11-20 10:00:00+99", "0010-01-01 (BC)", "-0010-01-01",
+])
+def test_a_timestamp_duckdb_would_read_but_not_iso_8601_is_bad_timestamp(text):
+    # DuckDB's cast is lenient ('epoch' is 1970-01-01, 'IST' one of three zones): the rule says ISO-8601.
+    assert reasons(clean_arrow("sales", sales(sold_at=[text]), items=["A-1"])) == ["bad_timestamp"]
+
+
+@pytest.mark.parametrize("text, utc", [
+    ("2026-11-20T10:00", dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)),
+    ("2026-11-20 10:00:00Z", dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)),
+    ("2026-11-20T10:00:00.5z", dt.datetime(2026, 11, 20, 10, 0, 0, 500000, tzinfo=dt.UTC)),
+    ("2026-11-20 10:00+0100", dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)),
+    ("2026-11-20 10:00:00-03", dt.datetime(2026, 11, 20, 13, tzinfo=dt.UTC)),
+    ("0001-01-01 00:00:00+00:00", dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+    ("9999-12-31 23:59:59.999999z", dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)),
+])
+def test_every_iso_8601_form_is_read(text, utc):
+    out = clean_arrow("sales", sales(sold_at=[text]), items=["A-1"])
+    assert reasons(out) == [None]
+    assert out.column("p_sold_at").to_pylist() == [utc]
+
+
+@pytest.mark.parametrize("text", ["infinity", "-infinity", "10000-01-01", "0001-01-01 00:00:00+01:00",
+                                  "9999-12-31 23:00:00-02:00", "0000-06-01 10:00:00"])
+def test_a_timestamp_outside_utc_years_1_to_9999_is_bad_timestamp(text):
+    # Python (and the partition's date32) cannot hold it: before, it crashed the whole ingest.
+    assert reasons(clean_arrow("sales", sales(sold_at=[text]), items=["A-1"])) == ["bad_timestamp"]
+    stock = pa.table({"sku": ["A-1"], "on_hand": ["3"], "counted_at": [text]})
+    assert reasons(clean_arrow("stock", stock, items=["A-1"])) == ["bad_timestamp"]
+
+
+def test_a_naive_timestamp_the_store_zone_moves_out_of_year_1_is_bad_timestamp():
+    out = clean_arrow("sales", sales(sold_at=["0001-01-01 00:00:00", "0001-01-02 00:00:00"]), items=["A-1"],
+                      timezone="Asia/Tokyo")
+    assert reasons(out) == ["bad_timestamp", None]
 
 
 def test_naive_timestamps_are_read_in_the_store_time_zone():
@@ -117,7 +164,8 @@ def test_flags_keep_the_row():
 
 @pytest.mark.parametrize("value, parsed, reason", [
     (None, True, None), ("1", True, None), ("0", False, None), ("yes", True, None), ("FALSE", False, None),
-    ("maybe", None, "bad_boolean"),
+    ("1.0", True, None), ("0.0", False, None),  # a SQLite REAL 1.0 / 0.0, read as text
+    ("maybe", None, "bad_boolean"), ("2.0", None, "bad_boolean"), ("0.5", None, "bad_boolean"),
 ])
 def test_active_flag(value, parsed, reason):
     items = pa.table({"sku": ["A-1"], "name": ["Milk"], "active": pa.array([value], pa.string())})
@@ -138,7 +186,8 @@ def test_keys_are_text_whatever_the_dump_stores():
 messy_text = st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("aA-1 0.\t+-xZ:T")), max_size=8))
 sku_text = st.one_of(st.none(), st.sampled_from(["A-1", "a-1", " A-1 ", "A-2", "Z-9", "", "  ", "a\t-2"]))
 qty_text = st.one_of(st.none(), st.sampled_from(["1", "2", "0", "-1", "2.5", "3.0", "x", ""]), messy_text)
-time_text = st.one_of(st.none(), st.sampled_from(["2026-11-20 10:00:00", "2026-02-30 01:00:00", "bad", ""]))
+time_text = st.one_of(st.none(), st.sampled_from(["2026-11-20 10:00:00", "2026-02-30 01:00:00", "bad", "", "epoch",
+                                                "infinity", "0001-01-01 00:00:00+01:00", "2026-11-20T10:00Z"]))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -234,6 +283,17 @@ def test_a_real_stored_as_a_number_is_judged_as_its_text(price, qty):
                                          (-1.0, "non_positive_qty"), (1e18, "bad_number")])
 def test_real_quantities_must_be_whole(qty, reason):
     assert reasons(clean_arrow("sales", typed_sales(qty=[qty]), items=["A-1"])) == [reason]
+
+
+def test_a_price_as_text_and_as_a_real_give_the_same_result():
+    # Tiny non-zero prices refused both ways; more than 4 decimals rounded alike (1.23456 -> 1.2346).
+    texts = ["0.00001", "0.00004", "0.00005", "0.00009999", "-0.00001", "0.0001", "0.00015", "1.23456", "1.23455",
+             "12.00001", "1.99999", "0.0", "3.49", "-0.01", "3556874280959.97"]
+    as_text = clean_arrow("sales", sales(unit_price=texts), items=["A-1"])
+    as_real = clean_arrow("sales", typed_sales(unit_price=[float(x) for x in texts]), items=["A-1"])
+    assert as_text.to_pylist() == as_real.to_pylist()
+    assert reasons(as_text)[:6] == ["bad_number"] * 5 + [None]
+    assert as_text.column("p_unit_price").to_pylist()[7] == Decimal("1.2346")
 
 
 def test_numbers_and_text_may_arrive_in_one_table_batch_by_batch():
