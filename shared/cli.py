@@ -490,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sales-lines", type=_number(int, 1, None), default=20_000,
                       help="sale lines per store (default 20000)")
     demo.add_argument("--days", type=_number(int, 1, 3660), default=56, help="days of sales history (default 56)")
-    demo.add_argument("--port", type=_number(int, 1, 65535), default=7071,
-                      help="port of the local runner's HTTP routes (default 7071; a free one if taken)")
+    demo.add_argument("--port", type=_number(int, 0, 65535), default=7071,
+                      help="port of the local runner's HTTP routes (default 7071; a free one if taken, or if 0)")
     demo.add_argument("--pos-events", type=_number(int, 0, None), default=2000, metavar="N",
                       help="POS sale events POSTed to the runner (default 2000)")
     demo.add_argument("--keep", action="store_true",

@@ -6,7 +6,8 @@ Two adapters implement it: :mod:`shared.adapters.stock_sqlite` (embedded, the lo
 
 The contract, for one store:
 - ``apply`` adds each event's deltas once: an event id seen before (by any earlier call, in any process,
-  before or after a crash) is a ``duplicate``; an event at or before the store's baseline snapshot is
+  before or after a crash) is a ``duplicate``, or ``conflicting`` when the ledger recorded it with another
+  time or other deltas; an event at or before the store's baseline snapshot is
   ``before_baseline`` (the dump's count already includes it). ``apply`` is atomic per event: after a crash
   an event has either changed stock and been recorded, or neither.
 - ``rebase`` makes a dump the baseline if it is later than the current one (snapshot time, then dump id)
@@ -48,6 +49,9 @@ class ApplyResult:
     # Event ids (ids are unique per store; apply_batch lists those of every store).
     applied: list[str] = field(default_factory=list)  # event ids that changed stock in this call
     duplicates: list[str] = field(default_factory=list)  # already applied by an earlier call
+    # The id was recorded with another time or other deltas (a sender reusing ids): not applied either; the
+    # caller sets these aside (conflicting_duplicate). Only ids the ledger still holds can be compared.
+    conflicting: list[str] = field(default_factory=list)
     before_baseline: list[str] = field(default_factory=list)  # already in the baseline dump's count
     operations: int = 0  # store operations this call cost (rows or documents read and written)
 

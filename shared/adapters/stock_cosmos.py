@@ -62,7 +62,7 @@ from azure.cosmos.exceptions import (
 )
 
 from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
-from shared.core.events import SaleEvent, coalesce, dedupe, time_key
+from shared.core.events import SaleEvent, coalesce, dedupe, event_content, time_key
 from shared.core.stock import Baseline
 
 PARTITION_KEY_PATH = "/storeId"
@@ -99,6 +99,8 @@ _RETRY_AFTER_MS = "x-ms-retry-after-ms"
 # The queries (all single-partition except stores()); storeId is in every WHERE clause on purpose.
 _STOCK_DOCS = "SELECT * FROM c WHERE c.storeId = @s AND c.type = 'stock'"
 _IDS_OF_TYPE = "SELECT c.id FROM c WHERE c.storeId = @s AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)"
+_EVENTS_BY_ID = ("SELECT c.id, c.occurredAt, c.deltas FROM c WHERE c.storeId = @s AND c.type = 'event' "
+                 "AND ARRAY_CONTAINS(@ids, c.id)")
 _LEDGER_AFTER = "SELECT c.deltas FROM c WHERE c.storeId = @s AND c.type = 'event' AND c.occurredAt > @t"
 
 
@@ -265,6 +267,7 @@ class CosmosStockStore:
             r = self.apply(store_id, events)
             total.applied += r.applied
             total.duplicates += r.duplicates
+            total.conflicting += r.conflicting
             total.before_baseline += r.before_baseline
             total.operations += r.operations
         return total
@@ -303,7 +306,10 @@ class CosmosStockStore:
                     base = self._baseline_doc(store_id, result)
                 elif isinstance(target, SaleEvent) and status == 409:
                     known = self._recorded_events(store_id, chunk, result)
-                    result.duplicates.extend(e.event_id for e in chunk if e.event_id in known)
+                    for e in chunk:
+                        if e.event_id in known:
+                            same = known[e.event_id] == event_content(e.occurred_key, e.deltas)
+                            (result.duplicates if same else result.conflicting).append(e.event_id)
                     pending = [e for e in pending if e.event_id not in known]
                 elif isinstance(target, str) and status == 404:  # a document we thought existed is gone
                     self._known_skus.pop(store_id, None)
@@ -383,12 +389,14 @@ class CosmosStockStore:
                     raise
                 self._sleep(_retry_after_s(exc, attempt))
 
-    def _recorded_events(self, store_id: str, chunk: Sequence[SaleEvent], result: ApplyResult) -> set[str]:
-        """Which of the chunk's events the ledger already holds (one single-partition query on ids)."""
+    def _recorded_events(self, store_id: str, chunk: Sequence[SaleEvent], result: ApplyResult) -> dict[str, tuple]:
+        """The chunk's events the ledger already holds, with the content it recorded (``event_content``): one
+        single-partition query on ids."""
         by_id = {event_doc_id(e.event_id): e.event_id for e in chunk}
-        rows = self._query(_IDS_OF_TYPE, {"@s": store_id, "@t": "event", "@ids": list(by_id)}, store_id)
+        rows = self._query(_EVENTS_BY_ID, {"@s": store_id, "@ids": list(by_id)}, store_id)
         result.operations += 1
-        return {by_id[r["id"]] for r in rows if r.get("id") in by_id}
+        return {by_id[r["id"]]: event_content(r.get("occurredAt") or "", r.get("deltas") or [])
+                for r in rows if r.get("id") in by_id}
 
     def _create_stock_docs(self, store_id: str, base: Mapping[str, Any], skus: Sequence[str],
                            result: ApplyResult) -> None:

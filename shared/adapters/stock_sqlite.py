@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
-from shared.core.events import SaleEvent, counts_after, time_key
+from shared.core.events import SaleEvent, counts_after, event_content, time_key
 from shared.core.stock import Baseline
 
 SCHEMA = """
@@ -142,14 +142,18 @@ class SqliteStockStore:
             inserted.update(con.execute(_ledger_insert_sql(len(chunk)), [v for r in chunk for v in r]).fetchall())
         result.operations += len(rows)  # ledger inserts
         if len(inserted) != len(rows):  # some were recorded before (or, against the contract, repeated here)
-            fresh_rows, fresh = [], []
+            fresh_rows, fresh, repeated = [], [], []
             for r, e in zip(rows, after, strict=True):
                 if r[:2] in inserted:
                     inserted.discard(r[:2])  # a key counts once, however often it is in this call
                     fresh_rows.append(r)
                     fresh.append(e)
                 else:
-                    result.duplicates.append(r[1])
+                    repeated.append((r[0], e))
+            recorded = self._recorded([(store_id, e.event_id) for store_id, e in repeated], result)
+            for store_id, e in repeated:
+                same = recorded.get((store_id, e.event_id)) == event_content(e.occurred_key, e.deltas)
+                (result.duplicates if same else result.conflicting).append(e.event_id)
             rows, after = fresh_rows, fresh
         sums: dict[tuple[str, str], int] = {}
         get = sums.get
@@ -161,6 +165,19 @@ class SqliteStockStore:
         con.executemany(_UPSERT, [(store_id, sku, d, d, now) for (store_id, sku), d in sums.items()])
         result.applied += [e.event_id for e in after]
         result.operations += len(sums)  # stock upserts
+
+    def _recorded(self, keys: Sequence[tuple[str, str]], result: ApplyResult) -> dict[tuple[str, str], tuple]:
+        """The content (``event_content``) the ledger recorded for these (store, event id) keys: one query per
+        chunk, only for the repeats (a few percent of the traffic)."""
+        found: dict[tuple[str, str], tuple] = {}
+        for i in range(0, len(keys), _IN_CHUNK // 2):
+            chunk = keys[i:i + _IN_CHUNK // 2]
+            sql = ("SELECT store_id, event_id, occurred_at, deltas FROM ledger WHERE (store_id, event_id) IN "
+                   f"(VALUES {','.join(['(?, ?)'] * len(chunk))})")
+            for store_id, event_id, occurred, deltas in self._con.execute(sql, [v for k in chunk for v in k]):
+                found[(store_id, event_id)] = event_content(occurred, orjson.loads(deltas))
+            result.operations += 1
+        return found
 
     def rebase(self, baseline: Baseline) -> RebaseResult:
         with self._lock:

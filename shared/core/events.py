@@ -53,6 +53,8 @@ EVENT_REASONS: tuple[EventReason, ...] = (
     EventReason("bad_qty", f"a line's qty is not a non-zero integer within ±{MAX_ABS_QTY:,} (sale, return "
                            "and receipt quantities must be positive; adjustments are signed)"),
     EventReason("bad_price", "a line's unitPrice is present but not a non-negative number"),
+    EventReason("conflicting_duplicate", "the eventId was seen before with another time or other lines: the "
+                                         "sender reused an id; the first version counts, this one is set aside"),
 )
 REASON_CODES = frozenset(r.code for r in EVENT_REASONS)
 
@@ -283,6 +285,12 @@ def _parse_full(raw: bytes, source: str, now: datetime | None) -> SaleEvent | In
         deltas.append((sku, sign * qty))
     key = occurred.isoformat(timespec="microseconds")[:-6] + "Z"  # occurred is UTC: "...+00:00" -> "...Z"
     return SaleEvent(event_id, store, kind, occurred, tuple(deltas), key)
+
+
+def event_content(occurred_key: str, deltas: Iterable[Sequence]) -> tuple:
+    """What makes two deliveries of one eventId the same event: its time and its deltas (in any line order).
+    A resend carries the same; another content under the same id is a ``conflicting_duplicate``."""
+    return occurred_key, tuple(sorted((str(sku), int(delta)) for sku, delta in deltas))
 
 
 def dedupe(events: Iterable[SaleEvent]) -> tuple[list[SaleEvent], list[SaleEvent]]:

@@ -5,7 +5,9 @@
 
 The dead-letter file is written before anything is applied and is named by the batch's content, so a
 redelivered batch rewrites the same file instead of adding a second copy. The stock store makes each event
-count once (its ledger), so redelivery after a crash is safe.
+count once (its ledger), so redelivery after a crash is safe. An eventId delivered again with another time
+or other lines (a sender reusing ids) is not applied: it is dead-lettered as ``conflicting_duplicate``
+after the apply (the first version counts).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from shared.adapters.lake import Lake
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
-from shared.core.events import InvalidEvent, SaleEvent, dedupe, parse_event, time_key
+from shared.core.events import InvalidEvent, SaleEvent, dedupe, event_content, parse_event, time_key
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,25 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
     now = now or datetime.now(UTC)
     counts = ApplyCounts(received=len(raw))
     valid: list[SaleEvent] = []
+    raw_of: dict[int, RawEvent] = {}  # id(event) -> its delivery, to set a conflicting one aside whole
     invalid: list[InvalidEvent] = []
     for r in raw:
         parsed = parse_event(r.body, source=r.source, now=now)
-        (valid if isinstance(parsed, SaleEvent) else invalid).append(parsed)
+        if isinstance(parsed, SaleEvent):
+            valid.append(parsed)
+            raw_of[id(parsed)] = r
+        else:
+            invalid.append(parsed)
     counts.deadletter_path = write_deadletters(lake, invalid, now=now)
     counts.deadlettered = len(invalid)
     for bad in invalid:
         counts.reasons[bad.reason] = counts.reasons.get(bad.reason, 0) + 1
 
     first, repeats = dedupe(valid)
-    counts.duplicate = len(repeats)
+    content = {(e.store_id, e.event_id): event_content(e.occurred_key, e.deltas) for e in first}
+    conflicting = [(e, "the same eventId came earlier in this batch with another time or other lines")
+                   for e in repeats if event_content(e.occurred_key, e.deltas) != content[(e.store_id, e.event_id)]]
+    counts.duplicate = len(repeats) - len(conflicting)
     by_store: dict[str, list[SaleEvent]] = {}
     for e in first:
         by_store.setdefault(e.store_id, []).append(e)
@@ -110,9 +120,21 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
     counts.duplicate += len(result.duplicates)
     counts.before_baseline = len(result.before_baseline)
     counts.operations = result.operations
+    if result.conflicting:
+        ids = set(result.conflicting)
+        conflicting += [(e, "this eventId was applied before with another time or other lines")
+                        for e in first if e.event_id in ids]
+    if conflicting:  # after the stock's commit: a redelivery finds them conflicting again, and rewrites this file
+        set_aside = [InvalidEvent("conflicting_duplicate", f"eventId {e.event_id}: {why}; the first version "
+                                  "counts", raw_of[id(e)].body, raw_of[id(e)].source, store_id=e.store_id)
+                     for e, why in conflicting]
+        path = write_deadletters(lake, set_aside, now=now)
+        counts.deadletter_path = counts.deadletter_path or path
+        counts.deadlettered += len(set_aside)
+        counts.reasons["conflicting_duplicate"] = len(set_aside)
 
-    if invalid:
-        telemetry.event("EventsDeadLettered", count=len(invalid), reasons=dict(counts.reasons),
+    if counts.deadlettered:
+        telemetry.event("EventsDeadLettered", count=counts.deadlettered, reasons=dict(counts.reasons),
                         path=counts.deadletter_path)
         for code, n in counts.reasons.items():
             telemetry.metric("events_deadlettered", n, reason=code)

@@ -114,3 +114,27 @@ def test_ingested_dump_becomes_the_baseline_and_later_events_add(env, tmp_path: 
     counts = apply_sales([RawEvent(event("at", "2026-11-26T23:00:00Z", ("A-1", 5)))], stock=store, lake=lake,
                          telemetry=telemetry, now=NOW)
     assert counts.before_baseline == 1 and stock_of(store) == {"A-1": 9, "A-2": 3}
+
+
+def test_an_event_id_reused_with_other_content_is_dead_lettered_not_counted_as_a_duplicate(env) -> None:
+    # Before, a second sale under a reused id was silently a "duplicate": a real sale lost with no signal.
+    lake, store, telemetry = env
+    first = [RawEvent(event("e1", "2026-11-27T10:00:00Z", ("A-1", 2)), "t:1"),
+             RawEvent(event("e1", "2026-11-27T10:05:00Z", ("A-1", 7)), "t:2"),  # same id, another sale, same batch
+             RawEvent(event("e1", "2026-11-27T10:00:00Z", ("a-1", 2)), "t:3")]  # a true resend
+    counts = apply_sales(first, stock=store, lake=lake, telemetry=telemetry, now=NOW)
+    assert (counts.applied, counts.duplicate, counts.deadlettered) == (1, 1, 1)
+    assert counts.reasons == {"conflicting_duplicate": 1}
+    later = [RawEvent(event("e1", "2026-11-27T11:00:00Z", ("A-1", 1)), "t:4")]  # a later batch reuses it
+    counts = apply_sales(later, stock=store, lake=lake, telemetry=telemetry, now=NOW)
+    assert (counts.applied, counts.duplicate, counts.deadlettered) == (0, 0, 1)
+    assert stock_of(store) == {"A-1": -2}
+    records = [r for r in deadletters(lake) if r["reason"] == "conflicting_duplicate"]
+    assert sorted(r["source"] for r in records) == ["t:2", "t:4"]
+    assert all("eventId e1" in r["detail"] and r["storeId"] == "S001" for r in records)
+    assert json.loads(records[0]["body"])["eventId"] == "e1"
+    assert any(name == "EventsDeadLettered" and props["reasons"] == {"conflicting_duplicate": 1}
+               for name, props in telemetry.events)
+    assert ("events_deadlettered", 1, {"reason": "conflicting_duplicate"}) in telemetry.metrics
+    again = apply_sales(later, stock=store, lake=lake, telemetry=telemetry, now=NOW)  # redelivered: same file
+    assert again.deadlettered == 1 and len([r for r in deadletters(lake) if r["source"] == "t:4"]) == 1

@@ -64,6 +64,18 @@ def test_redelivery_counts_once(stock_store: StockStore) -> None:
     assert counts(stock_store, s) == {"A": 2, "B": -1}
 
 
+def test_an_id_reused_with_other_content_is_conflicting_and_changes_nothing(stock_store: StockStore) -> None:
+    # A sender reusing an eventId: the first version counts; another time or other lines under the same id is
+    # told apart from a resend (which may list its lines in another order).
+    s = new_store_id()
+    stock_store.apply(s, with_store([ev("e1", 1, ("A", -2), ("B", -1))], s))
+    again = stock_store.apply(s, with_store([ev("e1", 1, ("B", -1), ("A", -2)), ev("e2", 2, ("A", -1))], s))
+    assert again.duplicates == ["e1"] and again.applied == ["e2"] and not again.conflicting
+    other = stock_store.apply(s, with_store([ev("e1", 1, ("A", -5)), ev("e2", 3, ("A", -1)), ev("e3", 4, ("C", 1))], s))
+    assert sorted(other.conflicting) == ["e1", "e2"] and other.applied == ["e3"] and not other.duplicates
+    assert counts(stock_store, s) == {"A": -3, "B": -1, "C": 1}
+
+
 def test_dump_then_events_before_and_after_the_snapshot(stock_store: StockStore) -> None:
     s = new_store_id()
     assert stock_store.rebase(dump(s, "d1", 0, A=10, B=3)).status == "rebased"

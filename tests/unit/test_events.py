@@ -110,7 +110,8 @@ def test_every_reason_code_is_reachable_by_the_table_above() -> None:
     import inspect
 
     source = inspect.getsource(test_invalid_events_get_their_reason)
-    assert {r.code for r in EVENT_REASONS} <= {c for c in (r.code for r in EVENT_REASONS) if f'"{c}"' in source}
+    validation = {r.code for r in EVENT_REASONS} - {"conflicting_duplicate"}  # the apply's (test_apply_sales)
+    assert validation <= {c for c in validation if f'"{c}"' in source}
 
 
 def test_invalid_events_keep_the_raw_body_and_store() -> None:
