@@ -31,7 +31,6 @@ store on every run.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import tempfile
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.adapters.lake import Lake, LakeObject
+from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.aggregates import (
@@ -410,10 +410,9 @@ class _Run:
 
     # -- demand, forecast, stock -----------------------------------------------------------------------------
     def _read_lake_parquet(self, path: str) -> pa.Table | None:
-        import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(io.BytesIO(self.lake.get_bytes(path)))
+            return read_parquet_bytes(self.lake.get_bytes(path))
         except FileNotFoundError:
             return None
 

@@ -30,7 +30,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from shared.adapters.lake import Lake
+from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import StockStore
 from shared.core.aggregates import ROOT as AGGREGATES_ROOT
 from shared.core.aggregates import data_quality_rows
@@ -149,9 +149,7 @@ class DashboardData:
 
 
 def _read_parquet(lake: Lake, path: str, columns: Sequence[str]) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(lake.get_bytes(path)), columns=list(columns)).to_pylist()
+    return read_parquet_bytes(lake.get_bytes(path), columns).to_pylist()
 
 
 def _partition(path: str, key: str) -> str | None:
@@ -209,10 +207,9 @@ def read_forecast(lake: Lake, store_id: str) -> list[ForecastDay]:
     if lake.head(path) is None:
         return []
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     # 5,000 skus × a 28-day horizon is 140k rows per store: summed in Arrow, not row by row in Python.
-    t = pq.read_table(io.BytesIO(lake.get_bytes(path)), columns=["date", "mean", "lower", "upper"])
+    t = read_parquet_bytes(lake.get_bytes(path), ["date", "mean", "lower", "upper"])
     sigma = pc.divide(pc.subtract(pc.fill_null(t["upper"], 0.0), pc.fill_null(t["lower"], 0.0)), 2 * Z95)
     t = t.append_column("var", pc.multiply(sigma, sigma)).append_column("m", pc.fill_null(t["mean"], 0.0))
     sums = t.group_by("date").aggregate([("m", "sum"), ("var", "sum")]).to_pylist()

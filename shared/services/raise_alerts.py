@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import re
 import zlib
@@ -25,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared.adapters.lake import Lake, LakeError, LakeObject
+from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.alerts import (
@@ -240,9 +240,7 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
 
 
 def _read_parquet(lake: Lake, path: str):
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(lake.get_bytes(path)))
+    return read_parquet_bytes(lake.get_bytes(path))
 
 
 def _baseline_file(lake: Lake, table: str, store_id: str, dump_id: str) -> str | None:

@@ -7,10 +7,10 @@ job (a rebase is idempotent, and a dump older than the store's baseline changes 
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 
 from shared.adapters.lake import Lake
+from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import RebaseResult, StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.stock import Baseline
@@ -19,7 +19,6 @@ from shared.services.ingest_dump import IngestResult
 
 def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
     """The dump's curated stock counts (the ``curated/stock/...`` Parquet the manifest lists)."""
-    import pyarrow.parquet as pq
 
     store_id, dump_id = manifest["store_id"], manifest["dump_id"]
     on_hand: dict[str, int] = {}
@@ -27,7 +26,7 @@ def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
         if not path.startswith(f"curated/stock/store={store_id}/"):
             continue
         # ParquetFile, not read_table: the latter loads pyarrow.dataset, which imports pandas (~0.2 s, 40 MB).
-        table = pq.ParquetFile(io.BytesIO(lake.get_bytes(path))).read(columns=["sku", "on_hand"])
+        table = read_parquet_bytes(lake.get_bytes(path), ["sku", "on_hand"])
         for sku, count in zip(table.column("sku").to_pylist(), table.column("on_hand").to_pylist(), strict=True):
             on_hand[sku] = on_hand.get(sku, 0) + int(count)
     snapshot_at = datetime.fromisoformat(manifest["snapshot_at"].replace("Z", "+00:00"))

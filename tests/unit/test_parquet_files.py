@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.parquet_files import PartitionSpool, write_partitions
+from shared.adapters.parquet_files import PartitionSpool, read_parquet_bytes, write_partitions
 
 
 def write_partitioned(reader, folder, column, file_name, *, max_open=128):
@@ -84,3 +84,17 @@ def test_a_transform_can_drop_rows_or_a_whole_partition(tmp_path):
         "day=2026-01-01/x.parquet", "day=2026-01-03/x.parquet"]
     spool.remove()
     assert not (tmp_path / ".spool").exists()
+
+
+def test_read_parquet_bytes_reads_all_or_some_columns():
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = pa.table({"sku": ["A", "B", None], "on_hand": [3, -1, 0], "note": ["x", "y", "z"]})
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    data = out.getvalue()
+    assert read_parquet_bytes(data).equals(table)
+    got = read_parquet_bytes(data, ["sku", "on_hand"])
+    assert got.column_names == ["sku", "on_hand"] and got.to_pylist() == table.select(["sku", "on_hand"]).to_pylist()
