@@ -263,7 +263,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         n = runner.retry_poisoned()
         print(f"{n} poisoned blob(s) will be tried again", file=sys.stderr)
     if args.once:
-        _print_json(runner.run_once())
+        counts = runner.run_once()
+        _print_json(counts)
+        if counts["failed"]:
+            _err(f"{counts['failed']} invocation(s) failed (see above); a failed blob is tried again by the next "
+                 "run, and set aside as poisoned after its last attempt")
+            return 1
         return 0
 
     def stop(signum: int, _frame: object) -> None:
@@ -631,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_process()
     args = build_parser().parse_args(argv)
+    from shared.adapters.lake import LakeError
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError
     from shared.services.upload_dump import AgentError
@@ -638,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError, SettingsError) as exc:
+    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError, SettingsError, LakeError) as exc:
         _err(str(exc))
         return 1
     except KeyboardInterrupt:
@@ -649,3 +655,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except OSError as exc:  # a full disk, an unreadable file, a folder where a file should be: not a traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _err(f"{exc.strerror or exc}{where}")
+        return 1

@@ -240,7 +240,7 @@ class BlobLake:
         except ValueError as exc:
             # The connection string may carry a key: never repeat it in the message.
             raise LakeError(
-                f"the lake connection string (setting LAKE) is not usable: {exc}. Use "
+                f"the lake connection string (setting LAKE) is not usable: {str(exc).rstrip('.')}. Use "
                 "UseDevelopmentStorage=true for Azurite, or DefaultEndpointsProtocol=...;AccountName=...;"
                 "AccountKey=...;BlobEndpoint=..."
             ) from None

@@ -453,7 +453,10 @@ class Runner:
 
     # -- the loops -------------------------------------------------------------------------------------
     def run_once(self) -> dict[str, int]:
-        """Deliver what is pending — blobs, queued events, past-due timers — and return the counts."""
+        """Deliver what is pending — blobs, queued events, past-due timers — and return the counts, with
+        ``failed``: the invocations of this run that failed (a blob is retried by a later run, up to its
+        last attempt)."""
+        failed_before = sum(self.stats.failed.values())
         past_due = self.start_timers(datetime.now(UTC))
         blobs = self.poll_blobs()
         events = 0
@@ -461,7 +464,8 @@ class Runner:
             events += n
         for f in past_due:
             self.run_timer(f, past_due=True)
-        return {"blobs": blobs, "events": events, "timers": len(past_due)}
+        return {"blobs": blobs, "events": events, "timers": len(past_due),
+                "failed": sum(self.stats.failed.values()) - failed_before}
 
     def serve(self, *, http: bool = True) -> None:
         """Run until :attr:`stop` is set: HTTP in its threads, blobs, events and timers in one loop each."""

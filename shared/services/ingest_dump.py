@@ -669,7 +669,8 @@ def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, so
 
 
 STALE_SCRATCH_S = 6 * 3600  # far beyond the function timeout (30 min): nobody is using such a folder
-SCRATCH_PREFIXES = ("ingest-", "blob-")  # our working folders; the blob trigger's downloads (triggers/dumps.py)
+# Our working folders: the ingest's, the blob trigger's downloads (triggers/dumps.py), the store agent's copies.
+SCRATCH_PREFIXES = ("ingest-", "blob-", "agent-upload-")
 
 
 @contextlib.contextmanager
@@ -730,8 +731,9 @@ def _remove_if_stale(folder: Path, cutoff: float) -> bool:
 
 def sweep_stale_scratch(scratch: Path, max_age_s: float = STALE_SCRATCH_S) -> int:
     """Remove working folders left by workers that were killed (SIGKILL, host recycled): the ingest's
-    ``ingest-*`` and the blob trigger's ``blob-*`` downloads. A folder goes when no live process holds it
-    (:func:`scratch_in_use`) and nothing in it changed for ``max_age_s``. Returns how many were removed."""
+    ``ingest-*``, the blob trigger's ``blob-*`` downloads and the store agent's ``agent-upload-*`` copies. A
+    folder goes when no live process holds it (:func:`scratch_in_use`) and nothing in it changed for
+    ``max_age_s``. Returns how many were removed."""
     cutoff = time.time() - max_age_s
     removed = 0
     for prefix in SCRATCH_PREFIXES:

@@ -20,7 +20,6 @@ import gzip
 import hashlib
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +80,9 @@ def _check_is_sqlite(db: Path) -> None:
         ) from None
     except IsADirectoryError:
         raise NotASQLiteDatabase(f"{db} is a folder, not a SQLite database: give the database file") from None
+    except OSError as exc:  # permission denied, an I/O error
+        raise AgentError(f"cannot read the database {db} ({exc.strerror or exc}): check that this account may "
+                         "read it") from None
     if header != _SQLITE_MAGIC:
         what = "is empty" if not header else "does not start with the SQLite 3 header"
         raise NotASQLiteDatabase(
@@ -135,6 +137,14 @@ def snapshot_database(
             # so a file that only looks like SQLite fails here, before anything is written.
             src.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.OperationalError as exc:  # locked, unreadable, -shm cannot be created, ...
+            journal = db.with_name(db.name + "-journal")
+            if journal.is_file() and journal.stat().st_size and "readonly" in str(exc):
+                raise AgentError(
+                    f"cannot read the database {db}: a transaction was interrupted (the POS stopped in the middle "
+                    f"of a write: {journal.name} is left), and the agent opens the database read-only, so it "
+                    "cannot roll that back. SQLite does it the next time the POS software (or any program that "
+                    "writes) opens the database; then run the upload again"
+                ) from exc
             raise AgentError(
                 f"cannot read the database {db} ({exc}): check that this account may read the file and "
                 "write to its folder (SQLite needs the -wal/-shm files of a WAL database), and that no "
@@ -157,6 +167,9 @@ def snapshot_database(
         try:
             src.backup(dst, pages=pages_per_step, progress=step, sleep=0.05)
             dst.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError as exc:  # the copy's side: "disk I/O error", "database or disk is full"
+            raise AgentError(f"cannot write the snapshot of {db} to {target} ({exc}): is the disk of "
+                             "INVENTORY_HOME full? The snapshot needs about the database's size") from exc
         finally:
             dst.close()
         src.execute("COMMIT")
@@ -251,9 +264,12 @@ def upload_dump(
     store_id = validate_store_id(store_id)
     db = Path(db)
     _check_is_sqlite(db)
+    from shared.services.ingest_dump import scratch_folder, sweep_stale_scratch
+
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="agent-upload-", dir=scratch) as tmp:
+    sweep_stale_scratch(scratch)  # a killed agent's copy (about the database's size) goes once it is stale
+    with scratch_folder("agent-upload-", scratch) as tmp:
         copy = Path(tmp) / "snapshot.sqlite"
         measured = snapshot_database(db, copy)
         snapshot_at = measured if now is None else _as_utc(now)

@@ -22,6 +22,7 @@ import pytest
 from shared.core.ids import InvalidStoreId
 from shared.services.upload_dump import (
     AGENT_VERSION,
+    AgentError,
     NotASQLiteDatabase,
     SnapshotCheckFailed,
     check_snapshot,
@@ -369,3 +370,41 @@ def test_upload_under_a_live_writer_is_consistent(lake, tmp_path):
     check_snapshot(restored)
     assert inconsistencies(restored) == []
     assert count_orders(restored) >= 3000
+
+
+def test_an_interrupted_pos_transaction_is_named_not_blamed_on_permissions(lake, tmp_path):
+    # A POS killed mid-write leaves a hot rollback journal, which a read-only opener cannot roll back. The
+    # message said to check this account's permissions, which were fine.
+    import subprocess
+    import sys
+
+    db = make_store_db(tmp_path / "pos.db", orders=300, journal_mode="delete")
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sqlite3, sys, time
+c = sqlite3.connect({str(db)!r}); c.execute("PRAGMA cache_size=1")  # pages spill into the file mid-transaction
+c.execute("BEGIN"); c.execute("UPDATE order_lines SET qty = qty + 1000"); c.execute("DELETE FROM orders")
+print("ready", flush=True); time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    writer.kill()
+    writer.wait()
+    assert Path(f"{db}-journal").stat().st_size > 0
+    with pytest.raises(AgentError, match="a transaction was interrupted"):
+        upload_dump(db, "S1", lake, scratch=tmp_path / "scratch")
+    sqlite3.connect(db).execute("SELECT count(*) FROM orders").fetchone()  # any writer's open rolls it back
+    assert upload_dump(db, "S1", lake, scratch=tmp_path / "scratch").uploaded
+    assert not list((tmp_path / "scratch").glob("agent-upload-*"))
+
+
+def test_a_killed_agents_copy_is_swept_by_a_later_upload(lake, tmp_path):
+    import os
+
+    scratch = tmp_path / "scratch"
+    left = scratch / "agent-upload-killed"
+    left.mkdir(parents=True)
+    (left / "snapshot.sqlite").write_bytes(b"x" * 1000)
+    old = time.time() - 7 * 3600
+    os.utime(left / "snapshot.sqlite", (old, old))
+    os.utime(left, (old, old))
+    upload_dump(make_store_db(tmp_path / "pos.db"), "S1", lake, scratch=scratch)
+    assert not left.exists()

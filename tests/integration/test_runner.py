@@ -359,5 +359,19 @@ def test_inventory_serve_once_from_another_directory(home, tmp_path):
     out = subprocess.run([sys.executable, "-m", "shared", "serve", "--once"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"blobs": 1, "events": 1, "timers": 0}
+    assert json.loads(out.stdout) == {"blobs": 1, "events": 1, "timers": 0, "failed": 0}
     assert "ingest_dump          ok" in out.stderr and "apply_sales          ok" in out.stderr
+
+
+def test_inventory_serve_once_exits_1_when_an_invocation_failed(home, tmp_path):
+    # Before, a failed ingest printed FAILED and the command still exited 0, counting the blob as delivered.
+    from shared.services.upload_dump import upload_dump
+
+    home.lake.put_bytes("config/mappings/store=S8.toml", b"tables = 5\n")  # a broken mapping: the ingest fails
+    upload_dump(make_dump(tmp_path / "d.sqlite"), "S8", home.lake, scratch=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in AZURE_SETTINGS}
+    out = subprocess.run([sys.executable, "-m", "shared", "serve", "--once"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert json.loads(out.stdout) == {"blobs": 1, "events": 0, "timers": 0, "failed": 1}
+    assert "1 invocation(s) failed" in out.stderr
