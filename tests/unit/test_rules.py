@@ -311,3 +311,21 @@ def test_a_sale_dated_after_the_latest_allowed_time_is_future_timestamp():
     out = clean_arrow("sales", sales(sold_at=times), items=["A-1"], not_after=not_after)
     assert reasons(out) == [None, None, "future_timestamp", "future_timestamp", "bad_timestamp"]
     assert reasons(clean_arrow("sales", sales(sold_at=times[3:4]), items=["A-1"])) == [None]  # no limit given
+
+
+def test_the_fixed_width_fast_path_agrees_with_the_iso_regex():
+    # A batch whose values are all 19 characters takes a numpy check instead of RE2; one odd value sends the
+    # batch to the regex. Either way the same rows are bad.
+    import re
+
+    from shared.core.rules import ISO_TIMESTAMP, _all_plain_iso
+
+    plain = ["2026-11-20 10:00:00", "2026-11-20T23:59:59"]
+    odd19 = ["2026/11/20 10:00:00", "2026-11-20 10:00:0Z", "2026-11-20 1:00:000", " 2026-11-20 10:00:0",
+             "20261120 10:00:00::"]
+    assert _all_plain_iso(pa.array(plain)) and not _all_plain_iso(pa.array([*plain, None]))
+    assert _all_plain_iso(pa.array([*odd19, *plain]).slice(len(odd19)))  # an offset into the buffers
+    for bad in odd19:
+        assert not _all_plain_iso(pa.array([*plain, bad])) and not re.fullmatch(ISO_TIMESTAMP[1:-1], bad.strip())
+        out = clean_arrow("sales", sales(sold_at=[*plain, bad], sale_id=["a", "b", "c"]), items=["A-1"])
+        assert reasons(out) == [None, None, "bad_timestamp"]
