@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -50,6 +51,7 @@ from shared.core.arrow_values import (
     utc_timestamp_scalar,
 )
 from shared.core.ids import (
+    STORE_ID_PATTERN,
     InvalidStoreId,
     dump_id_from_sha256,
     dump_id_of_output,
@@ -91,6 +93,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "cell_too_large": "a value is larger than INGEST_MAX_CELL_BYTES",
     "reader_failed": "SQLite failed while reading the file",
     "invalid_store_id": "the store id in the path is not ^[A-Za-z0-9_-]{1,64}$",
+    "bad_path": "the path is not raw/store=<id>/date=<YYYY-MM-DD>/<file> (e.g. a date that does not exist)",
 }
 
 ProgressFn = Callable[[str], None]
@@ -979,11 +982,16 @@ def ingest_landed_dump(
     started = time.monotonic()
     try:
         store_id, _day, name = parse_raw_dump_path(lake_path)
-    except (InvalidStoreId, ValueError) as exc:
+    except ValueError as exc:  # InvalidStoreId, or a path of another shape (a date that does not exist)
         sha = _sha256_file(local)
-        return _quarantine(lake, telemetry, store_id="_invalid", key=sha[:24], source=local,
+        found = re.match(r"^(?:lake/)?raw/store=(.*?)/date=", lake_path)
+        if isinstance(exc, InvalidStoreId) or (found and not STORE_ID_PATTERN.fullmatch(found[1])):
+            code, store = "invalid_store_id", "_invalid"
+        else:  # a sound store id and another fault (a date that does not exist): filed under that store
+            code, store = "bad_path", found[1] if found else "_invalid"
+        return _quarantine(lake, telemetry, store_id=store, key=sha[:24], source=local,
                            source_name=lake_path.rsplit("/", 1)[-1], started=started, received_sha=sha,
-                           exc=DumpRejected("invalid_store_id", str(exc)))
+                           exc=DumpRejected(code, str(exc)))
     snapshot_at = None
     if metadata.get("snapshot_at"):
         try:

@@ -173,6 +173,15 @@ def test_unsafe_store_id_in_a_landed_path_is_quarantined_apart(tmp_path, lake):
     assert all(o.path.startswith("quarantine/store=_invalid/") for o in lake.list(""))
 
 
+def test_a_landed_path_with_a_bad_date_is_bad_path_under_its_own_store(tmp_path, lake):
+    # It was quarantined as invalid_store_id under store=_invalid, with a reason contradicting the code.
+    dump = make_dump(tmp_path / "s.sqlite")
+    result = ingest_landed_dump("raw/store=S1/date=2026-13-01/d.sqlite", dump, {}, lake=lake,
+                                telemetry=MemoryTelemetry())
+    assert result.status == "quarantined" and result.reason_code == "bad_path" and "2026-13-01" in result.reason
+    assert all(o.path.startswith("quarantine/store=S1/") for o in lake.list(""))
+
+
 def test_mixed_types_and_blobs_in_a_column_are_rows_not_crashes(tmp_path, lake):
     dump = make_dump(tmp_path / "mixed.sqlite", """
         INSERT INTO sales VALUES ('3', 1, 'A-1', 'two', 1.0, '2026-11-26 10:00:00'),
