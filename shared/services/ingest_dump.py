@@ -33,10 +33,12 @@ import shutil
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from shared import __version__
 from shared.adapters.lake import Lake, LockTimeout
@@ -135,7 +137,7 @@ class IngestResult:
 
 # --- step 1: the bytes -----------------------------------------------------------------------------------
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -143,9 +145,30 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _is_gzip(path: Path) -> bool:
+def is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"\x1f\x8b"
+
+
+def gunzip_sha256(source: Path, max_bytes: int, out: BinaryIO | None = None) -> str:
+    """The sha256 of what gzip file ``source`` decompresses to, streamed (into ``out`` too, when given).
+    Raises :class:`DumpRejected`: ``too_large`` past ``max_bytes`` (a gzip bomb costs at most that much), and
+    ``bad_gzip`` for a damaged or truncated stream (zlib's own error included: it is no OSError)."""
+    h = hashlib.sha256()
+    total = 0
+    try:
+        with gzip.open(source, "rb") as inp:
+            while chunk := inp.read(1 << 20):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DumpRejected("too_large", f"the dump decompresses to more than {max_bytes} bytes "
+                                       "(INGEST_MAX_DUMP_BYTES); a gzip bomb, or raise the limit")
+                h.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DumpRejected("bad_gzip", f"the gzip stream is damaged or truncated: {exc}") from None
+    return h.hexdigest()
 
 
 class DatabaseInUse(RuntimeError):
@@ -175,26 +198,14 @@ def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: in
     A gzip file (recognised by its magic bytes, not its name) is decompressed into ``scratch`` while
     counting: past ``max_bytes`` it is refused as ``too_large``, so a gzip bomb costs at most that much disk.
     """
-    if not _is_gzip(source):
+    if not is_gzip(source):
         if source.stat().st_size > max_bytes:
             raise DumpRejected("too_large", f"the dump is {source.stat().st_size} bytes, above "
                                f"INGEST_MAX_DUMP_BYTES={max_bytes}")
         return source, received_sha
     target = scratch / "dump.sqlite"
-    h = hashlib.sha256()
-    total = 0
-    try:
-        with gzip.open(source, "rb") as inp, open(target, "wb") as out:
-            while chunk := inp.read(1 << 20):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DumpRejected("too_large", f"the dump decompresses to more than {max_bytes} bytes "
-                                       "(INGEST_MAX_DUMP_BYTES); a gzip bomb, or raise the limit")
-                h.update(chunk)
-                out.write(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DumpRejected("bad_gzip", f"the gzip stream is damaged or truncated: {exc}") from None
-    return target, h.hexdigest()
+    with open(target, "wb") as out:
+        return target, gunzip_sha256(source, max_bytes, out)
 
 
 # --- step 2: read and clean ------------------------------------------------------------------------------
@@ -799,12 +810,12 @@ def ingest_dump(
             sweep_stale_scratch(scratch)
         tmp = in_use.enter_context(scratch_folder("ingest-", scratch))
         early = None
-        if not _is_gzip(source) and source.stat().st_size <= limits.max_dump_bytes:
+        if not is_gzip(source) and source.stat().st_size <= limits.max_dump_bytes:
             # A plain SQLite file: the reader child starts now and runs quick_check while this process
             # hashes the file (stopped again below if the dump turns out to be ingested already).
             early = DumpReader(source, limits.read).start()
             in_use.callback(early.__exit__, None, None, None)
-        received_sha = _sha256_file(source)  # once: the dump id of a plain file, the quarantine key
+        received_sha = sha256_file(source)  # once: the dump id of a plain file, the quarantine key
         try:
             db, sha = prepare_source(source, received_sha, tmp, limits.max_dump_bytes)
         except DumpRejected as exc:
@@ -983,7 +994,7 @@ def ingest_landed_dump(
     try:
         store_id, _day, name = parse_raw_dump_path(lake_path)
     except ValueError as exc:  # InvalidStoreId, or a path of another shape (a date that does not exist)
-        sha = _sha256_file(local)
+        sha = sha256_file(local)
         found = re.match(r"^(?:lake/)?raw/store=(.*?)/date=", lake_path)
         if isinstance(exc, InvalidStoreId) or (found and not STORE_ID_PATTERN.fullmatch(found[1])):
             code, store = "invalid_store_id", "_invalid"

@@ -13,11 +13,9 @@ Insights turn them into pages. The app never pages anyone itself.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
+import contextlib
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from shared.adapters.lake import Lake, LakeError, LakeObject
 from shared.adapters.parquet_files import read_parquet_bytes
+from shared.adapters.sqlite_dump import DumpRejected
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.alerts import (
@@ -127,26 +126,13 @@ def _metadata_sha(lake: Lake, obj: LakeObject) -> str | None:
 
 def _file_shas(local: Path) -> set[str]:
     """The sha256 of a file and, when it is gzip, of what it decompresses to: what the ingest records as a
-    dump's ``received_sha256`` and ``sha256`` (see ``prepare_source``)."""
-    h = hashlib.sha256()
-    with open(local, "rb") as f:
-        is_gzip = f.read(2) == b"\x1f\x8b"
-        f.seek(0)
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    shas = {h.hexdigest()}
-    if is_gzip:
-        inner, total = hashlib.sha256(), 0
-        try:
-            with gzip.open(local, "rb") as inp:
-                while chunk := inp.read(1 << 20):
-                    total += len(chunk)
-                    if total > MAX_HASHED_BYTES:
-                        return shas
-                    inner.update(chunk)
-        except (OSError, EOFError, zlib.error):  # damaged gzip: the ingest quarantines it by the outer hash
-            return shas
-        shas.add(inner.hexdigest())
+    dump's ``received_sha256`` and ``sha256`` (the same functions as ``prepare_source``)."""
+    from shared.services.ingest_dump import gunzip_sha256, is_gzip, sha256_file
+
+    shas = {sha256_file(local)}
+    if is_gzip(local):
+        with contextlib.suppress(DumpRejected):  # too large, or damaged: the ingest quarantines it by the outer hash
+            shas.add(gunzip_sha256(local, MAX_HASHED_BYTES))
     return shas
 
 

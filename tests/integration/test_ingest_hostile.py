@@ -71,6 +71,17 @@ def test_truncated_gzip(tmp_path, lake):
     assert_quarantined(*ingest(gz, lake), lake, "bad_gzip")
 
 
+def test_a_gzip_with_damaged_deflate_data_is_quarantined_not_a_crash(tmp_path, lake):
+    # zlib's own error ("invalid bit length repeat") is no OSError: it used to escape as an exception, so the
+    # blob trigger retried the dump until it was poisoned.
+    data = bytearray(gzip.compress(make_dump(tmp_path / "d.sqlite").read_bytes()))
+    for i in range(20, 60):
+        data[i] ^= 0xFF
+    gz = tmp_path / "d.sqlite.gz"
+    gz.write_bytes(bytes(data))
+    assert_quarantined(*ingest(gz, lake), lake, "bad_gzip")
+
+
 def test_gzip_bomb_stops_at_the_limit(tmp_path, lake):
     bomb = tmp_path / "bomb.sqlite.gz"
     with gzip.open(bomb, "wb") as f:  # 64 MB of zeros compress to ~64 KB
