@@ -49,9 +49,10 @@ class ApplyResult:
     # Event ids (ids are unique per store; apply_batch lists those of every store).
     applied: list[str] = field(default_factory=list)  # event ids that changed stock in this call
     duplicates: list[str] = field(default_factory=list)  # already applied by an earlier call
-    # The id was recorded with another time or other deltas (a sender reusing ids): not applied either; the
-    # caller sets these aside (conflicting_duplicate). Only ids the ledger still holds can be compared.
-    conflicting: list[str] = field(default_factory=list)
+    # (store id, event id): recorded with another time or other deltas (a sender reusing ids): not applied
+    # either; the caller sets these aside (conflicting_duplicate), so they name the store (another store may
+    # use the same id). Only ids the ledger still holds can be compared.
+    conflicting: list[tuple[str, str]] = field(default_factory=list)
     before_baseline: list[str] = field(default_factory=list)  # already in the baseline dump's count
     operations: int = 0  # store operations this call cost (rows or documents read and written)
 

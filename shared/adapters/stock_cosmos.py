@@ -309,7 +309,10 @@ class CosmosStockStore:
                     for e in chunk:
                         if e.event_id in known:
                             same = known[e.event_id] == event_content(e.occurred_key, e.deltas)
-                            (result.duplicates if same else result.conflicting).append(e.event_id)
+                            if same:
+                                result.duplicates.append(e.event_id)
+                            else:
+                                result.conflicting.append((store_id, e.event_id))
                     pending = [e for e in pending if e.event_id not in known]
                 elif isinstance(target, str) and status == 404:  # a document we thought existed is gone
                     self._known_skus.pop(store_id, None)

@@ -156,7 +156,10 @@ class SqliteStockStore:
                 # A resend is the same bytes (deltas in the same order): compared as recorded, no parsing.
                 same = was is not None and was[0] == r[2] and (
                     was[1] == r[3] or event_content(was[0], orjson.loads(was[1])) == event_content(r[2], e.deltas))
-                (result.duplicates if same else result.conflicting).append(e.event_id)
+                if same:
+                    result.duplicates.append(e.event_id)
+                else:
+                    result.conflicting.append((r[0], e.event_id))
             rows, after = fresh_rows, fresh
         sums: dict[tuple[str, str], int] = {}
         get = sums.get

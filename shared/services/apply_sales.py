@@ -121,9 +121,9 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
     counts.before_baseline = len(result.before_baseline)
     counts.operations = result.operations
     if result.conflicting:
-        ids = set(result.conflicting)
+        keys = set(result.conflicting)
         conflicting += [(e, "this eventId was applied before with another time or other lines")
-                        for e in first if e.event_id in ids]
+                        for e in first if (e.store_id, e.event_id) in keys]
     if conflicting:  # after the stock's commit: a redelivery finds them conflicting again, and rewrites this file
         set_aside = [InvalidEvent("conflicting_duplicate", f"eventId {e.event_id}: {why}; the first version "
                                   "counts", raw_of[id(e)].body, raw_of[id(e)].source, store_id=e.store_id)

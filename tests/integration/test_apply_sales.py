@@ -138,3 +138,15 @@ def test_an_event_id_reused_with_other_content_is_dead_lettered_not_counted_as_a
     assert ("events_deadlettered", 1, {"reason": "conflicting_duplicate"}) in telemetry.metrics
     again = apply_sales(later, stock=store, lake=lake, telemetry=telemetry, now=NOW)  # redelivered: same file
     assert again.deadlettered == 1 and len([r for r in deadletters(lake) if r["source"] == "t:4"]) == 1
+
+
+def test_a_conflict_in_one_store_does_not_set_aside_another_stores_event_of_the_same_id(env) -> None:
+    lake, store, telemetry = env
+    apply_sales([RawEvent(event("e1", "2026-11-27T10:00:00Z", ("A-1", 2)), "t:1")], stock=store, lake=lake,
+                telemetry=telemetry, now=NOW)
+    counts = apply_sales([RawEvent(event("e1", "2026-11-27T10:05:00Z", ("A-1", 7)), "t:2"),  # S001: conflicting
+                          RawEvent(event("e1", "2026-11-27T10:05:00Z", ("A-1", 7), store="S002"), "t:3")],
+                         stock=store, lake=lake, telemetry=telemetry, now=NOW)
+    assert (counts.applied, counts.deadlettered) == (1, 1)
+    assert [r["source"] for r in deadletters(lake) if r["reason"] == "conflicting_duplicate"] == ["t:2"]
+    assert stock_of(store) == {"A-1": -2} and stock_of(store, "S002") == {"A-1": -7}

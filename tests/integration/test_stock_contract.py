@@ -72,7 +72,7 @@ def test_an_id_reused_with_other_content_is_conflicting_and_changes_nothing(stoc
     again = stock_store.apply(s, with_store([ev("e1", 1, ("B", -1), ("A", -2)), ev("e2", 2, ("A", -1))], s))
     assert again.duplicates == ["e1"] and again.applied == ["e2"] and not again.conflicting
     other = stock_store.apply(s, with_store([ev("e1", 1, ("A", -5)), ev("e2", 3, ("A", -1)), ev("e3", 4, ("C", 1))], s))
-    assert sorted(other.conflicting) == ["e1", "e2"] and other.applied == ["e3"] and not other.duplicates
+    assert sorted(other.conflicting) == [(s, "e1"), (s, "e2")] and other.applied == ["e3"] and not other.duplicates
     assert counts(stock_store, s) == {"A": -3, "B": -1, "C": 1}
 
 
