@@ -322,11 +322,12 @@ def _partition_key(body: bytes) -> str:
 
 
 def cmd_pos_send(args: argparse.Namespace) -> int:
+    import dataclasses
     from datetime import UTC, datetime
 
     from shared.adapters.event_sink import OutgoingEvent
     from shared.bootstrap import build
-    from shared.core.events import MAX_EVENT_BYTES, InvalidEvent
+    from shared.core.events import MAX_EVENT_BYTES, InvalidEvent, parse_event
     from shared.services.apply_sales import write_deadletters
 
     c = build()
@@ -341,8 +342,8 @@ def cmd_pos_send(args: argparse.Namespace) -> int:
             # The consumer would dead-letter it, and above 1 MiB Event Hubs refuses it (and with it the whole
             # send): set it aside here, with the same reason code, instead of failing the file.
             key = _partition_key(raw.body)
-            too_large.append(InvalidEvent("too_large", f"{len(raw.body):,} bytes; the limit is {MAX_EVENT_BYTES:,}",
-                                          raw.body, raw.source, store_id=None if key == "_unknown" else key))
+            bad = parse_event(raw.body, source=raw.source)  # too_large, with the consumer's own detail
+            too_large.append(dataclasses.replace(bad, store_id=None if key == "_unknown" else key))
             _err(f"{raw.source}: {too_large[-1].detail}: not sent, dead-lettered")
         elif raw is not None:
             batch.append(OutgoingEvent(_partition_key(raw.body), raw.body))
