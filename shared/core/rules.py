@@ -87,8 +87,9 @@ def q(name: str) -> str:
 # The whitespace trimmed from every text value: space, tab, LF, VT, FF, CR (the regex class [[:space:]]).
 WHITESPACE = " \t\n\v\f\r"
 
-# How a column can arrive in a batch (see ``prepare_batch``): text, or a number SQLite stored as one.
-Arrival = Literal["text", "int", "float"]
+# How a column can arrive in a batch (see ``prepare_batch``): text, a number SQLite stored as one, or (a
+# timestamp column, naive values being UTC) text with its plain values already parsed in ``_utc_<column>``.
+Arrival = Literal["text", "int", "float", "utc"]
 
 
 def _arrival(arrow_type: pa.DataType) -> Arrival:
@@ -101,29 +102,33 @@ def _arrival(arrow_type: pa.DataType) -> Arrival:
     return "text"
 
 
-def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.RecordBatch:
+def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int, *, naive_utc: bool = False) -> pa.RecordBatch:
     """The row stage's input relation for one batch as read: ``_row`` (1-based position in the dump), each
     column of ``table`` (text trimmed of :data:`WHITESPACE`; a number SQLite stored as a number passes as
     int64/float64, only for int and decimal columns) and ``_raw_sku`` (the sku as read, to tell whether
-    normalisation changed it). Columns absent from the batch arrive as NULL text.
+    normalisation changed it). Columns absent from the batch arrive as NULL text. With ``naive_utc`` (the
+    store's time zone is UTC), each timestamp column also arrives as ``_utc_<column>``: its plain values
+    parsed (:func:`~shared.core.arrow_values.plain_timestamps_utc`), the row stage casting only the others.
 
     Text is trimmed and blank text turned into NULL here, and skus normalised (upper case, inner whitespace
     collapsed), with Arrow's vectorised kernels: ~10x cheaper than DuckDB's trim over a character set, which
     copies every value, and it lets the row stage pass these columns through without a round trip. A
     timestamp that is not ISO-8601 (:data:`ISO_TIMESTAMP`) is replaced by a text no cast accepts, so the row
     stage rejects it as ``bad_timestamp`` (the rejected file keeps the value as read): Arrow's RE2 takes
-    ~0.08 s per million values, DuckDB's regexp_full_match ~0.16 s. (Done in the dump reader's process
-    instead, it made no difference beyond the noise in interleaved runs at 5M lines: the two CPUs are busy.)
+    ~0.08 s per million values, DuckDB's regexp_full_match ~0.16 s, and only values that are not of the
+    plain form are checked. (Done in the dump reader's process instead, it made no difference beyond the noise
+    in interleaved runs at 5M lines: the two CPUs are busy.)
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from shared.core.arrow_values import null_scalar, row_numbers, string_scalar
+    from shared.core.arrow_values import null_scalar, plain_timestamps_utc, row_numbers, string_scalar
 
     n = batch.num_rows
     arrays = [row_numbers(first_row, n)]
     names = ["_row"]
     present = set(batch.schema.names)
+    parsed: list[tuple[str, pa.Array]] = []
     for col in table.columns:
         arr = batch.column(col.name) if col.name in present else pa.nulls(n, pa.string())
         if not col.numeric or _arrival(arr.type) == "text":
@@ -135,12 +140,12 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
                 arr = pc.if_else(blank, null_scalar(pa.string()), arr)
             if col.name == "sku":
                 arr = normalise_skus(arr)
-            elif col.kind == "timestamp" and not _all_plain_iso(arr):
-                iso = pc.match_substring_regex(arr, ISO_TIMESTAMP)
-                if pc.any(pc.invert(iso)).as_py():  # NULL stays NULL (missing, not bad)
-                    arr = pc.if_else(iso, arr, string_scalar(NOT_A_TIMESTAMP))
-                if pc.any(pc.ends_with(arr, "z")).as_py():  # ISO's lower-case Z, which DuckDB's cast refuses
-                    arr = pc.replace_substring_regex(arr, "z$", "Z")
+            elif col.kind == "timestamp":
+                plain = plain_timestamps_utc(arr)
+                if plain.null_count > arr.null_count:
+                    arr = _iso_or_marked(arr, plain)
+                if naive_utc:
+                    parsed.append((f"_utc_{col.name}", plain))
         elif pa.types.is_integer(arr.type) and arr.type != pa.int64():
             arr = pc.cast(arr, pa.int64())
         elif pa.types.is_floating(arr.type) and arr.type != pa.float64():
@@ -151,7 +156,31 @@ def prepare_batch(batch: pa.RecordBatch, table: Table, first_row: int) -> pa.Rec
         raw = batch.column("sku") if "sku" in present else pa.nulls(n, pa.string())
         arrays.append(raw if pa.types.is_string(raw.type) else pc.cast(raw, pa.string()))
         names.append("_raw_sku")
+    for name, arr in parsed:
+        arrays.append(arr)
+        names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _iso_or_marked(arr: pa.Array, plain: pa.Array) -> pa.Array:
+    """``arr`` (trimmed timestamp text) with each value that is not ISO-8601 replaced by NOT_A_TIMESTAMP and a
+    trailing ``z`` made ``Z`` (which DuckDB's cast refuses); only the values ``plain`` did not parse are
+    checked. NULL stays NULL (missing, not bad)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from shared.core.arrow_values import bool_array, bool_numpy, string_array
+
+    todo = bool_numpy(pc.and_(pc.is_valid(arr), pc.is_null(plain)))
+    rest = arr.filter(bool_array(todo))
+    iso = bool_numpy(pc.match_substring_regex(rest, ISO_TIMESTAMP))
+    if not iso.all():
+        bad = np.zeros(len(arr), dtype=bool)
+        bad[np.flatnonzero(todo)[~iso]] = True
+        arr = pc.replace_with_mask(arr, bool_array(bad), string_array([NOT_A_TIMESTAMP] * int(bad.sum())))
+    if pc.any(pc.ends_with(rest, "z")).as_py():
+        arr = pc.replace_substring_regex(arr, "z$", "Z")
+    return arr
 
 
 INNER_WHITESPACE = "[" + WHITESPACE + "]+"  # a run of it, as a regex (Arrow RE2 and Python re alike)
@@ -168,6 +197,11 @@ def normalise_skus(trimmed: pa.Array) -> pa.Array:
     return pc.if_else(spaced, pc.replace_substring_regex(upper, INNER_WHITESPACE, " "), upper)
 
 
+def is_utc(timezone: str) -> bool:
+    """Whether a store's time zone (a mapping's ``timezone``) is UTC: its naive times need no conversion."""
+    return timezone in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu")
+
+
 def passes_through(col: Column) -> bool:
     """Whether the row stage's value for ``col`` is the prepared text itself (keys and free text without a
     default): the ingest takes these from the prepared batch instead of from DuckDB's output."""
@@ -180,30 +214,9 @@ def has_flags(table: Table) -> bool:
 
 def arrivals(batch: pa.RecordBatch, table: Table) -> tuple[Arrival, ...]:
     """How each column of ``table`` arrives in a prepared batch: the key of :func:`row_stage_sql`'s SQL."""
-    return tuple(_arrival(batch.schema.field(c).type) for c in table.column_names)
-
-
-_PLAIN_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
-
-
-def _all_plain_iso(arr: pa.Array) -> bool:
-    """Whether every value is ``YYYY-MM-DD HH:MM:SS`` (or with a ``T``): the form almost every dump uses, a
-    subset of :data:`ISO_TIMESTAMP`. Checked on the string data as a fixed-width byte matrix with numpy, about
-    half the cost of RE2 (0.04 against 0.075 s per million values); False sends the batch to the regex."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not pa.types.is_string(arr.type) or arr.null_count or not len(arr):
-        return False
-    if pc.min_max(pc.binary_length(arr)).as_py() != {"min": 19, "max": 19}:
-        return False
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=4 * arr.offset)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 19)
-    digits = data[:, _PLAIN_DIGITS]
-    return bool(((digits >= 48) & (digits <= 57)).all() and (data[:, 4] == 45).all() and (data[:, 7] == 45).all()
-                and ((data[:, 10] == 32) | (data[:, 10] == 84)).all() and (data[:, 13] == 58).all()
-                and (data[:, 16] == 58).all())
+    names = set(batch.schema.names)
+    return tuple("utc" if f"_utc_{c}" in names else _arrival(batch.schema.field(c).type)
+                 for c in table.column_names)
 
 
 ISO_TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
@@ -312,9 +325,17 @@ def row_stage_sql(table: Table, raw: str, *, items: str | None, vendors: str | N
     arrived = arrived or ("text",) * len(cols)
     has_sku = "sku" in table.column_names
     trimmed = ", ".join(f"{q(c.name)} AS {q('t_' + c.name)}" for c in cols)  # trimmed, blanks NULL already
-    stage_t = f"SELECT _row, {trimmed}{', _raw_sku AS r_sku' if has_sku else ''} FROM {raw}"
-    parsed = ", ".join(f"{parse_expr(c, q('t_' + c.name), a)} AS {q('x_' + c.name)}"
-                       for c, a in zip(cols, arrived, strict=True))
+    fast = "".join(f", {q('_utc_' + c.name)} AS {q('f_' + c.name)}"
+                   for c, a in zip(cols, arrived, strict=True) if a == "utc")
+    stage_t = f"SELECT _row, {trimmed}{fast}{', _raw_sku AS r_sku' if has_sku else ''} FROM {raw}"
+
+    def parsed_expr(c: Column, a: Arrival) -> str:
+        if a == "utc":  # the plain values parsed already (prepare_batch); the cast decides the others
+            f = q("f_" + c.name)
+            return f"CASE WHEN {f} IS NOT NULL THEN {f} ELSE {parse_expr(c, q('t_' + c.name))} END"
+        return parse_expr(c, q("t_" + c.name), a)
+
+    parsed = ", ".join(f"{parsed_expr(c, a)} AS {q('x_' + c.name)}" for c, a in zip(cols, arrived, strict=True))
     stage_x = f"SELECT *, {parsed} FROM ({stage_t})"
     defaulted = ", ".join(
         f"coalesce({q('x_' + c.name)}, {c.default_sql}) AS {q('p_' + c.name)}" if c.default_sql
@@ -380,7 +401,7 @@ def clean_arrow(table: str, rows: pa.Table, *, items: list[str] | None = None,
     spec = TABLES[table]
     batch = rows.combine_chunks().to_batches()[0] if rows.num_rows else pa.RecordBatch.from_pylist(
         [], schema=rows.schema)
-    raw = prepare_batch(batch, spec, 1)
+    raw = prepare_batch(batch, spec, 1, naive_utc=is_utc(timezone))
     if "_row" in rows.column_names:
         raw = raw.set_column(0, "_row", rows.column("_row").combine_chunks())
     con = duckdb.connect()

@@ -313,19 +313,49 @@ def test_a_sale_dated_after_the_latest_allowed_time_is_future_timestamp():
     assert reasons(clean_arrow("sales", sales(sold_at=times[3:4]), items=["A-1"])) == [None]  # no limit given
 
 
-def test_the_fixed_width_fast_path_agrees_with_the_iso_regex():
-    # A batch whose values are all 19 characters takes a numpy check instead of RE2; one odd value sends the
-    # batch to the regex. Either way the same rows are bad.
+def test_plain_timestamps_parsed_in_arrow_are_rejected_alike_in_any_zone():
+    # In a UTC store the plain values are parsed with numpy before DuckDB sees them, in other zones by
+    # DuckDB's cast: the values that are 19 characters but not a plain timestamp are bad either way, and a
+    # batch mixing them with good values keeps the good ones.
     import re
 
-    from shared.core.rules import ISO_TIMESTAMP, _all_plain_iso
+    from shared.core.rules import ISO_TIMESTAMP
 
     plain = ["2026-11-20 10:00:00", "2026-11-20T23:59:59"]
     odd19 = ["2026/11/20 10:00:00", "2026-11-20 10:00:0Z", "2026-11-20 1:00:000", " 2026-11-20 10:00:0",
-             "20261120 10:00:00::"]
-    assert _all_plain_iso(pa.array(plain)) and not _all_plain_iso(pa.array([*plain, None]))
-    assert _all_plain_iso(pa.array([*odd19, *plain]).slice(len(odd19)))  # an offset into the buffers
+             "20261120 10:00:00::", "2026-02-30 10:00:00", "2026-11-20 25:00:00", "0000-01-01 00:00:00"]
     for bad in odd19:
-        assert not _all_plain_iso(pa.array([*plain, bad])) and not re.fullmatch(ISO_TIMESTAMP[1:-1], bad.strip())
-        out = clean_arrow("sales", sales(sold_at=[*plain, bad], sale_id=["a", "b", "c"]), items=["A-1"])
-        assert reasons(out) == [None, None, "bad_timestamp"]
+        for zone in ("UTC", "Europe/Lisbon"):
+            out = clean_arrow("sales", sales(sold_at=[*plain, bad], sale_id=["a", "b", "c"]), items=["A-1"],
+                              timezone=zone)
+            assert reasons(out) == [None, None, "bad_timestamp"], (bad, zone)
+    assert not re.fullmatch(ISO_TIMESTAMP[1:-1], "2026/11/20 10:00:00")
+
+
+def test_the_utc_fast_path_gives_what_the_cast_gives():
+    # The same dirty column through the row stage with and without the numpy parse: same reasons, same times.
+    import duckdb
+
+    from shared.core.rules import arrivals, prepare_batch, row_stage_sql
+
+    times = ["2026-11-20 10:00:00", "2026-11-20T10:00:00", "2024-02-29 23:59:59", "2023-02-29 00:00:00",
+             "2026-11-20 24:00:00", "2026-11-20 10:00:00Z", "2026-11-20 10:00:00.5", "2026-11-20 10:00:00z",
+             "2026-11-20T10:00:00+02:00", "2026-11-20", "yesterday", None, "  2026-11-20 10:00:00 ",
+             "0001-01-01 00:00:00", "9999-12-31 23:59:59", "1969-12-31 23:59:59", "2026-13-01 00:00:00"]
+    batch = sales(sold_at=times, sale_id=[str(i) for i in range(len(times))]).to_batches()[0]
+    results = []
+    for naive_utc in (False, True):
+        prepared = prepare_batch(batch, TABLES["sales"], 1, naive_utc=naive_utc)
+        assert ("_utc_sold_at" in prepared.schema.names) is naive_utc
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("b", prepared)
+        con.register("items_keys", pa.table({"sku": ["A-1"]}))
+        sql = row_stage_sql(TABLES["sales"], "b", items="items_keys", vendors=None,
+                            arrived=arrivals(prepared, TABLES["sales"]))
+        results.append(con.sql(f"SELECT _row, p_sold_at, reason_code FROM ({sql}) ORDER BY _row").fetchall())
+    assert results[0] == results[1]
+    bad = {4: "bad_timestamp", 11: "bad_timestamp", 12: "missing_required", 17: "bad_timestamp"}
+    assert [r[2] for r in results[1]] == [bad.get(i) for i in range(1, len(times) + 1)]
+
+
