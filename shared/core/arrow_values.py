@@ -9,6 +9,7 @@ they need here instead, and a test checks that an ingest never imports pandas.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -160,11 +161,29 @@ def bool_array(mask: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
 
 
-# Day of the year before the 1st of each month (index 1..12; 0 and 13..15 pad a clipped month) and its length.
-_DAYS_BEFORE = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 0, 0, 0)
-_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0)
 _DIGIT_AT = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)  # YYYY-MM-DD HH:MM:SS
-_DAYS_TO_EPOCH = 719_162  # days from 0001-01-01 to 1970-01-01 (proleptic Gregorian)
+
+
+@cache
+def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lookup tables for :func:`plain_timestamps_utc` (gathers instead of divisions: 4x faster): per year
+    0..9999 whether it is a leap year and the days from 1970-01-01 to its 1 January (proleptic Gregorian);
+    per ``leap * 16 + month`` the month's length and the days of the year before it (0 for months 0, 13..15)."""
+    import numpy as np
+
+    years = np.arange(10_000, dtype=np.int64)
+    leap = (years % 4 == 0) & ((years % 100 != 0) | (years % 400 == 0))
+    y = np.maximum(years - 1, 0)
+    year_days = (y * 365 + y // 4 - y // 100 + y // 400 - 719_162).astype(np.int32)
+    month_days = np.zeros(32, dtype=np.int32)
+    days_before = np.zeros(32, dtype=np.int32)
+    for is_leap in (0, 1):
+        before = 0
+        for month, days in enumerate((31, 28 + is_leap, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31), start=1):
+            month_days[is_leap * 16 + month] = days
+            days_before[is_leap * 16 + month] = before
+            before += days
+    return leap.astype(np.int32), year_days, month_days, days_before
 
 
 def plain_timestamps_utc(arr: pa.Array) -> pa.Array:
@@ -172,7 +191,7 @@ def plain_timestamps_utc(arr: pa.Array) -> pa.Array:
     time of years 1..9999, read as UTC: ``timestamp[us, tz=UTC]``, NULL for every other value (NULL, another
     form, or no such date: Feb 30, hour 24).
 
-    The form nearly every till writes, parsed with numpy on the string bytes (~0.14 s per million values)
+    The form nearly every till writes, parsed with numpy on the string bytes (~0.05 s per million values)
     instead of by DuckDB's cast to TIMESTAMPTZ (~0.3 s, and it ran twice). Values it leaves NULL go to that
     cast, which decides them (it takes offsets, fractions and a few forms this refuses, e.g. ``24:00:00``).
     Checked against DuckDB's cast on random dates of all 9999 years in the tests.
@@ -194,22 +213,21 @@ def plain_timestamps_utc(arr: pa.Array) -> pa.Array:
     if not k:
         return pa.nulls(n, out_type)
     sub_offsets = np.frombuffer(sub.buffers()[1], dtype=np.int32, count=k + 1, offset=4 * sub.offset)
-    m = np.frombuffer(sub.buffers()[2], dtype=np.uint8)[sub_offsets[0]:sub_offsets[-1]].reshape(k, 19)
-    d = (m[:, _DIGIT_AT] - np.uint8(48)).astype(np.int32)  # a non-digit wraps above 9
-    form = ((d <= 9).all(axis=1) & (m[:, 4] == 45) & (m[:, 7] == 45) & ((m[:, 10] == 32) | (m[:, 10] == 84))
-            & (m[:, 13] == 58) & (m[:, 16] == 58))
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
-    hour, minute, second = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_i = np.minimum(month, 15)
-    good = (form & (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-            & (day <= np.asarray(_MONTH_DAYS, dtype=np.int32)[month_i] + ((month == 2) & leap))
+    m = np.ascontiguousarray(  # one row per character position
+        np.frombuffer(sub.buffers()[2], dtype=np.uint8)[sub_offsets[0]:sub_offsets[-1]].reshape(k, 19).T)
+    d = m - np.uint8(48)  # a non-digit wraps above 9
+    form = ((d[list(_DIGIT_AT)] <= 9).all(axis=0) & (m[4] == 45) & (m[7] == 45) & ((m[10] == 32) | (m[10] == 84))
+            & (m[13] == 58) & (m[16] == 58))
+    d = d.astype(np.int32)
+    year = np.minimum(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3], 9999)
+    month, day = d[5] * 10 + d[6], d[8] * 10 + d[9]
+    hour, minute, second = d[11] * 10 + d[12], d[14] * 10 + d[15], d[17] * 10 + d[18]
+    leap, year_days, month_days, days_before = _calendar()
+    ym = leap[year] * 16 + np.minimum(month, 15)
+    good = (form & (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days[ym])
             & (hour <= 23) & (minute <= 59) & (second <= 59))
-    y = (year - 1).astype(np.int64)
-    days = (y * 365 + y // 4 - y // 100 + y // 400 + np.asarray(_DAYS_BEFORE, dtype=np.int64)[month_i]
-            + ((month > 2) & leap) + day - 1 - _DAYS_TO_EPOCH)
-    micros = (days * 86_400 + (hour * 3600 + minute * 60 + second)) * 1_000_000
+    days = (year_days[year] + days_before[ym] + day - 1).astype(np.int64)
+    micros = days * 86_400_000_000 + (hour * 3600 + minute * 60 + second).astype(np.int64) * 1_000_000
     if whole:
         values, valid = micros, good
     else:

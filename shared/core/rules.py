@@ -361,7 +361,13 @@ def values_hash_sql(table: Table) -> str:
     return "hash(" + ", ".join(f"p_{c}" for c in table.column_names) + ")"
 
 
-def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = None) -> str:
+def key_hash_sql(table: Table) -> str:
+    """A 64-bit hash of a row's parsed key: rows with different hashes have different keys."""
+    return "hash(" + ", ".join(f"p_{k}" for k in table.key) + ")"
+
+
+def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = None,
+                       repeated: str | None = None) -> str:
     """Stage 2a: the keys seen more than once among ``passed`` (rows with no row-level reason).
 
     Output: the key columns ``p_<key>``, ``conflict`` (the copies' values differ) and ``first_row``.
@@ -369,12 +375,19 @@ def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = N
     the key (cheap), and only the rows whose key hash repeats (duplicates, and the rare collision) are
     grouped by the key itself. ``values_hash`` names a column of ``passed`` already holding
     :func:`values_hash_sql` (the copies of a key are compared by it); without it, it is computed.
+    ``repeated`` names a relation of the key hashes that repeat (column ``kh``), found beforehand, and
+    then ``passed`` has them in column ``_kh`` (the ingest sorts them with numpy: 0.1 s for 5M rows, where
+    DuckDB's grouping took 0.7 s).
     """
     key = ", ".join(f"p_{k}" for k in table.key)
     values = values_hash or values_hash_sql(table)
-    repeated = f"SELECT hash({key}) AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1"
+    if repeated is not None:
+        return (f"SELECT {key}, min({values}) <> max({values}) AS conflict, min(_row) AS first_row "
+                f"FROM {passed} WHERE _kh IN (SELECT kh FROM {repeated}) GROUP BY {key} HAVING count(*) > 1")
+    kh = key_hash_sql(table)
+    repeats = f"SELECT {kh} AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1"
     return (f"SELECT {key}, min({values}) <> max({values}) AS conflict, min(_row) AS first_row "
-            f"FROM {passed} WHERE hash({key}) IN ({repeated}) GROUP BY {key} HAVING count(*) > 1")
+            f"FROM {passed} WHERE {kh} IN ({repeats}) GROUP BY {key} HAVING count(*) > 1")
 
 
 def duplicate_reason_sql(table: Table, passed: str, dups: str) -> str:
