@@ -172,7 +172,9 @@ def write_partitions(
                        use_dictionary=use_dictionary)
         return key, table.num_rows
 
-    # Parquet encoding releases the GIL: two partitions at a time use both cores.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        written = dict(pool.map(write_one, spool.keys()))
+    if threads <= 1:
+        written = dict(map(write_one, spool.keys()))
+    else:  # Parquet encoding releases the GIL: two partitions at a time use both cores.
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            written = dict(pool.map(write_one, spool.keys()))
     return {k: n for k, n in written.items() if n}
