@@ -209,3 +209,24 @@ def test_timestamps_are_checked_as_iso_8601_and_rejected_rows_keep_their_text(tm
     rejected = dict(duckdb.sql(f"SELECT sale_id, sold_at FROM read_parquet({files}) "
                                "WHERE reason_code = 'bad_timestamp'").fetchall())
     assert rejected == {k: values[k] for k in "eszio"}
+
+
+@pytest.mark.parametrize(("zone", "day", "stored"), [
+    ("UTC", "2026-11-25", "2026-11-25 22:30:00+00"),  # parsed in Arrow (the plain form, a UTC store)
+    ("America/Los_Angeles", "2026-11-26", "2026-11-26 06:30:00+00"),  # DuckDB's cast in the store's zone
+    ("Asia/Tokyo", "2026-11-25", "2026-11-25 13:30:00+00"),
+])
+def test_a_sale_is_filed_under_its_utc_day_whatever_the_stores_zone(tmp_path, lake, zone, day, stored):
+    # A late-evening sale: in Los Angeles it is the next day in UTC. The day partition and the stored time are
+    # UTC either way, whichever path parsed the time.
+    from shared.core.mapping import Mapping
+    from tests.support.dumps import make_dump
+
+    dump = make_dump(tmp_path / "d.sqlite", "INSERT INTO sales VALUES ('late', 1, 'A-1', 1, 1.0, "
+                     "'2026-11-25 22:30:00'), ('late-t', 1, 'A-1', 1, 1.0, '2026-11-25T22:30:00');")
+    sales = run(dump, lake, mapping=Mapping(timezone=zone)).manifest["tables"]["sales"]
+    assert (sales["curated"], sales["rejected"]) == (5, 0)
+    files = [str(lake.root / o.path) for o in lake.list(f"curated/sales/store=S001/date={day}/")]
+    got = duckdb.sql(f"SELECT sale_id, sold_at = TIMESTAMPTZ '{stored}' FROM read_parquet({files}) "
+                     "WHERE sale_id LIKE 'late%' ORDER BY sale_id").fetchall()
+    assert got == [("late", True), ("late-t", True)]
