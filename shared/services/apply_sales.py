@@ -107,9 +107,14 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
         counts.reasons[bad.reason] = counts.reasons.get(bad.reason, 0) + 1
 
     first, repeats = dedupe(valid)
-    content = {(e.store_id, e.event_id): event_content(e.occurred_key, e.deltas) for e in first}
-    conflicting = [(e, "the same eventId came earlier in this batch with another time or other lines")
-                   for e in repeats if event_content(e.occurred_key, e.deltas) != content[(e.store_id, e.event_id)]]
+    conflicting: list[tuple[SaleEvent, str]] = []
+    if repeats:  # compared by content only when an id repeats in the batch (a few percent of batches)
+        again = {(e.store_id, e.event_id) for e in repeats}
+        content = {k: event_content(e.occurred_key, e.deltas)
+                   for e in first if (k := (e.store_id, e.event_id)) in again}
+        conflicting = [(e, "the same eventId came earlier in this batch with another time or other lines")
+                       for e in repeats
+                       if event_content(e.occurred_key, e.deltas) != content[(e.store_id, e.event_id)]]
     counts.duplicate = len(repeats) - len(conflicting)
     by_store: dict[str, list[SaleEvent]] = {}
     for e in first:
