@@ -457,10 +457,13 @@ def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
         clock = time.monotonic()
 
     con.execute(f"CREATE VIEW keys_{name} AS SELECT * FROM read_parquet('{staged.keys}')")
-    con.register(f"repeated_{name}", _repeated_key_hashes(staged.keys, staged.passed))
-    con.execute(f"CREATE TABLE dups_{name} AS "
-                f"{duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh', repeated=f'repeated_{name}')}")
-    con.unregister(f"repeated_{name}")
+    if _sort_in_memory(staged.passed, _memory_limit_bytes(con)):
+        con.register(f"repeated_{name}", _repeated_key_hashes(staged.keys, staged.passed))
+        con.execute(f"CREATE TABLE dups_{name} AS "
+                    f"{duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh', repeated=f'repeated_{name}')}")
+        con.unregister(f"repeated_{name}")
+    else:  # DuckDB's grouping, within its memory limit (it spills to disk)
+        con.execute(f"CREATE TABLE dups_{name} AS {duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh')}")
     con.execute(f"CREATE TABLE dropped_{name} AS SELECT _row, reason_code FROM "
                 f"({duplicate_reason_sql(table, f'keys_{name}', f'dups_{name}')}) WHERE reason_code IS NOT NULL")
     lap("duplicates")
@@ -483,6 +486,17 @@ def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
     return Finishing({"input": staged.rows, "curated": staged.rows - rejected, "rejected": rejected,
                       "by_rule": dict(sorted(by_rule.items())), "timings_s": steps},
                      dropped if dropped.count else None, staged.keys.with_name(f"{name}.dropped.parquet"))
+
+
+HASH_SORT_SHARE = 0.5  # of the engine's memory limit, for the key hashes sorted in memory (8 bytes a row)
+
+
+def _sort_in_memory(rows: int, memory_limit: int | None) -> bool:
+    """Whether the duplicate stage sorts the key hashes with numpy (:func:`_repeated_key_hashes`: its arrays
+    live outside DuckDB's memory limit, ~8-20 bytes a row at their peak) or leaves the grouping to DuckDB,
+    which spills to disk. Up to ``HASH_SORT_SHARE`` of ``INGEST_MEMORY_LIMIT`` in hashes (8M rows at 128 MB):
+    a dump near the table limit (100M rows) would otherwise need ~1-2 GB in this process."""
+    return memory_limit is not None and rows * 8 <= memory_limit * HASH_SORT_SHARE
 
 
 def _repeated_key_hashes(keys: Path, rows: int) -> pa.Table:
