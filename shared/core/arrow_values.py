@@ -70,7 +70,6 @@ class RowSet:
     def mask(self, values: pa.Array | pa.ChunkedArray) -> pa.Array | None:
         """Which of ``values`` are in the set, as a boolean array; None when none are."""
         import numpy as np
-        import pyarrow as pa
 
         if not self.count or not len(values):
             return None
@@ -78,7 +77,7 @@ class RowSet:
         hit = (self._bits[v >> 3] >> (v & 7).astype(np.uint8)) & 1
         if not hit.any():
             return None
-        return pa.Array.from_buffers(pa.bool_(), len(hit), [None, pa.py_buffer(np.packbits(hit, bitorder="little"))])
+        return bool_array(hit)  # 0/1 values: packed as the bits
 
 
 def row_numbers(first: int, n: int) -> pa.Array:
@@ -131,9 +130,8 @@ def string_array(values: list[str | None]) -> pa.Array:
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     valid = np.array([v is not None for v in values], dtype=bool)
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
-    return pa.Array.from_buffers(pa.large_string(), len(values),
-                                 [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]).cast(pa.string())
+    return pa.Array.from_buffers(pa.large_string(), len(values), [_bitmap(valid), pa.py_buffer(offsets),
+                                                                  pa.py_buffer(b"".join(encoded))]).cast(pa.string())
 
 
 def _validity(arr: pa.Array) -> np.ndarray:
@@ -154,7 +152,16 @@ def bool_numpy(arr: pa.Array) -> np.ndarray:
     return bits[arr.offset:arr.offset + len(arr)].astype(bool) & _validity(arr)
 
 
+def _bitmap(valid: np.ndarray) -> pa.Buffer | None:
+    """An Arrow validity bitmap from a numpy bool array; None (no NULLs) when every value is valid."""
+    import numpy as np
+    import pyarrow as pa
+
+    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
 def bool_array(mask: np.ndarray) -> pa.Array:
+    """A numpy bool (or 0/1) array as a boolean Arrow array without NULLs."""
     import numpy as np
     import pyarrow as pa
 
@@ -236,8 +243,7 @@ def plain_timestamps_utc(arr: pa.Array) -> pa.Array:
         values[at] = micros
         valid = np.zeros(n, dtype=bool)
         valid[at] = good
-    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(out_type, n, [bitmap, pa.py_buffer(np.where(valid, values, 0))])
+    return pa.Array.from_buffers(out_type, n, [_bitmap(valid), pa.py_buffer(np.where(valid, values, 0))])
 
 
 def utc_dates(times: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -252,7 +258,4 @@ def utc_dates(times: pa.Array | pa.ChunkedArray) -> pa.Array:
     raw = times.view(pa.int64())
     values = np.frombuffer(raw.buffers()[1], dtype=np.int64, count=len(raw), offset=raw.offset * 8)
     days = np.floor_divide(values, per_day).astype(np.int32)
-    bitmap = None
-    if times.null_count:
-        bitmap = pa.py_buffer(np.packbits(_validity(times), bitorder="little"))
-    return pa.Array.from_buffers(pa.date32(), len(days), [bitmap, pa.py_buffer(days)])
+    return pa.Array.from_buffers(pa.date32(), len(days), [_bitmap(_validity(times)), pa.py_buffer(days)])
