@@ -366,26 +366,23 @@ def key_hash_sql(table: Table) -> str:
     return "hash(" + ", ".join(f"p_{k}" for k in table.key) + ")"
 
 
-def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = None,
+def duplicate_keys_sql(table: Table, passed: str, *, values_hash: str | None = None, key_hash: str | None = None,
                        repeated: str | None = None) -> str:
     """Stage 2a: the keys seen more than once among ``passed`` (rows with no row-level reason).
 
     Output: the key columns ``p_<key>``, ``conflict`` (the copies' values differ) and ``first_row``.
     Grouping millions of text keys is the costly part, so the rows are first grouped by a 64-bit hash of
     the key (cheap), and only the rows whose key hash repeats (duplicates, and the rare collision) are
-    grouped by the key itself. ``values_hash`` names a column of ``passed`` already holding
-    :func:`values_hash_sql` (the copies of a key are compared by it); without it, it is computed.
-    ``repeated`` names a relation of the key hashes that repeat (column ``kh``), found beforehand, and
-    then ``passed`` has them in column ``_kh`` (the ingest sorts them with numpy: 0.1 s for 5M rows, where
-    DuckDB's grouping took 0.7 s).
+    grouped by the key itself. ``values_hash`` / ``key_hash`` name columns of ``passed`` already holding
+    :func:`values_hash_sql` / :func:`key_hash_sql`; without them, they are computed. ``repeated`` names a
+    relation of the key hashes that repeat (column ``kh``), found beforehand (the ingest sorts them with
+    numpy: 0.1 s for 5M rows, where DuckDB's grouping took 0.7 s); without it, DuckDB groups them.
     """
     key = ", ".join(f"p_{k}" for k in table.key)
     values = values_hash or values_hash_sql(table)
-    if repeated is not None:
-        return (f"SELECT {key}, min({values}) <> max({values}) AS conflict, min(_row) AS first_row "
-                f"FROM {passed} WHERE _kh IN (SELECT kh FROM {repeated}) GROUP BY {key} HAVING count(*) > 1")
-    kh = key_hash_sql(table)
-    repeats = f"SELECT {kh} AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1"
+    kh = key_hash or key_hash_sql(table)
+    repeats = (f"SELECT kh FROM {repeated}" if repeated is not None
+               else f"SELECT {kh} AS kh FROM {passed} GROUP BY kh HAVING count(*) > 1")
     return (f"SELECT {key}, min({values}) <> max({values}) AS conflict, min(_row) AS first_row "
             f"FROM {passed} WHERE {kh} IN ({repeats}) GROUP BY {key} HAVING count(*) > 1")
 

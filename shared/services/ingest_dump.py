@@ -265,8 +265,9 @@ SNAPSHOT_PARTITION = "all"
 
 
 def _stage_sql(table: Table, row_sql: str) -> str:
-    """The row stage plus what the later stages need: a 64-bit hash of all values (``_vh``: copies of a key
-    with equal hashes are the same line). The partition (``_part``) is added in Arrow (:func:`_partitions`).
+    """The row stage plus what the later stages need: 64-bit hashes of all values (``_vh``: copies of a key
+    with equal hashes are the same line) and of the key (``_kh``, for the duplicate stage). The partition
+    (``_part``) is added in Arrow (:func:`_partitions`).
 
     Only computed columns come back: the columns that pass through unchanged (:func:`passes_through`) are
     taken from the prepared batch, and ``flags`` only for tables with flag rules. Turning DuckDB's result
@@ -457,13 +458,14 @@ def _duplicates(con, staged: StagedTable) -> Finishing:  # noqa: ANN001
         clock = time.monotonic()
 
     con.execute(f"CREATE VIEW keys_{name} AS SELECT * FROM read_parquet('{staged.keys}')")
+    repeated = None  # None: DuckDB groups the key hashes, within its memory limit (it spills to disk)
     if _sort_in_memory(staged.passed, _memory_limit_bytes(con)):
-        con.register(f"repeated_{name}", _repeated_key_hashes(staged.keys, staged.passed))
-        con.execute(f"CREATE TABLE dups_{name} AS "
-                    f"{duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh', repeated=f'repeated_{name}')}")
-        con.unregister(f"repeated_{name}")
-    else:  # DuckDB's grouping, within its memory limit (it spills to disk)
-        con.execute(f"CREATE TABLE dups_{name} AS {duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh')}")
+        repeated = f"repeated_{name}"
+        con.register(repeated, _repeated_key_hashes(staged.keys, staged.passed))
+    con.execute(f"CREATE TABLE dups_{name} AS "
+                f"{duplicate_keys_sql(table, f'keys_{name}', values_hash='_vh', key_hash='_kh', repeated=repeated)}")
+    if repeated:
+        con.unregister(repeated)
     con.execute(f"CREATE TABLE dropped_{name} AS SELECT _row, reason_code FROM "
                 f"({duplicate_reason_sql(table, f'keys_{name}', f'dups_{name}')}) WHERE reason_code IS NOT NULL")
     lap("duplicates")
