@@ -410,7 +410,6 @@ class _Run:
 
     # -- demand, forecast, stock -----------------------------------------------------------------------------
     def _read_lake_parquet(self, path: str) -> pa.Table | None:
-
         try:
             return read_parquet_bytes(self.lake.get_bytes(path))
         except FileNotFoundError:

@@ -19,13 +19,11 @@ from shared.services.ingest_dump import IngestResult
 
 def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
     """The dump's curated stock counts (the ``curated/stock/...`` Parquet the manifest lists)."""
-
     store_id, dump_id = manifest["store_id"], manifest["dump_id"]
     on_hand: dict[str, int] = {}
     for path in manifest.get("outputs", []):
         if not path.startswith(f"curated/stock/store={store_id}/"):
             continue
-        # ParquetFile, not read_table: the latter loads pyarrow.dataset, which imports pandas (~0.2 s, 40 MB).
         table = read_parquet_bytes(lake.get_bytes(path), ["sku", "on_hand"])
         for sku, count in zip(table.column("sku").to_pylist(), table.column("on_hand").to_pylist(), strict=True):
             on_hand[sku] = on_hand.get(sku, 0) + int(count)
