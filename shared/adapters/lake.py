@@ -128,6 +128,11 @@ class Lake(Protocol):
         """
         ...
 
+    def delta_location(self, path: str) -> tuple[str, dict[str, str]]:
+        """Where the Delta table at lake path ``path`` (``curated/sales``) lives for delta-rs: its URI and
+        storage options (credentials included, fresh on each call)."""
+        ...
+
     def lock(self, name: str, *, timeout_s: float = DEFAULT_LOCK_WAIT_S) -> AbstractContextManager[HeldLock]:
         """Hold the lock ``name`` (e.g. ``store=S001``; see :func:`check_lock_name`) for the ``with`` block.
 

@@ -293,6 +293,32 @@ class BlobLake:
         """The container's URL (without any SAS token), e.g. ``http://127.0.0.1:10000/devstoreaccount1/lake``."""
         return _without_query(self._container.url)
 
+    def delta_location(self, path: str) -> tuple[str, dict[str, str]]:
+        """``az://<container>/<path>`` and delta-rs's options for this account.
+
+        - Azurite (an endpoint on this machine): ``azure_storage_use_emulator`` plus the process environment
+          variable ``AZURITE_BLOB_STORAGE_URL`` naming its endpoint, the one setup that commits reliably there
+          (an account key with ``endpoint=`` failed from the third commit on with "Invalid table version").
+        - Azure with the app's identity: an Entra token for Storage from the same credential as the Blob
+          client (``bearer_token``); azure-identity caches and renews it, so each call gets a valid one.
+        - A connection string with an account key (not recommended; shared-key access is off in our infra).
+        """
+        check_lake_path(path)
+        c = self._container
+        uri = f"az://{c.container_name}/{path}"
+        parts = urlsplit(c.url)
+        if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+            os.environ["AZURITE_BLOB_STORAGE_URL"] = f"{parts.scheme}://{parts.netloc}"
+            return uri, {"azure_storage_use_emulator": "true", "azure_storage_account_name": c.account_name}
+        cred = c.credential
+        if hasattr(cred, "get_token"):
+            token = cred.get_token("https://storage.azure.com/.default").token
+            return uri, {"azure_storage_account_name": c.account_name, "bearer_token": token}
+        if getattr(cred, "account_key", None):
+            return uri, {"azure_storage_account_name": c.account_name, "azure_storage_account_key": cred.account_key}
+        raise LakeError(f"the lake {self.describe()} has no identity or key that delta-rs can use for "
+                        f"the Delta table {path!r}: use LAKE__blobServiceUri with a managed identity")
+
     # -- errors ------------------------------------------------------------------------------------
     def _fail(self, exc: Exception, path: str, action: str) -> NoReturn:
         """Turn an SDK exception into a LakeError that names the object, the problem and what to check."""

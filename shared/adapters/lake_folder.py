@@ -43,6 +43,9 @@ class FolderLake:
         return str(self.root)
 
     # -- paths -------------------------------------------------------------------------------------
+    def delta_location(self, path: str) -> tuple[str, dict[str, str]]:
+        return str(self._file(path)), {}
+
     def _file(self, path: str) -> Path:
         return self.root / check_lake_path(path)
 

@@ -2,22 +2,21 @@
 
     dump file ──▶ open safely (child process) ──▶ row stage (DuckDB SQL over Arrow batches, while the child
               reads the next batch) ──▶ rows that passed spooled by event date + a narrow key file
-              ──▶ duplicate stage on the keys ──▶ publish snapshot tables
-              ──▶ under the store lock: lines already in the lake (one key join) ──▶ one Parquet file per day
-                  with the new lines, rejected rows ──▶ publish them ──▶ manifest last (the commit marker)
+              ──▶ duplicate stage on the keys
+              ──▶ under the store lock, per table: lines already in the lake (one key join with the Delta
+                  table's keys) ──▶ one Delta commit of the curated rows, one of the rejected rows
+              ──▶ manifest last (the operator's record of the dump)
 
-Idempotent: the dump id is the hash of the SQLite content, and a dump whose manifest exists is not
-ingested again. Output names are deterministic (``<dump_id>…parquet``), so a retry after a crash rewrites
-the same objects. Dumps are full snapshots: sale and receipt lines already in the lake for the store are
-counted (``already_in_lake``) but not written again, so a late, older dump adds only what is missing.
-"Already in the lake" means in the files of committed dumps (those with a manifest) other than this one:
-a retry rewrites its own files whole and its manifest describes the whole dump, and files of attempts that
-never committed are deleted rather than trusted (:func:`_fact_files`).
+Idempotent: the dump id is the hash of the SQLite content. A dump whose manifest exists is not ingested
+again, and each Delta commit carries the dump id as an application transaction, so a retry after a crash
+skips the tables already committed and commits the rest. Each commit is atomic: a reader sees the whole of
+it or nothing, whatever happens to the writer. Dumps are full snapshots: sale and receipt lines whose key the
+lake has (committed by another dump) are counted (``already_in_lake``) but not written again.
 
 Ingests of one store are serialised from reading what the lake holds to writing the manifest by a lake
-lock (``store=<id>``: a file lock on the folder lake, a renewed blob lease on Blob storage), so two dumps
-of a store ingested at once, by parallel triggers or on several instances, never both write a line.
-Reading and cleaning the dump, the bulk of the time, run outside the lock.
+lock (``store=<id>``: a file lock on the folder lake, a renewed blob lease on Blob storage): Delta appends
+never conflict with each other, so two dumps of a store ingested at once would otherwise both append the
+lines they share. Reading and cleaning the dump, the bulk of the time, run outside the lock.
 """
 
 from __future__ import annotations
@@ -34,15 +33,16 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from shared import __version__
+from shared.adapters.delta_tables import DeltaTables, literal
 from shared.adapters.lake import Lake, LockTimeout
-from shared.adapters.parquet_files import PartitionSpool, write_partitions
+from shared.adapters.parquet_files import PartitionSpool
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
 from shared.core.arrow_values import (
@@ -57,7 +57,6 @@ from shared.core.ids import (
     STORE_ID_PATTERN,
     InvalidStoreId,
     dump_id_from_sha256,
-    dump_id_of_output,
     parse_raw_dump_path,
     parse_utc,
     utc_iso,
@@ -556,22 +555,14 @@ def _curated_columns(table: Table, rows, *, store_id: str, dump_id: str, snapsho
     cols = {"store_id": pa.repeat(string_scalar(store_id), n)}
     for c in table.column_names:
         arr = rows.column(f"p_{c}")
-        if pa.types.is_timestamp(arr.type):
-            arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
+        if pa.types.is_timestamp(arr.type):  # Delta Lake keeps microseconds
+            arr = arr.cast(pa.timestamp("us", tz="UTC"))
         cols[c] = arr
     flags = rows.column("flags")
     cols["flags"] = pc.if_else(pc.equal(flags, string_scalar("")), null_scalar(pa.string()), flags)
     cols["dump_id"] = pa.repeat(string_scalar(dump_id), n)
     cols["snapshot_at"] = pa.repeat(utc_timestamp_scalar(snapshot_at), n)
     return pa.table(cols)
-
-
-def _dictionary_columns(table: Table) -> list[str]:
-    """The curated columns worth dictionary-encoding in Parquet: all but the row's own id and its time,
-    which are (nearly) unique per row. Encoding those plain made a day of 5M sale lines 35 % smaller and
-    its write ~15 % faster."""
-    unique = {table.key[0], table.event_time}
-    return [c for c in ("store_id", *table.column_names, "flags", "dump_id", "snapshot_at") if c not in unique]
 
 
 def _leave_out(fin: Finishing, rows):  # noqa: ANN001
@@ -587,16 +578,14 @@ def _leave_out(fin: Finishing, rows):  # noqa: ANN001
     return rows.filter(pc.invert(out))
 
 
-def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str,  # noqa: ANN001
-                    dump_id: str, snapshot_day: date) -> None:
-    """This table's rejected Parquet under ``stage``, in dump order: rows set aside by row-level rules as
-    read; duplicates as parsed (the values of a duplicate are, by definition, those of the copy kept)."""
+def _rejected_rows(con, staged: StagedTable, fin: Finishing, *, store_id: str,  # noqa: ANN001
+                   dump_id: str) -> pa.RecordBatchReader | None:
+    """This table's rejected rows, in dump order, as a stream (None when there are none): rows set aside by
+    row-level rules as read; duplicates as parsed (the values of a duplicate are, by definition, those of the
+    copy kept). Call after the curated rows were built: the duplicate stage's rows are spilled meanwhile."""
     table, name = staged.table, staged.table.name
     if not fin.counts["rejected"]:
-        return
-    started = time.monotonic()
-    target = stage / f"rejected/{name}/store={store_id}/date={snapshot_day}/{dump_id}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
+        return None
     reasons = "CASE reason_code " + " ".join(
         f"WHEN '{r.code}' THEN '{r.description.replace(chr(39), chr(39) * 2)}'" for r in RULES) + " END"
     parts = []
@@ -611,132 +600,136 @@ def _write_rejected(con, staged: StagedTable, fin: Finishing, stage: Path, *, st
     unsorted = staged.keys.with_name(f"{name}.rejected-unsorted.parquet")
     con.execute(f"COPY (SELECT * FROM ({' UNION ALL BY NAME '.join(parts)})) TO '{unsorted}' "
                 "(FORMAT parquet, COMPRESSION lz4)")
-    con.execute(
-        f"COPY (SELECT '{store_id}' AS store_id, _row AS row_number, * EXCLUDE (_row, reason_code), "
-        f"reason_code, {reasons} AS reason, '{dump_id}' AS dump_id FROM read_parquet('{unsorted}') "
-        f"ORDER BY _row) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
-    fin.counts["timings_s"]["rejected"] = round(time.monotonic() - started, 3)
+    columns = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in table.column_names)
+    return con.sql(
+        f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
+        f"'{dump_id}' AS dump_id FROM read_parquet('{unsorted}') ORDER BY _row").to_arrow_reader(REJECTED_BATCH)
 
 
-def _write_snapshot(staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str, dump_id: str,
-                    snapshot_at: datetime, snapshot_day: date) -> None:
-    """A snapshot table's curated Parquet under ``stage``: one file per dump, in dump order."""
-    import pyarrow.parquet as pq
+REJECTED_BATCH = 131_072  # rows per batch streamed from DuckDB to the Delta writer
 
+
+def _snapshot_rows(staged: StagedTable, fin: Finishing, *, store_id: str, dump_id: str,
+                   snapshot_at: datetime) -> pa.Table | None:
+    """A snapshot table's curated rows: the dump's whole table, in dump order (None when none passed)."""
     if not staged.passed:
-        return
-    started = time.monotonic()
+        return None
     rows = _leave_out(fin, staged.spool.read(SNAPSHOT_PARTITION))
-    target = stage / f"curated/{staged.table.name}/store={store_id}/snapshot={snapshot_day}/{dump_id}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_curated_columns(staged.table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at),
-                   target, compression="zstd", row_group_size=262_144,
-                   use_dictionary=_dictionary_columns(staged.table))
-    fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
+    return _curated_columns(staged.table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
 
 
-def _write_new_lines(con, staged: StagedTable, fin: Finishing, stage: Path, *, store_id: str,  # noqa: ANN001
-                     dump_id: str, snapshot_at: datetime, existing: list[Path]) -> None:
-    """A fact table's curated Parquet under ``stage``, one file per event date: the lines that passed,
-    without duplicates and without the lines whose key is in ``existing`` (the store's files already in the
-    lake, whatever their date: a line's key names it). Adds ``written`` and ``already_in_lake`` to the
-    counts."""
+def _lake_keys(tables: DeltaTables, table: Table, *, store_id: str, dump_id: str) -> pa.RecordBatchReader | None:
+    """The keys of the store's lines in ``curated/<table>`` committed by other dumps (None: no table yet).
+
+    Only the store's partition is read, and only the key columns: a line's key names it whatever its date.
+    This dump's own lines are left out, so a retry after a crash counts them as it did the first time."""
+    keys = ", ".join(table.key)
+    return tables.query(f"SELECT {keys} FROM t WHERE store_id = {literal(store_id)} "
+                        f"AND dump_id <> {literal(dump_id)}", t=f"curated/{table.name}")
+
+
+def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
+               store_id: str, dump_id: str, snapshot_at: datetime) -> Iterator[pa.Table]:
+    """A fact table's curated rows, day by day: the lines that passed, without duplicates and without the
+    lines whose key the lake already has. Adds ``written``, ``already_in_lake`` and ``days_written`` to the
+    counts as the rows are taken."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     table, name = staged.table, staged.table.name
+    fin.counts.update(written=0, already_in_lake=0, days_written={})
     if not staged.passed:
-        fin.counts.update(written=0, already_in_lake=0)
         return
-    started = time.monotonic()
     in_lake = None
-    if existing:  # the rows of this dump whose key the lake has: one join on the keys alone
-        files = ", ".join(f"'{p}'" for p in existing)
+    lake_keys = _lake_keys(tables, table, store_id=store_id, dump_id=dump_id)
+    if lake_keys is not None:  # the rows of this dump whose key the lake has: one join on the keys alone
+        con.register("lake_keys", lake_keys)
         on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
-        # Half the engine's memory for this join: its hash table of every key in the store's history spills
-        # to disk instead. A nightly dump of 5M lines peaked at 323-331 MB with the whole limit (128MB),
-        # 268 MB with half, for ~0.3 s more; and the history keeps growing.
-        limit = _memory_limit_bytes(con)
-        if limit:
-            con.execute(f"SET memory_limit = '{limit // 2}B'")
-        try:
-            in_lake = _row_set(con.sql(  # a SEMI JOIN yields a row once however often the lake has its key
-                f"SELECT k._row FROM keys_{name} k SEMI JOIN (SELECT {', '.join(table.key)} FROM "
-                f"read_parquet([{files}], hive_partitioning = false)) e ON {on}"), staged.rows)
+        try:  # a SEMI JOIN yields a row once however often the lake has its key
+            in_lake = _row_set(con.sql(f"SELECT k._row FROM keys_{name} k SEMI JOIN lake_keys e ON {on}"),
+                               staged.rows)
         finally:
-            if limit:
-                con.execute(f"SET memory_limit = '{limit}B'")
+            con.unregister("lake_keys")
         if not in_lake.count:
             in_lake = None
-
-    def transform(_day: str, rows):  # noqa: ANN001
-        rows = _leave_out(fin, rows)
+    days_written: dict[str, int] = fin.counts["days_written"]
+    for day in sorted(staged.spool.keys()):
+        rows = _leave_out(fin, staged.spool.read(day))
         if in_lake is not None and (known := in_lake.mask(rows.column("_row"))) is not None:
             rows = rows.filter(pc.invert(known))
-        return _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
-
-    written = write_partitions(staged.spool, stage / f"curated/{name}/store={store_id}", f"{dump_id}-0",
-                               transform=transform, column="date", use_dictionary=_dictionary_columns(table))
-    fin.counts["written"] = sum(written.values())
-    fin.counts["already_in_lake"] = fin.counts["curated"] - fin.counts["written"]
-    fin.counts["timings_s"]["curated"] = round(time.monotonic() - started, 3)
-
-
-def _committed_dumps(lake: Lake, store_id: str) -> set[str]:
-    """The store's dumps whose manifest (the commit marker) is in the lake."""
-    return {o.path.rsplit("/", 1)[-1][:-len(".json")] for o in lake.list(f"manifests/store={store_id}/")
-            if o.path.endswith(".json")}
-
-
-@dataclass
-class FactFiles:
-    """The store's files of one fact table in the lake, as an ingest holding the store's lock sees them."""
-
-    in_lake: list[str]  # of committed dumps other than this one: their lines are not written again
-    own: list[str]  # this dump's, left by an earlier attempt that did not commit
-    orphans: list[str]  # of other dumps without a manifest: attempts that died or lost the lock
-
-
-def _fact_files(lake: Lake, name: str, store_id: str, dump_id: str, committed: set[str]) -> FactFiles:
-    """Sort the store's files of fact table ``name``. Only committed dumps' lines count as in the lake:
-    readers (the aggregates) take nothing else, and under the store's lock no live ingest is publishing
-    fact files, so a file without a manifest belongs to an attempt that crashed, or that froze long enough
-    to lose its lease. Counting such files (as this did before) hid their lines from every later dump: if
-    that attempt never committed, the lines were lost to the aggregates."""
-    files = FactFiles([], [], [])
-    for o in lake.list(f"curated/{name}/store={store_id}/"):
-        if not o.path.endswith(".parquet"):
+        if not rows.num_rows:
             continue
-        owner = dump_id_of_output(o.path)
-        (files.own if owner == dump_id else files.in_lake if owner in committed else files.orphans).append(o.path)
-    # The table's rejected files are published under the lock too: those of dead attempts go as well (they
-    # hide nothing, but the rejected rows' views would show them).
-    files.orphans += [o.path for o in lake.list(f"rejected/{name}/store={store_id}/")
-                      if o.path.endswith(".parquet") and dump_id_of_output(o.path) not in committed | {dump_id}]
-    return files
+        out = _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
+        out = out.append_column("date", pa.repeat(pa.scalar(date.fromisoformat(day)), out.num_rows))
+        out = out.append_column("month", pa.repeat(string_scalar(day[:7]), out.num_rows))
+        days_written[day] = out.num_rows
+        fin.counts["written"] += out.num_rows
+        yield out
+    fin.counts["already_in_lake"] = fin.counts["curated"] - fin.counts["written"]
 
 
-def _remove(lake: Lake, paths: list[str], held) -> list[str]:  # noqa: ANN001 - a HeldLock
-    """Delete ``paths`` from the lake, still holding the store's lock; the ones that were there (a dead first
-    ingest leaves hundreds of files: a remote lake deletes several at once)."""
-    held.check()
-    return lake.delete_many(paths) if paths else []
+def _stream(parts: Iterable[pa.Table]) -> pa.RecordBatchReader | None:
+    """``parts`` as one stream of batches, taken lazily; None when there is no row at all (nothing to commit)."""
+    import itertools
+
+    import pyarrow as pa
+
+    parts = (t for t in parts if t.num_rows)
+    first = next(parts, None)
+    if first is None:
+        return None
+    batches = (b for t in itertools.chain([first], parts) for b in t.to_batches())
+    return pa.RecordBatchReader.from_batches(first.schema, batches)
 
 
-def _output_order(path: str) -> tuple[bool, str]:
-    return (not path.startswith("rejected/"), path)
+FACT_PARTITIONS = ("store_id", "month")  # see docs/lake.md: a store's month makes files of useful size
+SNAPSHOT_PARTITIONS = ("store_id",)  # a dump's snapshot is small: compaction merges a store's dumps
 
 
-def _publish(lake: Lake, stage: Path) -> list[str]:
-    """Move the files staged under ``stage`` into the lake: all rejected files, then the curated ones. Each
-    object is written atomically; a remote lake gets several at once (``Lake.put_files``). On a failure the
-    first error is raised (a retry rewrites the dump's files: same names, same rows)."""
-    if not stage.exists():
-        return []
-    files = sorted(((f.relative_to(stage).as_posix(), f) for f in stage.rglob("*.parquet")),
-                   key=lambda pf: _output_order(pf[0]))
-    for rejected in (True, False):
-        lake.put_files([(p, f) for p, f in files if p.startswith("rejected/") == rejected], consume=True)
-    return [p for p, _ in files]
+def _commit(tables: DeltaTables, path: str, rows: pa.RecordBatchReader | None, *, partition_by: Sequence[str],
+            store_id: str, dump_id: str, held, versions: dict[str, int]) -> None:  # noqa: ANN001 - a HeldLock
+    """Append ``rows`` to the Delta table at ``path`` in one commit carrying the dump id (an application
+    transaction and commit metadata); nothing when there are no rows. An earlier attempt of this dump that
+    committed already is found by its transaction: its version is recorded and nothing is written again
+    (the rows are still read: the counts come from them)."""
+    table = tables.open(path)
+    if tables.committed(table, dump_id):
+        found = tables.find_commit(table, "dump_id", dump_id)
+        if found is not None:
+            versions[path] = int(found["version"])
+        for _ in rows or ():
+            pass
+        return
+    if rows is None:
+        return
+    held.check()  # still ours (a Blob lease renewed in time): nobody else wrote meanwhile
+    versions[path] = tables.append(path, rows, partition_by=partition_by, app_id=dump_id,
+                                   metadata={"dump_id": dump_id, "store_id": store_id,
+                                             "pipeline_version": __version__})
+
+
+def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # noqa: ANN001
+                   finishing: dict[str, Finishing], held, *, store_id: str, dump_id: str,  # noqa: ANN001
+                   snapshot_at: datetime, say: ProgressFn) -> dict[str, int]:
+    """Commit each table's curated rows, then its rejected rows, one Delta commit each; returns the version
+    of each commit (``{"curated/sales": 7, ...}``). Called holding the store's lock."""
+    versions: dict[str, int] = {}
+    for name, st in staged.items():
+        fin = finishing[name]
+        if st.table.fact:
+            rows = _stream(_new_lines(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
+                                      snapshot_at=snapshot_at))
+        else:
+            snapshot = _snapshot_rows(st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
+            rows = _stream([snapshot] if snapshot is not None else [])
+        _commit(tables, f"curated/{name}", rows, partition_by=FACT_PARTITIONS if st.table.fact else
+                SNAPSHOT_PARTITIONS, store_id=store_id, dump_id=dump_id, held=held, versions=versions)
+        _commit(tables, f"rejected/{name}", _rejected_rows(con, st, fin, store_id=store_id, dump_id=dump_id),
+                partition_by=SNAPSHOT_PARTITIONS, store_id=store_id, dump_id=dump_id, held=held, versions=versions)
+        counts = fin.counts
+        say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
+            + (f", {counts['written']:,} new to the lake" if st.table.fact else ""))
+    return versions
 
 
 # --- the use case ----------------------------------------------------------------------------------------
@@ -910,7 +903,7 @@ def ingest_dump(
         timings: dict[str, float] = {"hash": round(time.monotonic() - started, 3)}  # + decompress, sweep
         staged: dict[str, StagedTable] = {}
         tables: dict[str, dict] = {}
-        stage, work = tmp / "stage", tmp / "work"
+        work = tmp / "work"
         work.mkdir()
         # One DuckDB thread while the reader child streams (it has the other core), two afterwards.
         con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": 1,
@@ -952,30 +945,19 @@ def ingest_dump(
             else:
                 snap, snap_source = landed_at.astimezone(UTC), "landed_at"
         snap_iso = utc_iso(snap)
-        snap_day = snap.date()
 
         t0 = time.monotonic()
         con.execute("SET threads = 2")
         try:
             finishing: dict[str, Finishing] = {}
             for name, st in staged.items():
-                finishing[name] = fin = _duplicates(con, st)
-                tables[name] = fin.counts
-                if not st.table.fact:  # snapshot tables do not depend on the lake
-                    _write_snapshot(st, fin, stage, store_id=store_id, dump_id=dump_id, snapshot_at=snap,
-                                    snapshot_day=snap_day)
-                    _write_rejected(con, st, fin, stage, store_id=store_id, dump_id=dump_id,
-                                    snapshot_day=snap_day)
-            timings["write"] = round(time.monotonic() - t0, 3)
-
-            # Snapshot tables and their rejected rows do not depend on the lake: published before the store lock.
-            t0 = time.monotonic()
-            outputs = _publish(lake, stage)
-            timings["publish"] = round(time.monotonic() - t0, 3)
+                finishing[name] = _duplicates(con, st)
+                tables[name] = finishing[name].counts
+            timings["duplicates"] = round(time.monotonic() - t0, 3)
 
             # The store lock, from reading what the lake holds to the manifest: two dumps of one store
             # ingested at once (parallel triggers, several instances) would otherwise each read the lake
-            # without the other's lines, and both write them.
+            # without the other's lines, and both append them (appends never conflict in Delta Lake).
             t0 = time.monotonic()
             try:
                 with lake.lock(f"store={store_id}") as held:
@@ -986,33 +968,9 @@ def ingest_dump(
                         return IngestResult("already_ingested", store_id, dump_id,
                                             json.loads(lake.get_bytes(manifest_path)))
                     t0 = time.monotonic()
-                    new_lines = tmp / "new-lines"
-                    committed = _committed_dumps(lake, store_id)
-                    removed: list[str] = []
-                    earlier_own: list[str] = []
-                    for name, st in staged.items():
-                        if st.table.fact:
-                            files = _fact_files(lake, name, store_id, dump_id, committed)
-                            if files.orphans:  # their lines are written again below, under this dump
-                                removed += _remove(lake, files.orphans, held)
-                                say(f"{name}: removed {len(files.orphans)} file(s) of ingests that never "
-                                    "committed; their lines are written again if this dump has them")
-                            earlier_own += files.own
-                            with lake.local_copy(files.in_lake, into=tmp) as local:
-                                _write_new_lines(con, st, finishing[name], new_lines, store_id=store_id,
-                                                 dump_id=dump_id, snapshot_at=snap, existing=local)
-                            _write_rejected(con, st, finishing[name], new_lines, store_id=store_id,
-                                            dump_id=dump_id, snapshot_day=snap_day)
-                        say(f"{name}: {tables[name]['curated']:,} curated, {tables[name]['rejected']:,} rejected")
-                    timings["write_new_lines"] = round(time.monotonic() - t0, 3)
-
-                    t0 = time.monotonic()
-                    held.check()  # still ours (a Blob lease renewed in time): nobody else wrote meanwhile
-                    outputs = sorted(outputs + _publish(lake, new_lines), key=_output_order)
-                    # An earlier attempt's files that this one did not write again (lines another dump has
-                    # committed since) would count twice once this manifest commits them.
-                    removed += _remove(lake, sorted(set(earlier_own) - set(outputs)), held)
-                    timings["publish_new_lines"] = round(time.monotonic() - t0, 3)
+                    versions = _commit_tables(con, DeltaTables(lake), staged, finishing, held, store_id=store_id,
+                                              dump_id=dump_id, snapshot_at=snap, say=say)
+                    timings["commit"] = round(time.monotonic() - t0, 3)
                     timings["total"] = round(time.monotonic() - started, 3)
                     manifest = {
                         "schema_version": SCHEMA_VERSION,
@@ -1031,8 +989,7 @@ def ingest_dump(
                         "warnings": ([f"the dump defines {len(triggers)} trigger(s) ({', '.join(triggers[:5])}); "
                                       "they were never run (the dump is opened read-only)"] if triggers else []),
                         "timings_s": timings,
-                        "outputs": outputs,
-                        "removed": removed,  # files of attempts that never committed (see _fact_files)
+                        "delta_versions": versions,
                     }
                     held.check()
                     lake.put_bytes(manifest_path, json.dumps(manifest, indent=2).encode())

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from shared.adapters.delta_tables import DeltaTables, dump_rows
 from shared.adapters.lake import Lake
-from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import RebaseResult, StockStore
 from shared.adapters.telemetry import Telemetry
 from shared.core.stock import Baseline
@@ -18,14 +18,12 @@ from shared.services.ingest_dump import IngestResult
 
 
 def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
-    """The dump's curated stock counts (the ``curated/stock/...`` Parquet the manifest lists)."""
+    """The dump's curated stock counts (its rows of the ``curated/stock`` Delta table)."""
     store_id, dump_id = manifest["store_id"], manifest["dump_id"]
     on_hand: dict[str, int] = {}
-    for path in manifest.get("outputs", []):
-        if not path.startswith(f"curated/stock/store={store_id}/"):
-            continue
-        table = read_parquet_bytes(lake.get_bytes(path), ["sku", "on_hand"])
-        for sku, count in zip(table.column("sku").to_pylist(), table.column("on_hand").to_pylist(), strict=True):
+    rows = dump_rows(DeltaTables(lake), "curated/stock", store_id, dump_id, ["sku", "on_hand"])
+    if rows is not None:
+        for sku, count in zip(rows.column("sku").to_pylist(), rows.column("on_hand").to_pylist(), strict=True):
             on_hand[sku] = on_hand.get(sku, 0) + int(count)
     snapshot_at = datetime.fromisoformat(manifest["snapshot_at"].replace("Z", "+00:00"))
     return Baseline(store_id, dump_id, snapshot_at, on_hand)

@@ -15,6 +15,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
+from tests.support.delta import delta_count, delta_rows
 from tests.support.dumps import next_night
 
 
@@ -33,11 +34,8 @@ def run(path, lake, store_id="S001", **kw):
     return ingest_dump(path, store_id, lake=lake, telemetry=MemoryTelemetry(), **kw)
 
 
-def parquet_rows(lake, prefix, where="true"):
-    files = [str(lake.root / o.path) for o in lake.list(prefix) if o.path.endswith(".parquet")]
-    if not files:
-        return 0
-    return duckdb.sql(f"SELECT count(*) FROM read_parquet({files}) WHERE {where}").fetchall()[0][0]
+def lake_rows(lake, table, where="true", columns="*"):
+    return delta_rows(lake, table, where, columns).to_pylist()
 
 
 def test_counts_match_the_generators_truth_for_every_rule(store, lake):
@@ -61,21 +59,29 @@ def test_lake_layout_and_contents(store, lake):
     result = run(store.path, lake)
     dump_id = result.dump_id
     sales = result.manifest["tables"]["sales"]
-    assert parquet_rows(lake, "curated/sales/store=S001/") == sales["curated"] == sales["written"]
-    assert parquet_rows(lake, "rejected/sales/store=S001/") == sales["rejected"]
-    snap_day = store.snapshot_at.date().isoformat()
-    assert lake.head(f"curated/items/store=S001/snapshot={snap_day}/{dump_id}.parquet") is not None
+    assert delta_count(lake, "curated/sales", "store_id = 'S001'") == sales["curated"] == sales["written"]
+    assert delta_count(lake, "rejected/sales", "store_id = 'S001'") == sales["rejected"]
+    assert delta_count(lake, "curated/items", f"dump_id = '{dump_id}'") == result.manifest["tables"]["items"]["curated"]
     manifest = json.loads(lake.get_bytes(f"manifests/store=S001/{dump_id}.json"))
     assert manifest["snapshot_at"] == store.snapshot_at.isoformat().replace("+00:00", "Z")
     assert manifest["snapshot_source"] == "stock.counted_at"
-    # Hive partitions are readable by DuckDB (as Synapse reads them) with the partition as a column.
-    root = lake.root
-    days = duckdb.sql(f"SELECT count(DISTINCT date) FROM read_parquet('{root}/curated/sales/*/*/*.parquet', "
-                      "hive_partitioning = true)").fetchall()[0][0]
-    assert days >= 27
-    rejected = duckdb.sql(f"SELECT reason_code, reason, sku FROM read_parquet('{root}/rejected/sales/*/*/*.parquet')"
-                          " WHERE reason_code = 'unknown_sku' LIMIT 1").fetchall()[0]
-    assert rejected[1] and rejected[2]  # original value and a readable reason
+    assert set(manifest["delta_versions"]) == {f"curated/{t}" for t in store.tables} | {"rejected/sales"}
+    assert sum(sales["days_written"].values()) == sales["written"] and len(sales["days_written"]) >= 27
+    # Partitioned by store and month (Hive folders under the Delta table), with the UTC day as a column.
+    assert {o.path.split("/")[3][:len("month=")] for o in lake.list("curated/sales/store_id=S001/")} == {"month="}
+    days = lake_rows(lake, "curated/sales", "store_id = 'S001'", "count(DISTINCT date) AS n")[0]["n"]
+    assert days == len(sales["days_written"])
+    assert lake_rows(lake, "curated/sales", "true", "count(*) AS n")[0]["n"] == rows(
+        lake, "curated/sales", "month = substr(CAST(date AS VARCHAR), 1, 7)", "count(*) AS n")[0]["n"]
+    rejected = lake_rows(lake, "rejected/sales", "reason_code = 'unknown_sku'", "reason_code, reason, sku")[0]
+    assert rejected["reason"] and rejected["sku"]  # original value and a readable reason
+    # Each commit carries the dump id: as an application transaction and as commit metadata.
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(lake.root / "curated/sales"))
+    assert table.transaction_version(dump_id) == 1
+    assert table.history(1)[0]["dump_id"] == dump_id
+    assert table.history(1)[0]["version"] == manifest["delta_versions"]["curated/sales"]
 
 
 def test_the_same_dump_twice_is_a_no_op(store, lake):
@@ -99,26 +105,25 @@ def test_a_later_full_snapshot_adds_only_new_sale_lines(store, lake, tmp_path):
     s1, s2 = first.manifest["tables"]["sales"], later.manifest["tables"]["sales"]
     assert s2["written"] == 25
     assert s2["already_in_lake"] == s1["curated"]
-    assert parquet_rows(lake, "curated/sales/store=S001/") == s1["curated"] + 25
+    assert delta_count(lake, "curated/sales", "store_id = 'S001'") == s1["curated"] + 25
+    assert sum(s2["days_written"].values()) == 25
     # Snapshot tables are written per dump.
-    assert len([o for o in lake.list("curated/stock/store=S001/")]) == 2
+    assert lake_rows(lake, "curated/stock", "store_id = 'S001'", "count(DISTINCT dump_id) AS n")[0]["n"] == 2
 
 
 @pytest.mark.azurite
 def test_the_next_nights_dump_on_the_blob_lake_adds_only_new_lines_and_leaves_no_download(store, blob_lake,
                                                                                          tmp_path):
-    # The steady state on Blob storage: the store's lines already in the lake are downloaded (into the
-    # ingest's own scratch folder: test_lake_blob checks where) to leave them out, and nothing stays behind.
+    # The same Delta tables on Blob storage (Azurite), and nothing left in the ingest's scratch folder.
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     first = run(store.path, blob_lake, scratch=scratch)
     later = run(next_night(store.path, tmp_path / "night2.sqlite", 25), blob_lake, scratch=scratch)
     s1, s2 = first.manifest["tables"]["sales"], later.manifest["tables"]["sales"]
     assert (s2["written"], s2["already_in_lake"]) == (25, s1["curated"])
-    with blob_lake.local_copy([o.path for o in blob_lake.list("curated/sales/store=S001/")]) as files:
-        total = duckdb.sql(f"SELECT count(*) FROM read_parquet({[str(f) for f in files]})").fetchall()[0][0]
-    assert total == s1["curated"] + 25
-    assert [p.name for p in scratch.iterdir()] == []  # every download and working folder is gone
+    assert delta_count(blob_lake, "curated/sales", "store_id = 'S001'") == s1["curated"] + 25
+    assert later.manifest["delta_versions"]["curated/sales"] == 1
+    assert [p.name for p in scratch.iterdir()] == []  # every working folder is gone
 
 
 def test_an_older_dump_arriving_late_adds_only_what_is_missing(store, lake, tmp_path):
@@ -127,9 +132,8 @@ def test_an_older_dump_arriving_late_adds_only_what_is_missing(store, lake, tmp_
     older = run(store.path, lake)
     assert older.status == "ingested"
     assert older.manifest["tables"]["sales"]["written"] == 0
-    total = parquet_rows(lake, "curated/sales/store=S001/")
-    keys = duckdb.sql("SELECT count(DISTINCT (sale_id, line_no)) FROM read_parquet("
-                      f"'{lake.root}/curated/sales/store=S001/*/*.parquet')").fetchall()[0][0]
+    total = delta_count(lake, "curated/sales", "store_id = 'S001'")
+    keys = len({(r["sale_id"], r["line_no"]) for r in lake_rows(lake, "curated/sales", "true", "sale_id, line_no")})
     assert total == keys  # no sale line is in the lake twice
 
 
@@ -174,9 +178,11 @@ def test_a_dump_with_every_sale_line_twice_is_ingested_and_its_duplicates_reject
     assert sales["curated"] == truth.tables["sales"].curated == 60_000
     assert sales["by_rule"]["duplicate"] == 60_000
     assert sales["curated"] + sales["rejected"] == sales["input"]
-    assert parquet_rows(lake, "curated/sales/store=S1/") == sales["curated"]
-    files = [str(lake.root / o.path) for o in lake.list("rejected/sales/store=S1/")]
-    got = duckdb.sql(f"SELECT row_number, reason_code, sale_id FROM read_parquet({files})").fetchall()
+    assert delta_count(lake, "curated/sales", "store_id = 'S1'") == sales["curated"]
+    # In dump order within the commit's file (read directly: a query engine may return rows in any order).
+    files = sorted((lake.root / "rejected/sales/store_id=S1").glob("*.parquet"))
+    assert len(files) == 1
+    got = duckdb.sql(f"SELECT row_number, reason_code, sale_id FROM read_parquet('{files[0]}')").fetchall()
     assert [r for r, _, _ in got] == sorted(r for r, _, _ in got)  # in dump order
     assert [r for r, code, _ in got if code == "duplicate"] == list(range(60_001, 120_001))
     assert all(sale_id for _, _, sale_id in got)  # the values as parsed, not lost on the way
@@ -201,8 +207,8 @@ def test_a_sale_dated_in_the_future_is_rejected_and_the_rest_ingested(tmp_path, 
     sales = run(dump, lake).manifest["tables"]["sales"]
     assert (sales["input"], sales["curated"], sales["rejected"]) == (4, 3, 1)
     assert sales["by_rule"] == {"future_timestamp": 1}
-    assert parquet_rows(lake, "rejected/sales/", "reason_code = 'future_timestamp'") == 1
-    assert parquet_rows(lake, "curated/sales/") == 3
+    assert delta_count(lake, "rejected/sales", "reason_code = 'future_timestamp'") == 1
+    assert delta_count(lake, "curated/sales") == 3
 
 
 def test_timestamps_are_checked_as_iso_8601_and_rejected_rows_keep_their_text(tmp_path, lake):
@@ -215,10 +221,10 @@ def test_timestamps_are_checked_as_iso_8601_and_rejected_rows_keep_their_text(tm
     rows = ", ".join(f"('{k}', 1, 'A-1', 1, 1.0, '{v}')" for k, v in values.items())
     sales = run(make_dump(tmp_path / "d.sqlite", f"INSERT INTO sales VALUES {rows};"), lake).manifest["tables"]["sales"]
     assert sales["by_rule"] == {"bad_timestamp": 5, "missing_required": 1}
-    assert parquet_rows(lake, "curated/sales/", "sale_id = 'p' AND sold_at = TIMESTAMPTZ '2026-11-25 10:00:00Z'") == 1
-    files = [str(lake.root / o.path) for o in lake.list("rejected/sales/")]
-    rejected = dict(duckdb.sql(f"SELECT sale_id, sold_at FROM read_parquet({files}) "
-                               "WHERE reason_code = 'bad_timestamp'").fetchall())
+    kept = lake_rows(lake, "curated/sales", "sale_id = 'p'", "sold_at")
+    assert [r["sold_at"] for r in kept] == [dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)]
+    rejected = {r["sale_id"]: r["sold_at"] for r in lake_rows(lake, "rejected/sales", "reason_code = 'bad_timestamp'",
+                                                          "sale_id, sold_at")}
     assert rejected == {k: values[k] for k in "eszio"}
 
 
@@ -237,7 +243,7 @@ def test_a_sale_is_filed_under_its_utc_day_whatever_the_stores_zone(tmp_path, la
                      "'2026-11-25 22:30:00'), ('late-t', 1, 'A-1', 1, 1.0, '2026-11-25T22:30:00');")
     sales = run(dump, lake, mapping=Mapping(timezone=zone)).manifest["tables"]["sales"]
     assert (sales["curated"], sales["rejected"]) == (5, 0)
-    files = [str(lake.root / o.path) for o in lake.list(f"curated/sales/store=S001/date={day}/")]
-    got = duckdb.sql(f"SELECT sale_id, sold_at = TIMESTAMPTZ '{stored}' FROM read_parquet({files}) "
-                     "WHERE sale_id LIKE 'late%' ORDER BY sale_id").fetchall()
-    assert got == [("late", True), ("late-t", True)]
+    got = lake_rows(lake, "curated/sales", f"sale_id LIKE 'late%' AND date = DATE '{day}' AND month = '{day[:7]}'",
+               "sale_id, sold_at")
+    expected = dt.datetime.fromisoformat(stored)
+    assert sorted((r["sale_id"], r["sold_at"] == expected) for r in got) == [("late", True), ("late-t", True)]
