@@ -71,7 +71,7 @@ def test_lake_layout_and_contents(store, lake):
     assert {o.path.split("/")[3][:len("month=")] for o in lake.list("curated/sales/store_id=S001/")} == {"month="}
     days = lake_rows(lake, "curated/sales", "store_id = 'S001'", "count(DISTINCT date) AS n")[0]["n"]
     assert days == len(sales["days_written"])
-    assert lake_rows(lake, "curated/sales", "true", "count(*) AS n")[0]["n"] == rows(
+    assert lake_rows(lake, "curated/sales", "true", "count(*) AS n")[0]["n"] == lake_rows(
         lake, "curated/sales", "month = substr(CAST(date AS VARCHAR), 1, 7)", "count(*) AS n")[0]["n"]
     rejected = lake_rows(lake, "rejected/sales", "reason_code = 'unknown_sku'", "reason_code, reason, sku")[0]
     assert rejected["reason"] and rejected["sku"]  # original value and a readable reason

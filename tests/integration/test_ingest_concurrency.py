@@ -1,11 +1,12 @@
 """Ingests that overlap or are retried: each sale line reaches the lake exactly once.
 
 * Two dumps of one store ingested at the same time (the blob trigger runs two at once per instance, and
-  Flex Consumption runs several instances): the second must skip the first one's lines.
-* A retry after a crash while publishing: the dump's own half-published files are not "already in the
-  lake"; the retry rewrites them and its manifest describes the whole dump.
-* Files of an attempt that never committed (crashed, or lost its lock while frozen): they hide no line
-  from the next dump, and they never count twice once their dump commits.
+  Flex Consumption runs several instances): the second must skip the first one's lines. Delta appends
+  never conflict, so the store lock is what serialises them.
+* A retry after a crash between the Delta commits of a dump: the tables it committed are recognised by
+  the dump id (an application transaction) and not written again; the others are committed.
+* Data files of a commit that never happened (a writer killed between its files and its log entry) are
+  invisible to every reader and hide no line from the next dump.
 """
 
 from __future__ import annotations
@@ -19,30 +20,28 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.delta_tables import DeltaTables
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.core.ids import dump_id_from_sha256, dump_id_of_output
+from shared.core.ids import dump_id_from_sha256
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
+from tests.support.delta import delta_rows
 from tests.support.dumps import next_night
 
 STORE = "S9"
 
 
 def sale_lines(lake) -> list[tuple[str, int]]:
-    """Every (sale_id, line_no) of the store's curated sales, duplicates included."""
-    paths = [o.path for o in lake.list(f"curated/sales/store={STORE}/") if o.path.endswith(".parquet")]
-    if not paths:
-        return []
-    with lake.local_copy(paths) as files:
-        listed = ", ".join(f"'{f}'" for f in files)
-        return duckdb.sql(f"SELECT sale_id, line_no FROM read_parquet([{listed}], hive_partitioning = false)"
-                          ).fetchall()
+    """Every (sale_id, line_no) of the store's curated sales as readers see them, duplicates included."""
+    rows = delta_rows(lake, "curated/sales", f"store_id = '{STORE}'", "sale_id, line_no")
+    return [(r["sale_id"], r["line_no"]) for r in rows.to_pylist()]
 
 
 def ingest(dump, lake, tmp_path):
@@ -55,9 +54,9 @@ def ingest_at_once(lake, dumps, tmp_path):
 
 
 class MeetBeforeReadingTheLake:
-    """The lake, except that an ingest that has just listed the store's sale lines waits (up to ``patience``
-    seconds) for the other ingest to have listed them too. Without a store lock, both then read the lake
-    before either publishes, every time; with it, the second lists only once the first is done, so the
+    """The lake, except that an ingest about to read the store's sale lines from the Delta table waits (up to
+    ``patience`` seconds) for the other ingest to get there too. Without a store lock, both then read the
+    lake before either commits, every time; with it, the second reads only once the first is done, so the
     first waits out its patience alone and the second finds the meeting called off."""
 
     def __init__(self, inner, patience: float = 3.0) -> None:
@@ -67,12 +66,11 @@ class MeetBeforeReadingTheLake:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def list(self, prefix):
-        found = list(self._inner.list(prefix))
-        if prefix.startswith("curated/sales/"):
+    def delta_location(self, path):
+        if path == "curated/sales":
             with contextlib.suppress(threading.BrokenBarrierError):
                 self._meeting.wait()
-        return iter(found)
+        return self._inner.delta_location(path)
 
 
 @pytest.fixture(scope="module")
@@ -135,42 +133,59 @@ def test_two_200k_line_dumps_ingested_at_once_by_two_threads(tmp_path):
     check_each_line_once(lake, ingest_at_once(lake, dumps, tmp_path), reference_lake)
 
 
-# -- a retry after a crash while publishing -------------------------------------------------------------
+# -- a retry after a crash between commits ---------------------------------------------------------------
 
-class CrashWhilePublishing:
-    """The lake, except that publishing dies (as a killed worker would) after ``after`` sale files."""
+class CrashAfterCommits:
+    """Lake Delta tables whose writer dies (as a killed worker would) before its commit number ``after`` + 1,
+    or before its first commit to ``at``, leaving that commit's data files in the table's folder without a
+    log entry, as a kill between the files and the commit does."""
 
-    def __init__(self, inner, after: int) -> None:
-        self._inner = inner
-        self._left = after
-        self._lock = threading.Lock()  # the Blob lake publishes several files at once
+    def __init__(self, after: int = -1, at: str | None = None) -> None:
+        self.left = after
+        self.at = at
 
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
+    @property
+    def append(self):
+        """A function to put in place of ``DeltaTables.append`` (a plain function, so it binds ``self``)."""
+        return lambda tables, path, data, **kwargs: self.commit(tables, path, data, **kwargs)
 
-    def put_files(self, files, *, consume=False):
-        """The files before the one that dies reach the lake (several at once on a remote lake)."""
-        with self._lock:
-            allowed = []
-            for path, local in files:
-                if path.startswith("curated/sales/"):
-                    if self._left == 0:
-                        break
-                    self._left -= 1
-                allowed.append((path, local))
-        self._inner.put_files(allowed, consume=consume)
-        if len(allowed) < len(files):
-            raise OSError("simulated crash while publishing")
+    def commit(self, tables, path, data, **kwargs):
+        if self.left == 0 or path == self.at:
+            orphan = pa.Table.from_batches(list(data)) if isinstance(data, pa.RecordBatchReader) else data
+            _leave_orphan(tables.lake, path, orphan)
+            raise OSError(f"simulated crash while committing {path}")
+        self.left -= 1
+        return REAL_APPEND(tables, path, data, **kwargs)
 
 
-def test_a_retry_after_a_crash_while_publishing_rewrites_the_same_files(lake, two_dumps, reference, tmp_path):
+REAL_APPEND = DeltaTables.append
+
+
+def _leave_orphan(lake, path: str, rows) -> None:
+    """A data file in the table's store partition that no commit names."""
+    local = lake_scratch() / f"orphan-{uuid.uuid4().hex}.parquet"
+    pq.write_table(rows.drop_columns([c for c in ("store_id", "month") if c in rows.column_names]), local)
+    month = f"/month={rows.column('month')[0].as_py()}" if "month" in rows.column_names else ""
+    lake.put_file(f"{path}/store_id={STORE}{month}/part-00000-{uuid.uuid4()}-c000.zstd.parquet", local)
+
+
+def lake_scratch():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="orphans-"))
+
+
+def test_a_retry_after_a_crash_between_commits_commits_the_rest_once(lake, two_dumps, reference, tmp_path,
+                                                                    monkeypatch):
     older, dump = two_dumps
     ingest(older, lake, tmp_path)  # lines of an older dump are in the lake: some of dump's are not new
+    monkeypatch.setattr(DeltaTables, "append", CrashAfterCommits(at="curated/receipts").append)
     with pytest.raises(OSError, match="simulated crash"):
-        ingest(dump, CrashWhilePublishing(lake, after=5), tmp_path)
-    dump_id = dump_id_from_sha256(hashlib.sha256(dump.path.read_bytes()).hexdigest())
-    half = [o.path for o in lake.list(f"curated/sales/store={STORE}/") if dump_id in o.path]
-    assert len(half) == 5 and not list(lake.list(f"manifests/store={STORE}/{dump_id}"))
+        ingest(dump, lake, tmp_path)
+    monkeypatch.setattr(DeltaTables, "append", REAL_APPEND)
+    dump_id = dump_id_of(dump)
+    assert not list(lake.list(f"manifests/store={STORE}/{dump_id}"))
 
     result = ingest(dump, lake, tmp_path)
     assert result.status == "ingested" and result.dump_id == dump_id
@@ -179,81 +194,43 @@ def test_a_retry_after_a_crash_while_publishing_rewrites_the_same_files(lake, tw
     clean_sales = json.loads(reference.get_bytes(f"manifests/store={STORE}/{dump_id}.json"))["tables"]["sales"]
     assert sales["written"] == sales["curated"] - sales["already_in_lake"]
     assert (sales["written"], sales["already_in_lake"]) == (clean_sales["written"], clean_sales["already_in_lake"])
-    own = {o.path for o in lake.list("curated/") if dump_id in o.path} | {
-        o.path for o in lake.list("rejected/") if dump_id in o.path}
-    assert own == set(result.manifest["outputs"])  # the manifest lists every file of the dump
-    assert set(half) <= own
+    # Every table the dump touched carries its commit, once; the manifest names each version.
+    for table, version in result.manifest["delta_versions"].items():
+        uri, options = lake.delta_location(table)
+        from deltalake import DeltaTable
+
+        history = DeltaTable(uri, storage_options=options).history()
+        mine = [h["version"] for h in history if h.get("dump_id") == dump_id]
+        assert mine == [version], table
     lines = sale_lines(lake)
     assert len(lines) == len(set(lines))  # none twice
     assert set(lines) == set(sale_lines(reference))  # none lost
-
-
-# -- attempts that never committed ------------------------------------------------------------------------
-
-def committed_dumps(lake) -> set[str]:
-    return {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={STORE}/")}
-
-
-def committed_sale_lines(lake) -> list[tuple[str, int]]:
-    """What readers that follow the manifests (the aggregates) see: lines of committed dumps' files only."""
-    committed = committed_dumps(lake)
-    paths = [o.path for o in lake.list(f"curated/sales/store={STORE}/")
-             if dump_id_of_output(o.path) in committed]
-    with lake.local_copy(paths) as files:
-        listed = ", ".join(f"'{f}'" for f in files) or "''"
-        return duckdb.sql(f"SELECT sale_id, line_no FROM read_parquet([{listed}], hive_partitioning = false)"
-                          ).fetchall() if files else []
+    stock = delta_rows(lake, "curated/stock", f"dump_id = '{dump_id}'", "count(*) AS n").column("n")[0].as_py()
+    assert stock == dump.tables["stock"].curated  # the snapshot once, not once per attempt
 
 
 def dump_id_of(dump) -> str:
     return dump_id_from_sha256(hashlib.sha256(dump.path.read_bytes()).hexdigest())
 
 
-def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lake, two_dumps, tmp_path):
+def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lake, two_dumps, tmp_path,
+                                                                              monkeypatch):
     older, dump = two_dumps
-    with pytest.raises(OSError, match="simulated crash"):  # and never retried (a poisoned trigger)
-        ingest(older, CrashWhilePublishing(lake, after=5), tmp_path)
-    assert len(list(lake.list(f"curated/sales/store={STORE}/"))) == 5
-    orphans = sorted(o.path for zone in ("curated", "rejected") for table in ("sales", "receipts")
-                     for o in lake.list(f"{zone}/{table}/store={STORE}/"))
-    assert any(p.startswith("rejected/sales/") for p in orphans)  # published before the crash, too
+    monkeypatch.setattr(DeltaTables, "append", CrashAfterCommits(at="curated/sales").append)
+    with pytest.raises(OSError, match="simulated crash while committing curated/sales"):
+        ingest(older, lake, tmp_path)  # and never retried (a poisoned trigger)
+    monkeypatch.setattr(DeltaTables, "append", REAL_APPEND)
+    assert [o.path for o in lake.list("curated/sales/") if o.path.endswith(".parquet")]  # the orphan file
+    assert sale_lines(lake) == []  # no reader sees it
 
     result = ingest(dump, lake, tmp_path)
-    assert sorted(result.manifest["removed"]) == orphans  # before, their lines counted as "in the lake"
     alone = FolderLake(tmp_path / "alone")
     ingest(dump, alone, tmp_path)
-    lines = committed_sale_lines(lake)
+    lines = sale_lines(lake)
     assert len(lines) == len(set(lines))
     assert set(lines) == set(sale_lines(alone))  # every line of the dump, none hidden by the dead attempt
-    assert sale_lines(lake) == lines  # and no file of the dead attempt left for Synapse's views to read
-    older_id = dump_id_of(older)
-    assert not [o.path for o in lake.list("rejected/") if older_id in o.path and "/sales/" in o.path]
     sales = result.manifest["tables"]["sales"]
     assert sales["already_in_lake"] == 0 and sales["written"] == sales["curated"]
-
-
-def test_files_of_an_attempt_that_lost_its_lock_never_count_twice(lake, two_dumps, tmp_path):
-    """An attempt frozen past its lease publishes after the next holder read the lake: that holder (here the
-    next night's dump, which has every line of this one) wrote the same lines under its own dump. The
-    frozen attempt fails its lease check (no manifest); its retry must not commit its earlier files."""
-    older = two_dumps[0]
-    newer = next_night(older.path, tmp_path / "newer.sqlite", 25)
-    lake_newer = ingest_dump(newer, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp_path)
-    frozen = FolderLake(tmp_path / "frozen")  # what the frozen attempt of the older dump had published
-    ingest(older, frozen, tmp_path)
-    published = [o.path for table in ("sales", "receipts") for o in frozen.list(f"curated/{table}/store={STORE}/")]
-    for path in published:
-        frozen.get_to_file(path, tmp_path / "f.parquet")
-        lake.put_file(path, tmp_path / "f.parquet")
-
-    result = ingest(older, lake, tmp_path)  # the retry
-    assert result.status == "ingested" and result.dump_id == dump_id_of(older)
-    sales = result.manifest["tables"]["sales"]
-    assert sales["written"] == 0 and sales["already_in_lake"] == sales["curated"]  # all in the newer dump
-    assert sorted(result.manifest["removed"]) == sorted(published)  # before, they stayed: every line twice
-    lines = sale_lines(lake)
-    assert len(lines) == len(set(lines)) == lake_newer.manifest["tables"]["sales"]["written"]
-    assert set(lines) == set(committed_sale_lines(lake))
 
 
 # -- any order of crashes and retries ---------------------------------------------------------------------
@@ -284,28 +261,37 @@ def snapshot_chain(two_dumps, tmp_path_factory):
 PLANS = st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.integers(0, 12))), min_size=1, max_size=4)
 
 
+def committed_dumps(lake, table: str = "curated/sales") -> set[str]:
+    """The dumps whose commit to ``table`` readers see."""
+    rows = delta_rows(lake, table, f"store_id = '{STORE}'", "DISTINCT dump_id")
+    return set(rows.column("dump_id").to_pylist()) if rows.num_rows else set()
+
+
 def play(plan, lake, snapshot_chain, tmp) -> None:
-    """Dumps of one night or another arrive in any order; any ingest may die while publishing (after some
-    of its sale files) and be retried later, or never. What the committed dumps hold is always exactly the
-    union of their lines, each once; once every dump has been ingested, the lake holds every line once and
-    no file of an attempt that died."""
+    """Dumps of one night or another arrive in any order; any ingest may die before any of its commits
+    (leaving that commit's data files behind) and be retried later, or never. What readers see is always
+    exactly the union of the lines of the dumps whose sales commit happened, each once; once every dump
+    has been ingested, the lake holds every line once."""
     dumps, lines = snapshot_chain
     ids = [dump_id_from_sha256(hashlib.sha256(p.read_bytes()).hexdigest()) for p in dumps]
     for which, crash_after in plan:
-        target = lake if crash_after is None else CrashWhilePublishing(lake, after=crash_after)
+        DeltaTables.append = REAL_APPEND if crash_after is None else CrashAfterCommits(after=crash_after).append
         try:
-            ingest_dump(dumps[which], STORE, lake=target, telemetry=MemoryTelemetry(), scratch=tmp)
+            ingest_dump(dumps[which], STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp)
         except OSError as exc:
             assert "simulated crash" in str(exc)
-        committed = committed_dumps(lake)
-        seen = committed_sale_lines(lake)
+        finally:
+            DeltaTables.append = REAL_APPEND
+        seen = sale_lines(lake)
         assert len(seen) == len(set(seen))  # never a line twice
-        assert set(seen) == set().union(*(lines[i] for i in range(3) if ids[i] in committed))  # none hidden
+        # Each dump whose sales commit happened wrote the lines the lake did not have: none hidden.
+        assert set(seen) == set().union(*(lines[i] for i in range(3) if ids[i] in committed_dumps(lake)))
     for path in dumps:  # every dump eventually gets through (in order, as a late retry would)
-        ingest_dump(path, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp)
+        result = ingest_dump(path, STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp)
+        assert result.status in ("ingested", "already_ingested")
     everything = sale_lines(lake)
     assert len(everything) == len(set(everything)) and set(everything) == lines[2]
-    assert sorted(everything) == sorted(committed_sale_lines(lake))  # no file of a dead attempt left behind
+    assert len(list(lake.list(f"manifests/store={STORE}/"))) == 3
 
 
 @pytest.mark.slow
@@ -322,8 +308,7 @@ def test_any_order_of_dumps_crashes_and_retries_keeps_each_line_once(plan, snaps
 @given(plan=PLANS)
 def test_on_the_blob_lake_any_order_of_dumps_crashes_and_retries_keeps_each_line_once(
         plan, snapshot_chain, azurite_conn, tmp_path_factory):
-    """The same on Azurite, where publishing and removing run several files at once (fewer examples: each
-    costs more)."""
+    """The same on Azurite (fewer examples: each costs more)."""
     from shared.adapters.lake_blob import BlobLake
 
     tmp = tmp_path_factory.mktemp("plan")
