@@ -419,6 +419,34 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lake_maintain(args: argparse.Namespace) -> int:
+    from shared.bootstrap import build
+    from shared.services.maintain_lake import maintain_lake
+
+    c = build()
+    result = maintain_lake(lake=c.lake, telemetry=c.telemetry,
+                           retention_hours=c.settings.int("LAKE_VACUUM_RETENTION_HOURS"))
+    for t in result.tables:
+        print(f"{t.table}: {t.files_before} -> {t.files_after} files ({t.files_compacted} compacted, "
+              f"{t.files_vacuumed} vacuumed) in {t.seconds:.2f} s", file=sys.stderr)
+    _print_json(result.to_json())
+    return 0
+
+
+def cmd_lake_migrate(args: argparse.Namespace) -> int:
+    from shared.bootstrap import build
+    from shared.services.migrate_lake import migrate_lake
+
+    c = build()
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = migrate_lake(lake=c.lake, progress=say)
+    if result.files_left_out:
+        print(f"{len(result.files_left_out)} file(s) of ingests that never committed were not migrated "
+              "(and are deleted with the rest)", file=sys.stderr)
+    _print_json(result.to_json())
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from shared.bootstrap import build
     from shared.services.raise_alerts import AlertSettings, raise_alerts
@@ -591,6 +619,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "for what changed; prints a summary")
     agg.add_argument("--quiet", action="store_true", help="no progress messages")
     agg.set_defaults(func=cmd_aggregate)
+    lake = sub.add_parser("lake", help="the lake's Delta tables: maintain, migrate").add_subparsers(
+        dest="lake_cmd", required=True, metavar="LAKE_COMMAND")
+    lm = lake.add_parser("maintain", help="what the maintain_lake timer does: compact, vacuum (files unreferenced "
+                         "for LAKE_VACUUM_RETENTION_HOURS) and checkpoint every Delta table; prints the figures")
+    lm.set_defaults(func=cmd_lake_maintain)
+    lg = lake.add_parser("migrate", help="turn a lake of loose Parquet (the layout before Delta Lake) into the "
+                         "Delta tables; safe to run again")
+    lg.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    lg.set_defaults(func=cmd_lake_migrate)
     al = sub.add_parser("alerts", help="what the raise_alerts timer does; prints the alerts this run raised",
                         description="Evaluate every alert rule and print, as a JSON list, the alerts this run "
                         "raised (each with kind, severity, storeId, sku where it applies, and reason). Alerts "

@@ -98,6 +98,11 @@ SETTINGS: tuple[Setting, ...] = (
             "(default: hourly at :20; a run only recomputes what changed)."),
     Setting("ALERTS_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of the `raise_alerts` timer (default: "
             "every 15 minutes)."),
+    Setting("MAINTAIN_SCHEDULE", "0 30 4 * * *", "NCRONTAB schedule of the `maintain_lake` timer: compaction, "
+            "vacuum and checkpoints of the lake's Delta tables (default: daily at 04:30 UTC)."),
+    Setting("LAKE_VACUUM_RETENTION_HOURS", "168", "Vacuum deletes a Delta table's files only once unreferenced "
+            "for this long (hours; at least 168, 7 days: a reader of an older snapshot may still need them).",
+            kind="count"),
     Setting("ALERT_STALE_DUMP_HOURS", "26", "StaleDump: a store whose latest ingested dump was taken longer "
             "ago than this (hours); critical at twice it.", kind="number"),
     Setting("ALERT_INGEST_GRACE_MINUTES", "60", "IngestFailure: a dump in raw/ with neither manifest nor "

@@ -32,6 +32,8 @@ param zoneRedundant bool = false
 param aggregatesSchedule string = '0 20 * * * *'
 @description('NCRONTAB schedule of raise_alerts.')
 param alertsSchedule string = '0 */15 * * * *'
+@description('NCRONTAB schedule of the maintain_lake timer (compaction, vacuum, checkpoints of the Delta tables).')
+param maintainSchedule string = '0 30 4 * * *'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: Zone redundancy is a cost choice (parameter zoneRedundant, off by default): on Flex Consumption it adds billed always-ready instances.
@@ -124,6 +126,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // --- timers and alerts ---
         { name: 'AGGREGATES_SCHEDULE', value: aggregatesSchedule }
         { name: 'ALERTS_SCHEDULE', value: alertsSchedule }
+        { name: 'MAINTAIN_SCHEDULE', value: maintainSchedule }
+        { name: 'LAKE_VACUUM_RETENTION_HOURS', value: '168' }
         { name: 'ALERT_STALE_DUMP_HOURS', value: '26' }
         { name: 'ALERT_INGEST_GRACE_MINUTES', value: '60' }
         { name: 'ALERT_COOLDOWN_HOURS', value: '24' }

@@ -1,7 +1,9 @@
-"""Timers: ``compute_aggregates`` (aggregates and forecasts for Synapse / Power BI) and ``raise_alerts``
-(low-stock and pipeline-health alerts through telemetry). Thin: the schedule, then the service call.
+"""Timers: ``compute_aggregates`` (aggregates and forecasts for Synapse / Power BI), ``raise_alerts``
+(low-stock and pipeline-health alerts through telemetry) and ``maintain_lake`` (compaction, vacuum and
+checkpoints of the Delta tables). Thin: the schedule, then the service call.
 
-Schedules come from app settings (``%AGGREGATES_SCHEDULE%``, ``%ALERTS_SCHEDULE%``, NCRONTAB with seconds).
+Schedules come from app settings (``%AGGREGATES_SCHEDULE%``, ``%ALERTS_SCHEDULE%``, ``%MAINTAIN_SCHEDULE%``,
+NCRONTAB with seconds).
 ``use_monitor`` keeps the schedule's state in storage, so a run missed while the app was down happens at
 start-up with ``past_due`` set; both services catch up by design (they look at the lake, not at the clock).
 """
@@ -42,3 +44,15 @@ def raise_alerts(timer: func.TimerRequest) -> None:
         log.warning("raise_alerts is past due: evaluating now")
     result = run(lake=c.lake, stock=c.stock, telemetry=c.telemetry, settings=AlertSettings.from_settings(c.settings))
     log.info("alerts: %d raised, %d true now (%s)", len(result.raised), result.true_now, result.by_kind)
+
+
+@bp.function_name("maintain_lake")
+@bp.timer_trigger(arg_name="timer", schedule="%MAINTAIN_SCHEDULE%", use_monitor=True)
+def maintain_lake(timer: func.TimerRequest) -> None:
+    """Compact, vacuum and checkpoint every Delta table of the lake; the figures go to telemetry."""
+    from shared.bootstrap import default_container
+    from shared.services.maintain_lake import maintain_lake as run
+
+    c = default_container()
+    result = run(lake=c.lake, telemetry=c.telemetry, retention_hours=c.settings.int("LAKE_VACUUM_RETENTION_HOURS"))
+    log.info("lake maintained: %s", result.to_json())

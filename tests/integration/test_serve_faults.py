@@ -63,7 +63,7 @@ AZURE_SETTINGS = ("LAKE", "COSMOS", "EVENTS", "EVENTS__fullyQualifiedNamespace",
                   "COSMOS__accountEndpoint", "APPLICATIONINSIGHTS_CONNECTION_STRING")
 # The timers would fire on the quarter hour (a run of compute_aggregates takes seconds): keep them out of
 # the way, so each test does the same work whenever it runs.
-NO_TIMERS = {"AGGREGATES_SCHEDULE": "0 0 0 1 1 *", "ALERTS_SCHEDULE": "0 0 0 1 1 *"}
+NO_TIMERS = {"AGGREGATES_SCHEDULE": "0 0 0 1 1 *", "ALERTS_SCHEDULE": "0 0 0 1 1 *", "MAINTAIN_SCHEDULE": "0 0 0 1 1 *"}
 SERVE = [sys.executable, "-m", "shared", "serve", "--no-http", "--poll", "0.2"]
 INGEST_OK = re.compile(r"ingest_dump\s+ok\s+.*?\s(raw/\S+) \(")
 
