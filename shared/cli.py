@@ -439,7 +439,7 @@ def cmd_lake_migrate(args: argparse.Namespace) -> int:
 
     c = build()
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    result = migrate_lake(lake=c.lake, progress=say)
+    result = migrate_lake(lake=c.lake, progress=say, scratch=c.scratch_dir)
     if result.files_left_out:
         print(f"{len(result.files_left_out)} file(s) of ingests that never committed were not migrated "
               "(and are deleted with the rest)", file=sys.stderr)

@@ -7,6 +7,8 @@ Spark, Fabric and Power BI see whole commits only: a half-finished ingest is inv
   (:meth:`~shared.adapters.lake.Lake.delta_location`): a folder on the folder lake; ``az://<container>/<path>``
   on Blob storage / ADLS Gen2 with the app's identity (an Entra token from ``azure-identity``) or, for
   development, Azurite. The same code runs on both.
+- **Written in bounded memory.** :meth:`append_parts` writes the Parquet files with pyarrow, one partition
+  at a time, and commits them with delta-rs (its ``write_deltalake`` held ~200 MB more than the data).
 - **Once.** A commit may carry an application transaction (``app_id``, the dump id): :meth:`committed`
   reads it back. delta-rs records it but does not refuse a repeat, so callers check before writing; two
   writers committing the same ``app_id`` at once: one gets ``CommitFailedError``.
@@ -19,8 +21,9 @@ pay for them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.adapters.lake import Lake, LakeError
@@ -39,14 +42,8 @@ TABLE_PROPERTIES = {
 }
 
 
-@dataclass(frozen=True)
-class Commit:
-    """A commit this process made, or found already made by an earlier attempt (``reused``)."""
-
-    table: str
-    version: int
-    rows: int
-    reused: bool = False
+ROW_GROUP_ROWS = 262_144
+"""Rows per Parquet row group of the files this module writes."""
 
 
 class DeltaTables:
@@ -84,35 +81,101 @@ class DeltaTables:
                 return entry
         return None
 
-    def append(
+    def append_parts(
         self,
         path: str,
-        data: pa.Table | pa.RecordBatchReader,
+        parts: Iterable[pa.Table],
         *,
         partition_by: Sequence[str],
+        scratch: Path,
         app_id: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> int:
-        """Append ``data`` as one commit (a new table on first write); returns the committed version.
+    ) -> int | None:
+        """Append ``parts`` as one commit, streaming: each part holds the rows of one partition (the values
+        of ``partition_by`` in its first row name it); consecutive parts of one partition go to one Parquet
+        file, written with pyarrow while the next part is built, then the files are moved into the table and
+        committed with delta-rs. Returns the committed version, or None when there was no row.
 
-        ``app_id`` is recorded as an application transaction (version 1) and ``metadata`` as the commit's
-        custom metadata (``history()`` shows it); check :meth:`committed` before calling with an ``app_id``.
+        Why not ``write_deltalake``: it held ~200 MB more than the data it was given (a 2M-line ingest
+        over 13 month partitions peaked at 460-510 MB against 277 MB to read the same rows; no writer
+        property changed that). Here one row group is in memory at a time.
         """
+        files, schema = self._write_files(path, parts, partition_by, Path(scratch))
+        if not files:
+            return None
+        self.lake.put_files([(f"{path}/{rel}", local) for rel, local, _ in files], consume=True)
+        return self._commit_files(path, [add for _, _, add in files], schema, partition_by, app_id, metadata)
+
+    def _write_files(self, path: str, parts: Iterable[pa.Table], partition_by: Sequence[str],
+                     scratch: Path) -> tuple[list[tuple[str, Path, object]], pa.Schema | None]:
+        """Write the parts as Parquet files under ``scratch``: (path in the table, local file, AddAction)."""
         import uuid
 
-        from deltalake import CommitProperties, Transaction, write_deltalake
+        import pyarrow.parquet as pq
+
+        files: list[tuple[str, Path, object]] = []
+        schema = self._schema_of(path)
+        writer = current = local = None
+        try:
+            for part in parts:
+                if not part.num_rows:
+                    continue
+                if schema is None:
+                    schema = delta_ready(part.schema)
+                part = part.select(schema.names).cast(schema)
+                values = {c: str(part.column(c)[0].as_py()) for c in partition_by}
+                if values != current:
+                    if writer is not None:
+                        writer.close()
+                        files.append(_added(current, local, partition_by))
+                    current = values
+                    local = scratch / f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+                    writer = pq.ParquetWriter(local, pa_schema_without(schema, partition_by), compression="zstd")
+                writer.write_table(part.drop_columns(list(partition_by)), row_group_size=ROW_GROUP_ROWS)
+            if writer is not None:
+                writer.close()
+                files.append(_added(current, local, partition_by))
+                writer = None
+        finally:
+            if writer is not None:
+                writer.close()
+        return files, schema
+
+    def _schema_of(self, path: str) -> pa.Schema | None:
+        """The table's Arrow schema, or None when there is no table yet."""
+        import pyarrow as pa
+
+        table = self.open(path)
+        return pa.schema(table.schema()) if table is not None else None
+
+    def _commit_files(self, path: str, adds: list, schema: pa.Schema, partition_by: Sequence[str],
+                      app_id: str | None, metadata: dict[str, str] | None) -> int:
+        """One commit adding ``adds``: a new table when there is none (a racing creator wins: then append)."""
+        import uuid
+
+        from deltalake import CommitProperties, Schema, Transaction
+        from deltalake.exceptions import DeltaError
+        from deltalake.transaction import create_table_with_add_actions
 
         uri, options = self.location(path)
-        commit_id = uuid.uuid4().hex  # finds this commit's version afterwards (delta-rs does not return it)
+        commit_id = uuid.uuid4().hex
         props = CommitProperties(
             app_transactions=[Transaction(app_id=app_id, version=1)] if app_id else None,
             custom_metadata={**(metadata or {}), "commit_id": commit_id},
         )
-        try:
-            write_deltalake(uri, data, mode="append", partition_by=list(partition_by), storage_options=options,
-                            commit_properties=props, configuration=TABLE_PROPERTIES)
-        except OSError as exc:
-            raise LakeError(f"cannot write the Delta table {path!r} at {uri}: {exc}") from None
+        table = self.open(path)
+        if table is None:
+            try:
+                create_table_with_add_actions(uri, Schema.from_arrow(schema), adds, mode="error",
+                                              partition_by=list(partition_by), configuration=TABLE_PROPERTIES,
+                                              storage_options=options, commit_properties=props)
+            except DeltaError:  # another writer created it meanwhile
+                table = self.open(path)
+                if table is None:
+                    raise
+        if table is not None:
+            table.create_write_transaction(adds, mode="append", schema=schema, partition_by=list(partition_by),
+                                           commit_properties=props)
         table = self.open(path)
         found = self.find_commit(table, "commit_id", commit_id, limit=100) if table is not None else None
         if found is None:  # pragma: no cover - a hundred commits by others within this call
@@ -148,6 +211,76 @@ class DeltaTables:
         return found.read_all() if found is not None else None
 
 
+def delta_ready(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the types Delta Lake keeps: timestamps in microseconds (UTC), plain strings."""
+    import pyarrow as pa
+
+    fields = []
+    for f in schema:
+        if pa.types.is_timestamp(f.type):
+            f = f.with_type(pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type):
+            f = f.with_type(pa.string())
+        fields.append(f)
+    return pa.schema(fields)
+
+
+def pa_schema_without(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    """``schema`` without ``columns`` (a data file of a partitioned table leaves its partition columns out)."""
+    import pyarrow as pa
+
+    return pa.schema([f for f in schema if f.name not in columns])
+
+
+def _added(values: dict[str, str], local: Path, partition_by: Sequence[str]) -> tuple[str, Path, object]:
+    """(path in the table, the local file, its AddAction with statistics for data skipping)."""
+    import time
+
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    rel = "/".join(f"{c}={values[c]}" for c in partition_by) + "/" + local.name
+    meta = pq.ParquetFile(local).metadata
+    stats = json.dumps(_stats(meta), default=str)
+    return rel, local, AddAction(rel, local.stat().st_size, dict(values), int(time.time() * 1000), True, stats)
+
+
+def _stats(meta) -> dict:  # noqa: ANN001 - pyarrow FileMetaData
+    """Delta file statistics (numRecords, nullCount, and min/max of the columns readers filter on: numbers,
+    dates, timestamps) from the Parquet footer."""
+    import datetime as dt
+
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    nulls = dict.fromkeys(names, 0)
+    lo: dict = {}
+    hi: dict = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for i, name in enumerate(names):
+            st = group.column(i).statistics
+            if st is None:
+                nulls.pop(name, None)
+                continue
+            if st.has_null_count and name in nulls:
+                nulls[name] += st.null_count
+            if not st.has_min_max or not isinstance(st.min, int | float | dt.date | dt.datetime):
+                lo[name] = hi[name] = None
+                continue
+            if lo.get(name, 0) is not None:
+                lo[name] = st.min if name not in lo else min(lo[name], st.min)
+                hi[name] = st.max if name not in hi else max(hi[name], st.max)
+
+    def iso(v):  # noqa: ANN001
+        if isinstance(v, dt.datetime):
+            v = v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+            return v.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return v.isoformat() if isinstance(v, dt.date) else v
+
+    return {"numRecords": meta.num_rows, "nullCount": nulls,
+            "minValues": {k: iso(v) for k, v in lo.items() if v is not None},
+            "maxValues": {k: iso(v) for k, v in hi.items() if v is not None}}
+
+
 def literal(value: str) -> str:
     """``value`` as a SQL string literal (quotes doubled)."""
     return "'" + str(value).replace("'", "''") + "'"
@@ -161,4 +294,4 @@ def dump_rows(tables: DeltaTables, path: str, store_id: str, dump_id: str,
     return found if found is not None and found.num_rows else None
 
 
-__all__ = ["TABLE_PROPERTIES", "Commit", "DeltaTables", "dump_rows", "literal"]
+__all__ = ["TABLE_PROPERTIES", "DeltaTables", "delta_ready", "dump_rows", "literal"]

@@ -668,68 +668,68 @@ def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,
     fin.counts["already_in_lake"] = fin.counts["curated"] - fin.counts["written"]
 
 
-def _stream(parts: Iterable[pa.Table]) -> pa.RecordBatchReader | None:
-    """``parts`` as one stream of batches, taken lazily; None when there is no row at all (nothing to commit)."""
-    import itertools
-
-    import pyarrow as pa
-
-    parts = (t for t in parts if t.num_rows)
-    first = next(parts, None)
-    if first is None:
-        return None
-    batches = (b for t in itertools.chain([first], parts) for b in t.to_batches())
-    return pa.RecordBatchReader.from_batches(first.schema, batches)
-
-
 FACT_PARTITIONS = ("store_id", "month")  # see docs/lake.md: a store's month makes files of useful size
 SNAPSHOT_PARTITIONS = ("store_id",)  # a dump's snapshot is small: compaction merges a store's dumps
 
 
-def _commit(tables: DeltaTables, path: str, rows: pa.RecordBatchReader | None, *, partition_by: Sequence[str],
-            store_id: str, dump_id: str, held, versions: dict[str, int]) -> None:  # noqa: ANN001 - a HeldLock
-    """Append ``rows`` to the Delta table at ``path`` in one commit carrying the dump id (an application
-    transaction and commit metadata); nothing when there are no rows. An earlier attempt of this dump that
-    committed already is found by its transaction: its version is recorded and nothing is written again
-    (the rows are still read: the counts come from them)."""
+def _commit(tables: DeltaTables, path: str, parts: Iterable[pa.Table], *, partition_by: Sequence[str],
+            store_id: str, dump_id: str, held, versions: dict[str, int], scratch: Path) -> None:  # noqa: ANN001
+    """Append ``parts`` (each the rows of one partition) to the Delta table at ``path`` in one commit carrying
+    the dump id (an application transaction and commit metadata); nothing when there are no rows. An earlier
+    attempt of this dump that committed already is found by its transaction: its version is recorded and
+    nothing is written again (the parts are still taken: the counts come from them)."""
     table = tables.open(path)
     if tables.committed(table, dump_id):
         found = tables.find_commit(table, "dump_id", dump_id)
         if found is not None:
             versions[path] = int(found["version"])
-        for _ in rows or ():
+        for _ in parts:
             pass
         return
-    if rows is None:
-        return
-    held.check()  # still ours (a Blob lease renewed in time): nobody else wrote meanwhile
-    versions[path] = tables.append(path, rows, partition_by=partition_by, app_id=dump_id,
-                                   metadata={"dump_id": dump_id, "store_id": store_id,
-                                             "pipeline_version": __version__})
+    version = tables.append_parts(path, _checked(parts, held), partition_by=partition_by, scratch=scratch,
+                                  app_id=dump_id, metadata={"dump_id": dump_id, "store_id": store_id,
+                                                            "pipeline_version": __version__})
+    if version is not None:
+        versions[path] = version
+
+
+def _checked(parts: Iterable[pa.Table], held) -> Iterator[pa.Table]:  # noqa: ANN001 - a HeldLock
+    """``parts``, then a check that the store's lock is still ours (a Blob lease renewed in time) before the
+    commit: nobody else wrote meanwhile."""
+    yield from parts
+    held.check()
 
 
 def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # noqa: ANN001
                    finishing: dict[str, Finishing], held, *, store_id: str, dump_id: str,  # noqa: ANN001
-                   snapshot_at: datetime, say: ProgressFn) -> dict[str, int]:
+                   snapshot_at: datetime, say: ProgressFn, scratch: Path) -> dict[str, int]:
     """Commit each table's curated rows, then its rejected rows, one Delta commit each; returns the version
     of each commit (``{"curated/sales": 7, ...}``). Called holding the store's lock."""
     versions: dict[str, int] = {}
     for name, st in staged.items():
         fin = finishing[name]
         if st.table.fact:
-            rows = _stream(_new_lines(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
-                                      snapshot_at=snapshot_at))
+            curated = _new_lines(con, tables, st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
         else:
             snapshot = _snapshot_rows(st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
-            rows = _stream([snapshot] if snapshot is not None else [])
-        _commit(tables, f"curated/{name}", rows, partition_by=FACT_PARTITIONS if st.table.fact else
-                SNAPSHOT_PARTITIONS, store_id=store_id, dump_id=dump_id, held=held, versions=versions)
-        _commit(tables, f"rejected/{name}", _rejected_rows(con, st, fin, store_id=store_id, dump_id=dump_id),
-                partition_by=SNAPSHOT_PARTITIONS, store_id=store_id, dump_id=dump_id, held=held, versions=versions)
+            curated = [snapshot] if snapshot is not None else []
+        common = {"store_id": store_id, "dump_id": dump_id, "held": held, "versions": versions, "scratch": scratch}
+        _commit(tables, f"curated/{name}", curated,
+                partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
+        rejected = _rejected_rows(con, st, fin, store_id=store_id, dump_id=dump_id)
+        _commit(tables, f"rejected/{name}", _tables_of(rejected), partition_by=SNAPSHOT_PARTITIONS, **common)
         counts = fin.counts
         say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
             + (f", {counts['written']:,} new to the lake" if st.table.fact else ""))
     return versions
+
+
+def _tables_of(reader: pa.RecordBatchReader | None) -> Iterator[pa.Table]:
+    """A stream of batches as tables (nothing for None)."""
+    import pyarrow as pa
+
+    for batch in reader or ():
+        yield pa.Table.from_batches([batch])
 
 
 # --- the use case ----------------------------------------------------------------------------------------
@@ -969,7 +969,7 @@ def ingest_dump(
                                             json.loads(lake.get_bytes(manifest_path)))
                     t0 = time.monotonic()
                     versions = _commit_tables(con, DeltaTables(lake), staged, finishing, held, store_id=store_id,
-                                              dump_id=dump_id, snapshot_at=snap, say=say)
+                                              dump_id=dump_id, snapshot_at=snap, say=say, scratch=work)
                     timings["commit"] = round(time.monotonic() - t0, 3)
                     timings["total"] = round(time.monotonic() - started, 3)
                     manifest = {

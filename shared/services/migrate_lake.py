@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.adapters.delta_tables import DeltaTables
@@ -77,10 +79,8 @@ def _as_written_now(rows: pa.Table, fact: bool, day: str, zone: str) -> pa.Table
 
 
 def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store: str, files: list[re.Match],
-                   committed: set[str], result: MigrateResult) -> dict[str, dict[str, int]]:
+                   committed: set[str], result: MigrateResult, scratch: Path | None) -> dict[str, dict[str, int]]:
     """One store's table: its committed files as one commit. Returns rows per dump and day (fact tables)."""
-    import pyarrow as pa
-
     path = f"{zone}/{table}"
     fact = TABLES[table].fact
     app_id = f"migrate:store={store}"
@@ -93,24 +93,24 @@ def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store
         return {}
     days: dict[str, dict[str, int]] = {}
 
-    def batches():  # file by file: a store's history is never held whole
+    def parts() -> Iterator[pa.Table]:  # file by file: a store's history is never held whole
         for m in sorted(keep, key=lambda m: (m["day"], m.string)):
             rows = _as_written_now(read_parquet_bytes(lake.get_bytes(m.string)), fact, m["day"], zone)
             if fact and zone == "curated":
                 days.setdefault(m["dump"], {})[m["day"]] = rows.num_rows
             result.rows_migrated[path] = result.rows_migrated.get(path, 0) + rows.num_rows
-            yield rows.cast(schema).to_batches() if rows.schema != schema else rows.to_batches()
+            yield rows
 
-    first = keep[0]
-    schema = _as_written_now(read_parquet_bytes(lake.get_bytes(first.string)), fact, first["day"], zone).schema
-    reader = pa.RecordBatchReader.from_batches(schema, (b for group in batches() for b in group))
-    tables.append(path, reader, partition_by=("store_id", "month") if fact and zone == "curated" else ("store_id",),
-                  app_id=app_id, metadata={"store_id": store, "migrated_files": str(len(keep))})
+    with tempfile.TemporaryDirectory(prefix="migrate-", dir=scratch) as work:
+        tables.append_parts(path, parts(), scratch=Path(work), app_id=app_id,
+                            partition_by=("store_id", "month") if fact and zone == "curated" else ("store_id",),
+                            metadata={"store_id": store, "migrated_files": str(len(keep))})
     result.files_migrated += len(keep)
     return days
 
 
-def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None) -> MigrateResult:
+def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None,
+                 scratch: Path | None = None) -> MigrateResult:
     """Migrate every store's old Parquet files to the Delta tables (see the module docstring)."""
     started = time.monotonic()
     say = progress or (lambda _msg: None)
@@ -123,7 +123,8 @@ def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None) -
                      if o.path.endswith(".json")}
         days_by_dump: dict[str, dict[str, dict[str, int]]] = {}
         for (zone, table), by_store in old.items():
-            days = _migrate_table(lake, tables, zone, table, store, by_store.get(store, []), committed, result)
+            days = _migrate_table(lake, tables, zone, table, store, by_store.get(store, []), committed, result,
+                                  scratch)
             for dump, per_day in days.items():
                 days_by_dump.setdefault(dump, {})[table] = per_day
         _update_manifests(lake, store, committed, days_by_dump)

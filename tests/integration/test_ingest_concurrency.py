@@ -20,8 +20,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -137,53 +135,36 @@ def test_two_200k_line_dumps_ingested_at_once_by_two_threads(tmp_path):
 
 class CrashAfterCommits:
     """Lake Delta tables whose writer dies (as a killed worker would) before its commit number ``after`` + 1,
-    or before its first commit to ``at``, leaving that commit's data files in the table's folder without a
-    log entry, as a kill between the files and the commit does."""
+    or before its first commit to ``at``: that commit's data files are in the table's folder already, and no
+    log entry names them, as when a kill falls between the files and the commit."""
 
     def __init__(self, after: int = -1, at: str | None = None) -> None:
         self.left = after
         self.at = at
 
     @property
-    def append(self):
-        """A function to put in place of ``DeltaTables.append`` (a plain function, so it binds ``self``)."""
-        return lambda tables, path, data, **kwargs: self.commit(tables, path, data, **kwargs)
+    def commit_files(self):
+        """A function to put in place of ``DeltaTables._commit_files`` (plain, so it binds ``self``)."""
+        return lambda tables, path, *args, **kwargs: self.commit(tables, path, *args, **kwargs)
 
-    def commit(self, tables, path, data, **kwargs):
+    def commit(self, tables, path, *args, **kwargs):
         if self.left == 0 or path == self.at:
-            orphan = pa.Table.from_batches(list(data)) if isinstance(data, pa.RecordBatchReader) else data
-            _leave_orphan(tables.lake, path, orphan)
             raise OSError(f"simulated crash while committing {path}")
         self.left -= 1
-        return REAL_APPEND(tables, path, data, **kwargs)
+        return REAL_COMMIT(tables, path, *args, **kwargs)
 
 
-REAL_APPEND = DeltaTables.append
-
-
-def _leave_orphan(lake, path: str, rows) -> None:
-    """A data file in the table's store partition that no commit names."""
-    local = lake_scratch() / f"orphan-{uuid.uuid4().hex}.parquet"
-    pq.write_table(rows.drop_columns([c for c in ("store_id", "month") if c in rows.column_names]), local)
-    month = f"/month={rows.column('month')[0].as_py()}" if "month" in rows.column_names else ""
-    lake.put_file(f"{path}/store_id={STORE}{month}/part-00000-{uuid.uuid4()}-c000.zstd.parquet", local)
-
-
-def lake_scratch():
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp(prefix="orphans-"))
+REAL_COMMIT = DeltaTables._commit_files
 
 
 def test_a_retry_after_a_crash_between_commits_commits_the_rest_once(lake, two_dumps, reference, tmp_path,
                                                                     monkeypatch):
     older, dump = two_dumps
     ingest(older, lake, tmp_path)  # lines of an older dump are in the lake: some of dump's are not new
-    monkeypatch.setattr(DeltaTables, "append", CrashAfterCommits(at="curated/receipts").append)
+    monkeypatch.setattr(DeltaTables, "_commit_files", CrashAfterCommits(at="curated/receipts").commit_files)
     with pytest.raises(OSError, match="simulated crash"):
         ingest(dump, lake, tmp_path)
-    monkeypatch.setattr(DeltaTables, "append", REAL_APPEND)
+    monkeypatch.setattr(DeltaTables, "_commit_files", REAL_COMMIT)
     dump_id = dump_id_of(dump)
     assert not list(lake.list(f"manifests/store={STORE}/{dump_id}"))
 
@@ -216,11 +197,11 @@ def dump_id_of(dump) -> str:
 def test_a_dump_that_never_commits_hides_none_of_its_lines_from_the_next_one(lake, two_dumps, tmp_path,
                                                                               monkeypatch):
     older, dump = two_dumps
-    monkeypatch.setattr(DeltaTables, "append", CrashAfterCommits(at="curated/sales").append)
+    monkeypatch.setattr(DeltaTables, "_commit_files", CrashAfterCommits(at="curated/sales").commit_files)
     with pytest.raises(OSError, match="simulated crash while committing curated/sales"):
         ingest(older, lake, tmp_path)  # and never retried (a poisoned trigger)
-    monkeypatch.setattr(DeltaTables, "append", REAL_APPEND)
-    assert [o.path for o in lake.list("curated/sales/") if o.path.endswith(".parquet")]  # the orphan file
+    monkeypatch.setattr(DeltaTables, "_commit_files", REAL_COMMIT)
+    assert [o.path for o in lake.list("curated/sales/") if o.path.endswith(".parquet")]  # the orphan files
     assert sale_lines(lake) == []  # no reader sees it
 
     result = ingest(dump, lake, tmp_path)
@@ -275,13 +256,14 @@ def play(plan, lake, snapshot_chain, tmp) -> None:
     dumps, lines = snapshot_chain
     ids = [dump_id_from_sha256(hashlib.sha256(p.read_bytes()).hexdigest()) for p in dumps]
     for which, crash_after in plan:
-        DeltaTables.append = REAL_APPEND if crash_after is None else CrashAfterCommits(after=crash_after).append
+        DeltaTables._commit_files = (REAL_COMMIT if crash_after is None
+                                     else CrashAfterCommits(after=crash_after).commit_files)
         try:
             ingest_dump(dumps[which], STORE, lake=lake, telemetry=MemoryTelemetry(), scratch=tmp)
         except OSError as exc:
             assert "simulated crash" in str(exc)
         finally:
-            DeltaTables.append = REAL_APPEND
+            DeltaTables._commit_files = REAL_COMMIT
         seen = sale_lines(lake)
         assert len(seen) == len(set(seen))  # never a line twice
         # Each dump whose sales commit happened wrote the lines the lake did not have: none hidden.
