@@ -171,3 +171,10 @@ def configure_process() -> None:
     """
     for name, value in PROCESS_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+def export_to_libraries(name: str, value: str) -> None:
+    """Set a process environment variable a library reads instead of taking an argument: delta-rs finds
+    Azurite's endpoint only in ``AZURITE_BLOB_STORAGE_URL`` (see ``BlobLake.delta_location``). The one place
+    outside :func:`configure_process` that writes the environment."""
+    os.environ[name] = value

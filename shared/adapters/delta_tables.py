@@ -246,39 +246,40 @@ def _added(values: dict[str, str], local: Path, partition_by: Sequence[str]) -> 
 
 
 def _stats(meta) -> dict:  # noqa: ANN001 - pyarrow FileMetaData
-    """Delta file statistics (numRecords, nullCount, and min/max of the columns readers filter on: numbers,
-    dates, timestamps) from the Parquet footer."""
+    """Delta file statistics from the Parquet footer: numRecords, nullCount, and min/max of the columns readers
+    filter on (integers, floats, dates, timestamps). Raw footer values are used: pyarrow's converted ones
+    (``statistics.min`` of a zoned timestamp) import pandas (~40 MB, ~0.2 s) on first use."""
+    nulls: dict[str, int] = {}
+    lo: dict[str, object] = {}
+    hi: dict[str, object] = {}
+    for i in range(meta.num_columns):
+        column = meta.schema.column(i)
+        kind = column.logical_type.type
+        wanted = kind in ("TIMESTAMP", "DATE") or (kind in ("NONE", "INT") and column.physical_type in (
+            "INT32", "INT64", "FLOAT", "DOUBLE"))
+        groups = [meta.row_group(g).column(i).statistics for g in range(meta.num_row_groups)]
+        if all(st is not None and st.has_null_count for st in groups):
+            nulls[column.name] = sum(st.null_count for st in groups)
+        bounds = [(st.min_raw, st.max_raw) for st in groups if st is not None and st.has_min_max]
+        if wanted and bounds and len(bounds) == len(groups):
+            lo[column.name] = _stat_value(min(b[0] for b in bounds), column)
+            hi[column.name] = _stat_value(max(b[1] for b in bounds), column)
+    return {"numRecords": meta.num_rows, "nullCount": nulls, "minValues": lo, "maxValues": hi}
+
+
+def _stat_value(raw: int | float, column) -> object:  # noqa: ANN001 - a pyarrow ColumnSchema
+    """A footer's raw min/max as Delta's statistics write it (ISO text for dates and timestamps)."""
     import datetime as dt
 
-    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-    nulls = dict.fromkeys(names, 0)
-    lo: dict = {}
-    hi: dict = {}
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for i, name in enumerate(names):
-            st = group.column(i).statistics
-            if st is None:
-                nulls.pop(name, None)
-                continue
-            if st.has_null_count and name in nulls:
-                nulls[name] += st.null_count
-            if not st.has_min_max or not isinstance(st.min, int | float | dt.date | dt.datetime):
-                lo[name] = hi[name] = None
-                continue
-            if lo.get(name, 0) is not None:
-                lo[name] = st.min if name not in lo else min(lo[name], st.min)
-                hi[name] = st.max if name not in hi else max(hi[name], st.max)
-
-    def iso(v):  # noqa: ANN001
-        if isinstance(v, dt.datetime):
-            v = v if v.tzinfo else v.replace(tzinfo=dt.UTC)
-            return v.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return v.isoformat() if isinstance(v, dt.date) else v
-
-    return {"numRecords": meta.num_rows, "nullCount": nulls,
-            "minValues": {k: iso(v) for k, v in lo.items() if v is not None},
-            "maxValues": {k: iso(v) for k, v in hi.items() if v is not None}}
+    kind = column.logical_type.type
+    if kind == "DATE":
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=int(raw))).isoformat()
+    if kind == "TIMESTAMP":
+        unit = json.loads(column.logical_type.to_json()).get("timeUnit", "microseconds")
+        per_second = {"milliseconds": 1_000, "microseconds": 1_000_000, "nanoseconds": 1_000_000_000}[unit]
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(raw) * 1_000_000 // per_second)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return raw
 
 
 def literal(value: str) -> str:

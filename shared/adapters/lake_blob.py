@@ -67,6 +67,7 @@ from shared.adapters.lake import (
     check_lock_name,
     wait_for_lock,
 )
+from shared.settings import export_to_libraries
 
 DEFAULT_BLOCK_SIZE = 8 << 20
 """Bytes per staged block. Above 4 MiB, Azure uses high-throughput block blobs; 8 MiB × the default
@@ -308,7 +309,7 @@ class BlobLake:
         uri = f"az://{c.container_name}/{path}"
         parts = urlsplit(c.url)
         if parts.hostname in ("127.0.0.1", "localhost", "::1"):
-            os.environ["AZURITE_BLOB_STORAGE_URL"] = f"{parts.scheme}://{parts.netloc}"
+            export_to_libraries("AZURITE_BLOB_STORAGE_URL", f"{parts.scheme}://{parts.netloc}")
             return uri, {"azure_storage_use_emulator": "true", "azure_storage_account_name": c.account_name}
         cred = c.credential
         if hasattr(cred, "get_token"):

@@ -8,7 +8,7 @@ they need here instead, and a test checks that an ingest never imports pandas.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -100,6 +100,15 @@ def null_scalar(type_: pa.DataType) -> pa.Scalar:
     import pyarrow as pa
 
     return pa.nulls(1, type_)[0]
+
+
+def date_scalar(value: date) -> pa.Scalar:
+    """A ``date32`` scalar, built from its day number (``pa.scalar(date)`` imports pandas on first use)."""
+    import numpy as np
+    import pyarrow as pa
+
+    days = np.array([(value - date(1970, 1, 1)).days], dtype=np.int32)
+    return pa.Array.from_buffers(pa.date32(), 1, [None, pa.py_buffer(days)])[0]
 
 
 def utc_timestamp_scalar(value: datetime) -> pa.Scalar:

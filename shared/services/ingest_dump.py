@@ -47,6 +47,7 @@ from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
 from shared.adapters.telemetry import Telemetry
 from shared.core.arrow_values import (
     RowSet,
+    date_scalar,
     null_scalar,
     string_scalar,
     utc_dates,
@@ -660,7 +661,7 @@ def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,
         if not rows.num_rows:
             continue
         out = _curated_columns(table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
-        out = out.append_column("date", pa.repeat(pa.scalar(date.fromisoformat(day)), out.num_rows))
+        out = out.append_column("date", pa.repeat(date_scalar(date.fromisoformat(day)), out.num_rows))
         out = out.append_column("month", pa.repeat(string_scalar(day[:7]), out.num_rows))
         days_written[day] = out.num_rows
         fin.counts["written"] += out.num_rows

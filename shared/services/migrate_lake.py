@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from shared.adapters.delta_tables import DeltaTables
 from shared.adapters.lake import Lake
 from shared.adapters.parquet_files import read_parquet_bytes
+from shared.core.arrow_values import date_scalar, string_scalar
 from shared.core.schema import TABLES
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def _as_written_now(rows: pa.Table, fact: bool, day: str, zone: str) -> pa.Table
         if pa.types.is_timestamp(f.type):
             rows = rows.set_column(i, f.name, rows.column(i).cast(pa.timestamp("us", tz="UTC")))
     if fact and zone == "curated":
-        rows = rows.append_column("date", pa.repeat(pa.scalar(date.fromisoformat(day)), rows.num_rows))
-        rows = rows.append_column("month", pa.repeat(pa.scalar(day[:7]), rows.num_rows))
+        rows = rows.append_column("date", pa.repeat(date_scalar(date.fromisoformat(day)), rows.num_rows))
+        rows = rows.append_column("month", pa.repeat(string_scalar(day[:7]), rows.num_rows))
     return rows
 
 
