@@ -48,23 +48,25 @@ def test_northwind_through_its_mapping(northwind, tmp_path):
     assert t["stock"]["curated"] == one("SELECT count(*) FROM Products")
     assert result.manifest["snapshot_source"] == "landed_at"  # Northwind records no count time
 
-    root = lake.root
-    items = f"read_parquet('{root}/curated/items/*/*/*.parquet')"
-    stock = f"read_parquet('{root}/curated/stock/*/*/*.parquet')"
+    from tests.support.delta import delta_rows
+
+    con = duckdb.connect()
+    for table in ("items", "stock", "sales"):
+        con.register(table, delta_rows(lake, f"curated/{table}"))
+    items, stock = "items", "stock"
     # Keys are text whatever the dump stores; text booleans parsed.
-    assert duckdb.sql(f"SELECT typeof(sku) FROM {items} LIMIT 1").fetchall()[0][0] == "VARCHAR"
-    assert duckdb.sql(f"SELECT count(*) FROM {items} WHERE NOT active").fetchall()[0][0] == one(
+    assert con.sql(f"SELECT typeof(sku) FROM {items} LIMIT 1").fetchall()[0][0] == "VARCHAR"
+    assert con.sql(f"SELECT count(*) FROM {items} WHERE NOT active").fetchall()[0][0] == one(
         "SELECT count(*) FROM Products WHERE Discontinued = '1'")
     # The handbook's low-stock definition, on curated data, equals the one-line SQL on the source.
-    low = duckdb.sql(f"SELECT count(*) FROM {items} i JOIN {stock} s USING (sku) "
+    low = con.sql(f"SELECT count(*) FROM {items} i JOIN {stock} s USING (sku) "
                      "WHERE i.active AND i.reorder_point > 0 AND s.on_hand <= i.reorder_point").fetchall()[0][0]
     assert low == one("SELECT count(*) FROM Products WHERE Discontinued = '0' AND ReorderLevel > 0 "
                       "AND UnitsInStock <= ReorderLevel") == 18
     # Millisecond, naive timestamps, read in the mapping's zone (Los Angeles: UTC-7 in July 1996).
-    first = duckdb.sql(f"SELECT min(sold_at) AT TIME ZONE 'UTC' FROM read_parquet('{root}/curated/sales/*/*/*.parquet')"
-                       ).fetchall()[0][0]
+    first = con.sql("SELECT min(sold_at) AT TIME ZONE 'UTC' FROM sales").fetchall()[0][0]
     assert first.isoformat() == "1996-07-04T07:00:00"
-    units = duckdb.sql(f"SELECT sum(qty) FROM read_parquet('{root}/curated/sales/*/*/*.parquet')").fetchall()[0][0]
+    units = con.sql("SELECT sum(qty) FROM sales").fetchall()[0][0]
     assert units == one('SELECT sum(Quantity) FROM "Order Details"')
 
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 from shared.adapters.event_sink import OutgoingEvent
@@ -46,7 +44,7 @@ from shared.local.generator import StoreTruth, catalogue_skus, generate_store
 from shared.local.pos_traffic import VALID, pos_traffic
 from shared.local.runner import Receipts
 from shared.services.upload_dump import upload_dump
-from tests.integration.test_ingest_crash import visible_state
+from tests.support.delta import delta_count, delta_rows
 
 pytestmark = pytest.mark.slow
 
@@ -227,11 +225,12 @@ def land_big(home: Home, big: BigDump) -> Landed:
 
 
 # The steps of an ingest, told by its working folder ($INVENTORY_HOME/tmp/ingest-*, shared/services/ingest_dump):
-# dump.sqlite (the decompressed dump), then work/ (the row stage, table by table), then stage/ (curated and
-# rejected Parquet), then the publish into the lake and the manifest.
+# dump.sqlite (the decompressed dump), then work/ (the row stage, table by table), then the Parquet files of
+# each Delta commit (work/part-*.parquet, moved into the table just before its commit), then the manifest.
 STEPS: dict[str, Callable[[Path], bool]] = {
-    "reading the sales": lambda d: (d / "work" / "sales.keys.parquet").exists() and not (d / "stage").exists(),
-    "writing curated Parquet": lambda d: (d / "stage").is_dir(),
+    "reading the sales": lambda d: (d / "work" / "sales.keys.parquet").exists() and not any(
+        (d / "work").glob("part-*.parquet")),
+    "writing curated Parquet": lambda d: any((d / "work").glob("part-*.parquet")),
 }
 
 
@@ -296,20 +295,17 @@ def manifests_of(home: Home, store: str, path: str) -> list[dict]:
 
 
 def check_lake(home: Home, *, killed: Landed | None = None) -> None:
-    """Nothing half-visible: every Parquet file whole, and every manifest (the commit marker) with all its
-    outputs, holding exactly the rows it counts; the dump killed mid-ingest has no manifest."""
-    root = home.lake.root
-    visible_state(root)  # whole files; store S1's manifests complete
-    for file in root.glob("manifests/store=*/*.json"):
+    """Nothing half-visible: every Delta table reads whole and holds each sale line once; every manifest
+    names commits that carry its dump and hold exactly the rows it counts; the dump killed mid-ingest has
+    no manifest."""
+    lake = home.lake
+    for file in lake.root.glob("manifests/store=*/*.json"):
         manifest = json.loads(file.read_text())
-        rows: Counter[str] = Counter()
-        for output in manifest["outputs"]:
-            assert (root / output).is_file(), f"{file.name} lists {output}, which is not in the lake"
-            zone, table = output.split("/")[:2]
-            rows[f"{zone}/{table}"] += pq.read_metadata(root / output).num_rows
+        dump = manifest["dump_id"]
         for table, counts in manifest["tables"].items():
-            assert rows[f"curated/{table}"] == counts.get("written", counts["curated"]), (file, table)
-            assert rows[f"rejected/{table}"] == counts["rejected"], (file, table)
+            curated = delta_count(lake, f"curated/{table}", f"dump_id = '{dump}'")
+            assert curated == counts.get("written", counts["curated"]), (file, table)
+            assert delta_count(lake, f"rejected/{table}", f"dump_id = '{dump}'") == counts["rejected"], (file, table)
     if killed is not None:
         assert not manifests_of(home, killed.truth.store_id, killed.path), \
             f"{killed.path} has a manifest: the kill did not land in the middle of its ingest"
@@ -334,9 +330,9 @@ def check_ingested_once(home: Home, dumps: list[Landed]) -> None:
         assert not receipts.due("ingest_dump", d.path, obj.etag), f"{d.path} would be ingested again"
         assert ok[d.path] == 1, f"{d.path}: {ok[d.path]} successful ingest_dump invocations\n{home.tail()}"
     for store in {d.truth.store_id for d in dumps}:
-        sales = home.lake.root / "curated" / "sales" / f"store={store}"
-        rows, keys = duckdb.sql(f"SELECT count(*), count(DISTINCT (sale_id, line_no)) FROM "
-                                f"read_parquet('{sales}/*/*.parquet')").fetchall()[0]
+        found = delta_rows(home.lake, "curated/sales", f"store_id = '{store}'",
+                           "count(*) AS n, count(DISTINCT concat(sale_id, '/', line_no)) AS k").to_pylist()[0]
+        rows, keys = found["n"], found["k"]
         assert rows == keys, f"store {store}: {rows - keys} sale lines are in curated/ twice"
         if len(mine := [d for d in dumps if d.truth.store_id == store]) == 1:
             assert rows == mine[0].truth.tables["sales"].curated
