@@ -59,6 +59,9 @@ RULES: tuple[Rule, ...] = (
          "the same key with the same values appeared earlier in the dump; the first copy is kept"),
     Rule("conflicting_duplicate", ALL, "reject",
          "the same key appears with different values; every version is set aside, none is trusted"),
+    Rule("changed_since_ingested", FACTS, "reject",
+         "a line already in the lake came again with other values (an edited quantity, price, sku or time): the "
+         "lake keeps the first version (facts are immutable); this one is set aside and reported"),
     Rule("unknown_vendor", ("items",), "flag",
          "the item's vendor_id is not in the dump's vendors table (kept)"),
     Rule("negative_on_hand", ("stock",), "flag",

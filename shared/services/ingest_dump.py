@@ -579,12 +579,16 @@ def _leave_out(fin: Finishing, rows):  # noqa: ANN001
     return rows.filter(pc.invert(out))
 
 
-def _rejected_rows(con, staged: StagedTable, fin: Finishing, *, store_id: str,  # noqa: ANN001
-                   dump_id: str) -> pa.RecordBatchReader | None:
+def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
+                   store_id: str, dump_id: str) -> pa.RecordBatchReader | None:
     """This table's rejected rows, in dump order, as a stream (None when there are none): rows set aside by
-    row-level rules as read; duplicates as parsed (the values of a duplicate are, by definition, those of the
-    copy kept). Call after the curated rows were built: the duplicate stage's rows are spilled meanwhile."""
+    row-level rules as read; duplicates and changed lines as parsed (the values of a duplicate are, by
+    definition, those of the copy kept). A changed line names the dump whose version the lake kept
+    (``kept_dump_id``). Rows the store's rejected table already holds (same values, same reason: history
+    rejected on an earlier night) are not written again. Call after the curated rows were built: the rows
+    the duplicate stage and the lake comparison set aside are spilled meanwhile."""
     table, name = staged.table, staged.table.name
+    fin.counts["rejected_written"] = 0
     if not fin.counts["rejected"]:
         return None
     reasons = "CASE reason_code " + " ".join(
@@ -601,10 +605,29 @@ def _rejected_rows(con, staged: StagedTable, fin: Finishing, *, store_id: str,  
     unsorted = staged.keys.with_name(f"{name}.rejected-unsorted.parquet")
     con.execute(f"COPY (SELECT * FROM ({' UNION ALL BY NAME '.join(parts)})) TO '{unsorted}' "
                 "(FORMAT parquet, COMPRESSION lz4)")
-    columns = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in table.column_names)
-    return con.sql(
-        f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
-        f"'{dump_id}' AS dump_id FROM read_parquet('{unsorted}') ORDER BY _row").to_arrow_reader(REJECTED_BATCH)
+    columns = ", ".join(f"CAST(r.{q(c)} AS VARCHAR) AS {q(c)}" for c in table.column_names)
+    kept = (f"LEFT JOIN match_{name} m USING (_row)" if table.fact else "")
+    fresh = _not_rejected_before(con, tables, table, store_id=store_id, dump_id=dump_id)
+    sql = (f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
+           f"'{dump_id}' AS dump_id, {'m.kept_dump_id' if table.fact else 'NULL::VARCHAR'} AS kept_dump_id "
+           f"FROM read_parquet('{unsorted}') r {kept} WHERE {fresh} ORDER BY _row")
+    fin.counts["rejected_written"] = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+    return con.sql(sql).to_arrow_reader(REJECTED_BATCH) if fin.counts["rejected_written"] else None
+
+
+def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: str, dump_id: str) -> str:  # noqa: ANN001
+    """A condition on the rejected rows (alias ``r``) that keeps those the store's rejected table does not
+    hold yet from another dump (same values as text, same reason); ``true`` when there is no such table."""
+    cols = ", ".join(q(c) for c in table.column_names)
+    prior = tables.query(f"SELECT DISTINCT {cols}, reason_code FROM t WHERE store_id = {literal(store_id)} "
+                         f"AND dump_id <> {literal(dump_id)}", t=f"rejected/{table.name}")
+    if prior is None:
+        return "true"
+    con.register("prior_stream", prior)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE prior_{table.name} AS SELECT * FROM prior_stream")
+    con.unregister("prior_stream")
+    same = " AND ".join(f"p.{q(c)} IS NOT DISTINCT FROM CAST(r.{q(c)} AS VARCHAR)" for c in table.column_names)
+    return f"NOT EXISTS (SELECT 1 FROM prior_{table.name} p WHERE {same} AND p.reason_code = r.reason_code)"
 
 
 REJECTED_BATCH = 131_072  # rows per batch streamed from DuckDB to the Delta writer
@@ -619,44 +642,83 @@ def _snapshot_rows(staged: StagedTable, fin: Finishing, *, store_id: str, dump_i
     return _curated_columns(staged.table, rows, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
 
 
-def _lake_keys(tables: DeltaTables, table: Table, *, store_id: str, dump_id: str) -> pa.RecordBatchReader | None:
-    """The keys of the store's lines in ``curated/<table>`` committed by other dumps (None: no table yet).
+@dataclass
+class LakeMatch:
+    """How a fact table's rows compare with the lines the lake holds for the store (from other dumps)."""
 
-    Only the store's partition is read, and only the key columns: a line's key names it whatever its date.
-    This dump's own lines are left out, so a retry after a crash counts them as it did the first time."""
-    keys = ", ".join(table.key)
-    return tables.query(f"SELECT {keys} FROM t WHERE store_id = {literal(store_id)} "
-                        f"AND dump_id <> {literal(dump_id)}", t=f"curated/{table.name}")
+    known: RowSet | None = None  # rows whose key the lake has: not written again
+    changed: RowSet | None = None  # of those, rows whose values differ from the lake's: changed_since_ingested
+    not_in_dump: int = 0  # the store's lines in the lake that this dump does not have (pruned history)
+
+
+def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,  # noqa: ANN001
+                dump_id: str) -> LakeMatch:
+    """Compare the dump's rows with the store's lines in ``curated/<table>`` committed by other dumps (this
+    dump's own lines are left out, so a retry after a crash counts them as the first attempt did).
+
+    Only the store's partitions are read. A row whose key the lake has is "known"; when its values hash
+    differently from the lake's line (the same DuckDB ``hash()`` as the duplicate stage, over the same types),
+    it is "changed": the lake keeps the first version, the row goes to ``dropped_<table>`` with reason
+    ``changed_since_ingested``, and ``match_<table>`` records the dump that wrote the kept version."""
+    table, name = staged.table, staged.table.name
+    on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE match_{name} (_row BIGINT, same BOOLEAN, kept_dump_id VARCHAR)")
+    lake = tables.query(f"SELECT {', '.join(table.column_names)}, dump_id FROM t WHERE store_id = "
+                        f"{literal(store_id)} AND dump_id <> {literal(dump_id)}", t=f"curated/{name}")
+    if lake is None or not staged.passed:
+        return LakeMatch()
+    limit = _memory_limit_bytes(con)
+    if limit:  # half the engine's memory: the store's history spills to disk instead
+        con.execute(f"SET memory_limit = '{limit // 2}B'")
+    try:
+        con.register("lake_stream", lake)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lake_{name} AS SELECT * FROM lake_stream")
+        con.unregister("lake_stream")
+        lake_hash = "hash(" + ", ".join(f"e.{c}" for c in table.column_names) + ")"
+        con.execute(f"INSERT INTO match_{name} SELECT k._row, bool_and(k._vh = {lake_hash}), min(e.dump_id) "
+                    f"FROM keys_{name} k JOIN lake_{name} e ON {on} "
+                    f"WHERE k._row NOT IN (SELECT _row FROM dropped_{name}) GROUP BY k._row")
+        con.execute(f"INSERT INTO dropped_{name} SELECT _row, 'changed_since_ingested' FROM match_{name} "
+                    "WHERE NOT same")
+        not_in_dump = con.sql(f"SELECT count(*) FROM lake_{name} e ANTI JOIN keys_{name} k ON {on}").fetchall()[0][0]
+        con.execute(f"DROP TABLE lake_{name}")
+        known = _row_set(con.sql(f"SELECT _row FROM match_{name}"), staged.rows)
+        changed = _row_set(con.sql(f"SELECT _row FROM match_{name} WHERE NOT same"), staged.rows)
+    finally:
+        if limit:
+            con.execute(f"SET memory_limit = '{limit}B'")
+    return LakeMatch(known if known.count else None, changed if changed.count else None, int(not_in_dump))
+
+
+def _count_changed(fin: Finishing, match: LakeMatch) -> None:
+    """The counts once the lake was compared: changed lines are rejections of their own rule."""
+    counts = fin.counts
+    changed = match.changed.count if match.changed is not None else 0
+    counts.update(changed_since_ingested=changed, not_in_dump=match.not_in_dump)
+    if changed:
+        counts["by_rule"] = dict(sorted({**counts["by_rule"], "changed_since_ingested": changed}.items()))
+        counts["rejected"] += changed
+        counts["curated"] -= changed
 
 
 def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
                store_id: str, dump_id: str, snapshot_at: datetime) -> Iterator[pa.Table]:
     """A fact table's curated rows, day by day: the lines that passed, without duplicates and without the
-    lines whose key the lake already has. Adds ``written``, ``already_in_lake`` and ``days_written`` to the
-    counts as the rows are taken."""
+    lines whose key the lake already has (a changed one is set aside). Adds ``written``, ``already_in_lake``,
+    ``changed_since_ingested``, ``not_in_dump`` and ``days_written`` to the counts as the rows are taken."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table, name = staged.table, staged.table.name
+    table = staged.table
+    match = _match_lake(con, tables, staged, store_id=store_id, dump_id=dump_id)
+    _count_changed(fin, match)
     fin.counts.update(written=0, already_in_lake=0, days_written={})
-    if not staged.passed:
-        return
-    in_lake = None
-    lake_keys = _lake_keys(tables, table, store_id=store_id, dump_id=dump_id)
-    if lake_keys is not None:  # the rows of this dump whose key the lake has: one join on the keys alone
-        con.register("lake_keys", lake_keys)
-        on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
-        try:  # a SEMI JOIN yields a row once however often the lake has its key
-            in_lake = _row_set(con.sql(f"SELECT k._row FROM keys_{name} k SEMI JOIN lake_keys e ON {on}"),
-                               staged.rows)
-        finally:
-            con.unregister("lake_keys")
-        if not in_lake.count:
-            in_lake = None
     days_written: dict[str, int] = fin.counts["days_written"]
-    for day in sorted(staged.spool.keys()):
+    for day in sorted(staged.spool.keys()) if staged.passed else ():
         rows = _leave_out(fin, staged.spool.read(day))
-        if in_lake is not None and (known := in_lake.mask(rows.column("_row"))) is not None:
+        if match.changed is not None and (changed := match.changed.mask(rows.column("_row"))) is not None:
+            fin.set_aside(rows.filter(changed))  # for the rejected rows, with their values as parsed
+        if match.known is not None and (known := match.known.mask(rows.column("_row"))) is not None:
             rows = rows.filter(pc.invert(known))
         if not rows.num_rows:
             continue
@@ -717,7 +779,7 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
         common = {"store_id": store_id, "dump_id": dump_id, "held": held, "versions": versions, "scratch": scratch}
         _commit(tables, f"curated/{name}", curated,
                 partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
-        rejected = _rejected_rows(con, st, fin, store_id=store_id, dump_id=dump_id)
+        rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id)
         _commit(tables, f"rejected/{name}", _tables_of(rejected), partition_by=SNAPSHOT_PARTITIONS, **common)
         counts = fin.counts
         say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
