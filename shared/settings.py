@@ -98,6 +98,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(default: hourly at :20; a run only recomputes what changed)."),
     Setting("ALERTS_SCHEDULE", "0 */15 * * * *", "NCRONTAB schedule of the `raise_alerts` timer (default: "
             "every 15 minutes)."),
+    Setting("INGEST_FULL_CHECK_DAYS", "7", "A store's nightly dump is read whole (every line checked and compared "
+            "with the lake) at least this often (days); on the nights between, only the last days' lines are "
+            "read once SQLite shows the older history unchanged.", kind="number"),
     Setting("MAINTAIN_SCHEDULE", "0 30 4 * * *", "NCRONTAB schedule of the `maintain_lake` timer: compaction, "
             "vacuum and checkpoints of the lake's Delta tables (default: daily at 04:30 UTC)."),
     Setting("LAKE_VACUUM_RETENTION_HOURS", "168", "Vacuum deletes a Delta table's files only once unreferenced "

@@ -82,6 +82,18 @@ from shared.core.rules import (
     values_hash_sql,
 )
 from shared.core.schema import READ_ORDER, SCHEMA_VERSION, TABLES, Table
+from shared.services.ingest_history import (
+    ReadPlan,
+    digest_job,
+    digest_of,
+    history_rows,
+    load_state,
+    plan_reads,
+    recorded,
+    save_state,
+    window_mark,
+    window_sql,
+)
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -112,6 +124,7 @@ class IngestLimits:
     max_dump_bytes: int = 8 << 30
     read: ReadLimits = field(default_factory=ReadLimits)
     memory_limit: str = "128MB"
+    full_check_days: float = 7.0  # a full read of each fact table at least this often (ingest_history)
 
     @classmethod
     def from_settings(cls, s: Settings) -> IngestLimits:
@@ -124,6 +137,7 @@ class IngestLimits:
                 batch_rows=s.int("INGEST_BATCH_ROWS"),
             ),
             memory_limit=s.get("INGEST_MEMORY_LIMIT"),
+            full_check_days=float(s.get("INGEST_FULL_CHECK_DAYS")),
         )
 
 
@@ -216,11 +230,18 @@ def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: in
 
 # --- step 2: read and clean ------------------------------------------------------------------------------
 
-def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dict]:
+def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping, plans: dict[str, ReadPlan],
+          only: str | None = None) -> list[dict]:
+    """The reader's jobs: each table's query (the mapping's, else ``SELECT *``); a fact table with a plan
+    also gets its history digest (:mod:`shared.services.ingest_history`), before its rows when only the
+    window is read (the rows job narrowed to it), after them on a full night. ``only``: that table alone."""
     jobs = []
     for name in READ_ORDER:
+        if only is not None and name != only:
+            continue
         table = TABLES[name]
         query = mapping.query_for(name)
+        present = None
         if query is None:
             found = info_find(name)
             if found is None:
@@ -233,9 +254,16 @@ def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping) -> list[dic
                 raise DumpRejected("bad_query", f"{found['type']} {found['name']!r} cannot be read: "
                                    f"{found['error']}")
             query = f'SELECT * FROM "{found["name"].replace(chr(34), chr(34) * 2)}"'
-        jobs.append({"table": name, "sql": query, "want": list(table.column_names),
-                     "required": list(table.required_columns),
-                     "numeric": [c.name for c in table.columns if c.numeric]})
+            present = {c.lower() for c in found.get("columns", [])}
+        rows = {"table": name, "sql": query, "want": list(table.column_names),
+                "required": list(table.required_columns), "numeric": [c.name for c in table.columns if c.numeric]}
+        plan = plans.get(name)
+        if plan is None:
+            jobs.append(rows)
+        elif plan.incremental:
+            jobs += [digest_job(table, query, plan.hwm, present), {**rows, "sql": window_sql(table, query, plan.hwm)}]
+        else:
+            jobs += [rows, digest_job(table, query, plan.hwm, present)]
     return jobs
 
 
@@ -259,6 +287,12 @@ class StagedTable:
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
     wait_s: float = 0.0  # time spent waiting for the reader (the rest of the read time is the row stage)
     latest_counted_at: datetime | None = None  # stock only: the latest count among rows that passed
+
+    def discard(self) -> None:
+        """Remove the table's working files (before it is read again)."""
+        self.spool.remove()
+        for path in (self.keys, self.rejected_raw):
+            path.unlink(missing_ok=True)
 
 
 SNAPSHOT_PARTITION = "all"
@@ -380,6 +414,63 @@ def _row_stage(con, table: Table, batches, work: Path, *, items: str | None,  # 
             if w is not None:
                 w.close()
     return staged
+
+
+def _read_tables(con, reader: DumpReader, jobs: list[dict], staged: dict[str, StagedTable],  # noqa: ANN001
+                 timings: dict[str, float], *, work: Path, say: ProgressFn, not_after: datetime,
+                 naive_utc: bool) -> dict[str, list[str]]:
+    """Run ``jobs`` through the reader: each table's rows through the row stage (into ``staged``), each
+    history digest collected. Returns the digests by table."""
+    digests: dict[str, list[str]] = {}
+    for name, _schema, batches in reader.read(jobs):
+        t0 = time.monotonic()
+        if name.endswith("#history"):
+            digests[name.split("#")[0]] = digest_of(batches)
+            timings[f"check_{name.split('#')[0]}"] = round(time.monotonic() - t0, 3)
+            continue
+        items = "items_keys" if name != "items" else None
+        vendors = "vendors_keys" if "vendors" in staged else None
+        staged[name] = _row_stage(con, TABLES[name], batches, work, items=items, vendors=vendors, progress=say,
+                                  not_after=not_after, naive_utc=naive_utc)
+        timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
+        timings[f"read_{name}_waiting"] = round(staged[name].wait_s, 3)
+        if name in ("vendors", "items"):  # reference keys for the tables that follow
+            _curated_keys(con, staged[name])
+    return digests
+
+
+def _history_note(plan: ReadPlan, digest: list[str] | None) -> dict:
+    """The manifest's account of how a fact table was read tonight."""
+    note = {"read": "window" if plan.incremental else "whole", "mark": plan.hwm, "reason": plan.reason}
+    if plan.incremental and digest is not None:
+        note["history_rows_checked"] = history_rows(digest)  # not read: summed in SQLite, equal to the record
+    return note
+
+
+def _record_history(lake: Lake, store_id: str, plans: dict[str, ReadPlan], digests: dict[str, list[str]], *,
+                    dump_id: str) -> None:
+    """After a dump's commits: the tables read whole leave their mark and history digest for the next nights
+    (called under the store's lock)."""
+    state = load_state(lake, store_id)
+    full = {name: plan for name, plan in plans.items() if not plan.incremental and name in digests}
+    if not full:
+        return
+    now = datetime.now(UTC)
+    state["tables"] = {**state.get("tables", {}),
+                       **{name: recorded(plan, digests[name], dump_id=dump_id, now=now) for name, plan in full.items()}}
+    save_state(lake, store_id, state)
+
+
+def _history_changed(plans: dict[str, ReadPlan], digests: dict[str, list[str]]) -> list[str]:
+    """The tables read as a window whose history digest is not the one the last full read recorded."""
+    return [name for name, plan in plans.items()
+            if plan.incremental and name in digests and digests[name] != plan.expected]
+
+
+def _differs(plan: ReadPlan, digest: list[str]) -> str:
+    """What differs, for the manifest: e.g. ``rows 1,999,980 -> 1,999,978``."""
+    was, now = history_rows(plan.expected or ["0"]), history_rows(digest)
+    return f"rows {was:,} -> {now:,}" if was != now else "same row count, other values"
 
 
 def _curated_keys(con, staged: StagedTable) -> None:  # noqa: ANN001
@@ -652,20 +743,32 @@ class LakeMatch:
 
 
 def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,  # noqa: ANN001
-                dump_id: str) -> LakeMatch:
+                dump_id: str, windowed: bool = False) -> LakeMatch:
     """Compare the dump's rows with the store's lines in ``curated/<table>`` committed by other dumps (this
     dump's own lines are left out, so a retry after a crash counts them as the first attempt did).
 
-    Only the store's partitions are read. A row whose key the lake has is "known"; when its values hash
-    differently from the lake's line (the same DuckDB ``hash()`` as the duplicate stage, over the same types),
-    it is "changed": the lake keeps the first version, the row goes to ``dropped_<table>`` with reason
-    ``changed_since_ingested``, and ``match_<table>`` records the dump that wrote the kept version."""
+    A row whose key the lake has is "known"; when its values hash differently from the lake's line (the
+    same DuckDB ``hash()`` as the duplicate stage, over the same types), it is "changed": the lake keeps the
+    first version, the row goes to ``dropped_<table>`` with reason ``changed_since_ingested``, and
+    ``match_<table>`` records the dump that wrote the kept version.
+
+    Read: the store's partitions; with ``windowed`` (only the window's rows were read) just the lines whose
+    first key column falls in the range of the rows' own (the log's file statistics prune the rest: POS ids
+    grow, so that is the last days' files), and lines that left the dump are not counted (the history check
+    showed none did)."""
     table, name = staged.table, staged.table.name
     on = " AND ".join(f"e.{k} = k.p_{k}" for k in table.key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE match_{name} (_row BIGINT, same BOOLEAN, kept_dump_id VARCHAR)")
-    lake = tables.query(f"SELECT {', '.join(table.column_names)}, dump_id FROM t WHERE store_id = "
-                        f"{literal(store_id)} AND dump_id <> {literal(dump_id)}", t=f"curated/{name}")
-    if lake is None or not staged.passed:
+    if not staged.passed:
+        return LakeMatch()
+    where = f"store_id = {literal(store_id)} AND dump_id <> {literal(dump_id)}"
+    if windowed:
+        first = table.key[0]
+        low, high = con.sql(f"SELECT min(p_{first}), max(p_{first}) FROM keys_{name}").fetchall()[0]
+        where += f" AND {first} >= {literal(low)} AND {first} <= {literal(high)}"
+    lake = tables.query(f"SELECT {', '.join(table.column_names)}, dump_id FROM t WHERE {where}",
+                        t=f"curated/{name}")
+    if lake is None:
         return LakeMatch()
     limit = _memory_limit_bytes(con)
     if limit:  # half the engine's memory: the store's history spills to disk instead
@@ -680,7 +783,8 @@ def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,
                     f"WHERE k._row NOT IN (SELECT _row FROM dropped_{name}) GROUP BY k._row")
         con.execute(f"INSERT INTO dropped_{name} SELECT _row, 'changed_since_ingested' FROM match_{name} "
                     "WHERE NOT same")
-        not_in_dump = con.sql(f"SELECT count(*) FROM lake_{name} e ANTI JOIN keys_{name} k ON {on}").fetchall()[0][0]
+        not_in_dump = 0 if windowed else con.sql(
+            f"SELECT count(*) FROM lake_{name} e ANTI JOIN keys_{name} k ON {on}").fetchall()[0][0]
         con.execute(f"DROP TABLE lake_{name}")
         known = _row_set(con.sql(f"SELECT _row FROM match_{name}"), staged.rows)
         changed = _row_set(con.sql(f"SELECT _row FROM match_{name} WHERE NOT same"), staged.rows)
@@ -702,7 +806,7 @@ def _count_changed(fin: Finishing, match: LakeMatch) -> None:
 
 
 def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
-               store_id: str, dump_id: str, snapshot_at: datetime) -> Iterator[pa.Table]:
+               store_id: str, dump_id: str, snapshot_at: datetime, windowed: bool = False) -> Iterator[pa.Table]:
     """A fact table's curated rows, day by day: the lines that passed, without duplicates and without the
     lines whose key the lake already has (a changed one is set aside). Adds ``written``, ``already_in_lake``,
     ``changed_since_ingested``, ``not_in_dump`` and ``days_written`` to the counts as the rows are taken."""
@@ -710,7 +814,7 @@ def _new_lines(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,
     import pyarrow.compute as pc
 
     table = staged.table
-    match = _match_lake(con, tables, staged, store_id=store_id, dump_id=dump_id)
+    match = _match_lake(con, tables, staged, store_id=store_id, dump_id=dump_id, windowed=windowed)
     _count_changed(fin, match)
     fin.counts.update(written=0, already_in_lake=0, days_written={})
     days_written: dict[str, int] = fin.counts["days_written"]
@@ -765,14 +869,15 @@ def _checked(parts: Iterable[pa.Table], held) -> Iterator[pa.Table]:  # noqa: AN
 
 def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # noqa: ANN001
                    finishing: dict[str, Finishing], held, *, store_id: str, dump_id: str,  # noqa: ANN001
-                   snapshot_at: datetime, say: ProgressFn, scratch: Path) -> dict[str, int]:
+                   snapshot_at: datetime, say: ProgressFn, scratch: Path, windowed: set[str]) -> dict[str, int]:
     """Commit each table's curated rows, then its rejected rows, one Delta commit each; returns the version
     of each commit (``{"curated/sales": 7, ...}``). Called holding the store's lock."""
     versions: dict[str, int] = {}
     for name, st in staged.items():
         fin = finishing[name]
         if st.table.fact:
-            curated = _new_lines(con, tables, st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
+            curated = _new_lines(con, tables, st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at,
+                                 windowed=name in windowed)
         else:
             snapshot = _snapshot_rows(st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
             curated = [snapshot] if snapshot is not None else []
@@ -968,6 +1073,10 @@ def ingest_dump(
         tables: dict[str, dict] = {}
         work = tmp / "work"
         work.mkdir()
+        plans = plan_reads(load_state(lake, store_id), [TABLES["sales"], TABLES["receipts"]],
+                           snapshot_at=snapshot_at or landed_at, now=datetime.now(UTC),
+                           full_check_days=limits.full_check_days)
+        stage_args = {"work": work, "say": say, "not_after": not_after, "naive_utc": is_utc(mapping.timezone)}
         # One DuckDB thread while the reader child streams (it has the other core), two afterwards.
         con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": 1,
                                      "temp_directory": str(tmp / "spill"),
@@ -977,19 +1086,18 @@ def ingest_dump(
             t0 = time.monotonic()
             with early if early is not None and db == source else DumpReader(db, limits.read) as reader:
                 timings["open"] = round(time.monotonic() - t0, 3)  # the child: start, quick_check, schema
-                jobs = _jobs(reader.info.find, mapping)
+                find = reader.info.find
                 triggers = reader.info.triggers
-                for name, _schema, batches in reader.read(jobs):
-                    t0 = time.monotonic()
-                    items = "items_keys" if name != "items" else None
-                    vendors = "vendors_keys" if "vendors" in staged else None
-                    staged[name] = _row_stage(con, TABLES[name], batches, work, items=items, vendors=vendors,
-                                              progress=say, not_after=not_after,
-                                              naive_utc=is_utc(mapping.timezone))
-                    timings[f"read_{name}"] = round(time.monotonic() - t0, 3)
-                    timings[f"read_{name}_waiting"] = round(staged[name].wait_s, 3)
-                    if name in ("vendors", "items"):  # reference keys for the tables that follow
-                        _curated_keys(con, staged[name])
+                digests = _read_tables(con, reader, _jobs(find, mapping, plans), staged, timings, **stage_args)
+            for name in _history_changed(plans, digests):  # read it whole after all, with a new mark
+                say(f"{name}: the history differs from what the lake recorded; reading the whole table")
+                plans[name] = ReadPlan(name, window_mark(snapshot_at or landed_at), None,
+                                       f"the history up to {plans[name].hwm} differs from the one recorded "
+                                       f"on the last full read ({_differs(plans[name], digests[name])})")
+                staged.pop(name).discard()
+                with DumpReader(db, limits.read) as reader:
+                    digests.update(_read_tables(con, reader, _jobs(find, mapping, plans, only=name), staged,
+                                                timings, **stage_args))
         except DumpRejected as exc:
             con.close()
             return _quarantine(lake, telemetry, store_id=store_id, key=dump_id, source=source,
@@ -1032,7 +1140,8 @@ def ingest_dump(
                                             json.loads(lake.get_bytes(manifest_path)))
                     t0 = time.monotonic()
                     versions = _commit_tables(con, DeltaTables(lake), staged, finishing, held, store_id=store_id,
-                                              dump_id=dump_id, snapshot_at=snap, say=say, scratch=work)
+                                              dump_id=dump_id, snapshot_at=snap, say=say, scratch=work,
+                                              windowed={n for n, p in plans.items() if p.incremental})
                     timings["commit"] = round(time.monotonic() - t0, 3)
                     timings["total"] = round(time.monotonic() - started, 3)
                     manifest = {
@@ -1054,8 +1163,12 @@ def ingest_dump(
                         "timings_s": timings,
                         "delta_versions": versions,
                     }
+                    for name, plan in plans.items():
+                        if name in tables:
+                            tables[name]["history"] = _history_note(plan, digests.get(name))
                     held.check()
                     lake.put_bytes(manifest_path, json.dumps(manifest, indent=2).encode())
+                    _record_history(lake, store_id, plans, digests, dump_id=dump_id)
             except LockTimeout as exc:
                 raise LockTimeout(f"dump {dump_id} of store {store_id} waited for another ingest of the same "
                                   f"store to finish, in vain: {exc}") from exc

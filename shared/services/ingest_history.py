@@ -1,0 +1,165 @@
+"""A night costs what the night brought: which lines of a store's fact tables an ingest reads.
+
+A store's dump is a full snapshot of its database, so each night's dump holds every earlier night's lines
+again. Reading, checking and comparing all of them with the lake each night made a night cost as much as
+the store's whole history. Instead, per store and fact table (``sales``, ``receipts``):
+
+- **The window.** A *high-water mark* ``hwm`` splits the table by its event time *as the dump stores it*
+  (text): lines with ``event_time > hwm`` are the window, read and ingested as always; the others are the
+  history. ``hwm`` is a date two days before the snapshot (``YYYY-MM-DD``: every ISO time of that day and
+  later compares greater), so late lines of the last days still go through the rules.
+- **The check.** The history is summarised inside SQLite, without leaving the reader: the row count, the
+  sums of the numeric columns, of the event times (``unixepoch``) and of the lengths of the text columns
+  (:func:`digest_sql`). A *full* night reads everything and records the digest of its history in the
+  lake's state object (``state/ingest/store=<id>.json``). On the following nights the same digest of the
+  same history is computed; when it matches, the history is the one already ingested and only the window
+  is read. When it differs (a line edited, added or removed below the mark), the night falls back to the
+  full read and comparison for that table (:func:`plan_reads`).
+- **A full night** also comes every ``INGEST_FULL_CHECK_DAYS`` (7), or when the state is missing or from
+  another version of the digest; it resets the mark (so the window stays a few days long) and it is the
+  night on which changes the digest cannot see are found and reported as ``changed_since_ingested``.
+
+Failure modes, and what bounds them:
+
+- An edit that keeps every summed quantity equal (e.g. one sku swapped for another of the same length, or
+  two quantities edited by +1 and -1) passes the check: it is found by the next full night, at most
+  ``INGEST_FULL_CHECK_DAYS`` later, reported then like any changed line.
+- A line whose stored time is not ISO text (a number, a malformed value) sorts by SQLite's rules; it is in
+  the history or in the window consistently, so it is either checked or read, never missed.
+- A store that rewrites its history every night (a POS that reorders or reformats old lines) gets a full
+  night each night: correct, at the old cost. The manifest says which kind of night it was, and why.
+- Stock, items and vendors are snapshots and are always read whole (they are small).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.adapters.lake import Lake
+from shared.core.ids import utc_iso, validate_store_id
+from shared.core.schema import Table
+
+STATE_VERSION = 1  # of the digest: a state of another version means a full night
+WINDOW_LAG_DAYS = 2  # the mark: this many days before the snapshot's day
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How tonight's ingest reads one fact table."""
+
+    table: str
+    hwm: str  # the window: lines whose event time (as stored) compares greater
+    expected: list[str] | None  # the history's digest recorded by the last full night; None: a full read
+    reason: str  # why this kind of night, for the manifest
+
+    @property
+    def incremental(self) -> bool:
+        return self.expected is not None
+
+
+def state_path(store_id: str) -> str:
+    return f"state/ingest/store={validate_store_id(store_id)}.json"
+
+
+def load_state(lake: Lake, store_id: str) -> dict:
+    """The store's history state, or an empty one (missing, unreadable or of another digest version)."""
+    try:
+        state = json.loads(lake.get_bytes(state_path(store_id)))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else {}
+
+
+def save_state(lake: Lake, store_id: str, state: dict) -> None:
+    lake.put_bytes(state_path(store_id), json.dumps({**state, "version": STATE_VERSION}, indent=2).encode())
+
+
+def window_mark(snapshot_at: datetime) -> str:
+    """The mark for a full night: the day ``WINDOW_LAG_DAYS`` before the snapshot's (UTC) day."""
+    return (snapshot_at.astimezone(UTC).date() - timedelta(days=WINDOW_LAG_DAYS)).isoformat()
+
+
+def plan_reads(state: dict, tables: list[Table], *, snapshot_at: datetime, now: datetime,
+               full_check_days: float) -> dict[str, ReadPlan]:
+    """Per fact table: read the window only (the state's mark and digest, recorded by a full night less than
+    ``full_check_days`` ago), or everything (a full night, with a new mark)."""
+    plans = {}
+    for table in tables:
+        recorded = state.get("tables", {}).get(table.name)
+        mark = window_mark(snapshot_at)
+        if not recorded:
+            plans[table.name] = ReadPlan(table.name, mark, None, "no history recorded for this store yet")
+            continue
+        full_at = datetime.fromisoformat(recorded["full_at"].replace("Z", "+00:00"))
+        if now - full_at >= timedelta(days=full_check_days):
+            plans[table.name] = ReadPlan(table.name, mark, None, f"the last full read was on {recorded['full_at']} "
+                                         f"(INGEST_FULL_CHECK_DAYS={full_check_days:g})")
+            continue
+        plans[table.name] = ReadPlan(table.name, recorded["hwm"], list(recorded["digest"]),
+                                     f"history up to {recorded['hwm']} as recorded on {recorded['full_at']}")
+    return plans
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def history_filter(table: Table, hwm: str) -> str:
+    """The history's rows: NOT in the window (NULL event times included)."""
+    return f"NOT coalesce({table.event_time} > {_literal(hwm)}, false)"
+
+
+def window_sql(table: Table, query: str, hwm: str) -> str:
+    """The table's query narrowed to the window."""
+    return f"SELECT * FROM ({query}\n) WHERE NOT ({history_filter(table, hwm)})"
+
+
+def digest_columns(table: Table, present: set[str] | None) -> list[str]:
+    """The digest's SQL expressions over the columns the query is sure to have (the required ones, and the
+    others ``present`` names: the dump's own columns when no mapping query is used)."""
+    have = [c for c in table.columns if c.required or (present is not None and c.name in present)]
+    parts = ["count(*)"]
+    parts += [f"total({c.name})" for c in have if c.numeric]
+    texts = [c.name for c in have if not c.numeric and c.name != table.event_time]
+    if texts:
+        parts.append("sum(" + " + ".join(f"coalesce(length({t}), 0)" for t in texts) + ")")
+    parts.append(f"total(unixepoch({table.event_time}))")
+    parts.append(f"sum(coalesce(length({table.event_time}), 0))")
+    return parts
+
+
+def digest_sql(table: Table, query: str, hwm: str, present: set[str] | None) -> str:
+    """One row: the digest of the history (``d0``, ``d1``, ...), computed by SQLite in one scan."""
+    cols = ", ".join(f"{expr} AS d{i}" for i, expr in enumerate(digest_columns(table, present)))
+    return f"SELECT {cols} FROM ({query}\n) WHERE {history_filter(table, hwm)}"
+
+
+def digest_job(table: Table, query: str, hwm: str, present: set[str] | None) -> dict:
+    """A reader job (see ``DumpReader.read``) returning the digest row as text."""
+    n = len(digest_columns(table, present))
+    return {"table": f"{table.name}#history", "sql": digest_sql(table, query, hwm, present),
+            "want": [f"d{i}" for i in range(n)], "required": [], "numeric": []}
+
+
+def digest_of(batches) -> list[str]:  # noqa: ANN001 - the reader's batches of a digest job
+    """The digest row as a list of text values ("" for NULL)."""
+    rows = [row for batch in batches for row in batch.to_pylist()]
+    if len(rows) != 1:
+        raise RuntimeError(f"a history digest returned {len(rows)} rows")
+    return ["" if v is None else str(v) for v in rows[0].values()]
+
+
+def recorded(plan: ReadPlan, digest: list[str], *, dump_id: str, now: datetime) -> dict:
+    """The state entry a full night leaves for its table."""
+    return {"hwm": plan.hwm, "digest": digest, "full_at": utc_iso(now), "dump_id": dump_id}
+
+
+def history_rows(digest: list[str]) -> int:
+    """The history's row count (the digest's first value)."""
+    return int(float(digest[0] or 0))
+
+
+__all__ = ["ReadPlan", "digest_job", "digest_of", "history_rows", "load_state", "plan_reads", "recorded",
+           "save_state", "state_path", "window_mark", "window_sql"]
