@@ -1,25 +1,28 @@
-"""Benchmark: the aggregates run (`compute_aggregates`) against a plain pandas groupby on the same Parquet.
+"""Benchmark: the aggregates run (`compute_aggregates`) against a plain pandas groupby on the same data.
 
     python bench/aggregate.py [--lines 50000000] [--stores 50] [--days 365] [--skus 5000] [--out bench/out]
                               [--paths ours,pandas] [--pandas-lines N] [--keep]
 
-**The lake.** A curated zone is built directly (numpy → pyarrow → Parquet), in the exact layout and schemas
-the ingestion writes (README "The lake"): for each of ``--stores`` stores one dump whose sale lines span
-``--days`` days, ``curated/sales/store=<id>/date=<d>/<dump_id>-0.parquet`` (one file per store and day),
-``curated/items|vendors/store=<id>/snapshot=<d>/<dump_id>.parquet`` and the manifest. Sales follow a Zipf
-law over ``--skus`` skus (a = 1.1), busier Fridays and Saturdays, 1-3 units a line; items carry a category,
-a price and a cost (2 % of items without a cost, 5 % of lines without a price: the item's is used). It is
-cached under ``--out`` keyed by its parameters and this file's generator version; reruns reuse it.
+**The lake.** A curated zone is built directly (numpy → pyarrow → delta-rs), as the Delta tables and with the
+schemas the ingestion writes: for each of ``--stores`` stores one dump whose sale lines span ``--days`` days,
+appended (one commit per store) to ``curated/sales`` (partitioned by store_id and month, with the UTC ``date``),
+``curated/items`` and ``curated/vendors`` (partitioned by store_id), and the dump's manifest with its
+``days_written``. Sales follow a Zipf law over ``--skus`` skus (a = 1.1), busier Fridays and Saturdays, 1-3
+units a line; items carry a category, a price and a cost (2 % of items without a cost, 5 % of lines without a
+price: the item's is used). It is cached under ``--out`` keyed by its parameters and this file's generator
+version; reruns reuse it.
 
 **The two paths**, each in its own process, one after the other, on the same files (in the page cache):
 
-* **ours**: ``compute_aggregates`` — the first, full run on that lake (every partition is new): it writes
-  sales_daily_sku and sales_daily_category (one file per store and day), data_quality, forecast, sales_check
-  and stock_current (the stock store is an empty embedded one). ``memory_limit`` 512 MB, 2 threads.
+* **ours**: ``compute_aggregates`` — the first, full run on that lake (every day is new): it writes the Delta
+  tables sales_daily_sku and sales_daily_category, data_quality, forecast, sales_check and stock_current (the
+  stock store is an empty embedded one). ``memory_limit`` 512 MB, 2 threads.
 * **pandas**: what a typical engineer would write: ``pd.read_parquet`` of the curated sales folder (the
-  ``store``/``date`` partition columns come with it) and of the items, the decimals as float, a merge on
-  (store, sku), ``groupby(...).agg`` per (store, date, sku) and per (store, date, category), and
-  ``to_parquet(partition_cols=["store", "date"])`` — the same two outputs, the same Hive layout.
+  ``store_id`` partition column comes with it; the folder holds exactly the table's files, as nothing was ever
+  removed from these tables — ``DeltaTable.to_pandas()`` would be the usual call, but reading Delta tables
+  through pyarrow's datasets aborts processes at exit here) and of the items, the decimals as float, a merge
+  on (store, sku), ``groupby(...).agg`` per (store, date, sku) and per (store, date, category), and
+  ``to_parquet(partition_cols=["store_id", "date"])`` — the same two outputs, as Hive-partitioned Parquet.
 
 Wall time and peak RSS (the process's VmHWM, sampled every 50 ms, as bench/ingest.py measures) are
 reported with rows/s and the speed-up; the reach targets are ≥ 3× faster than pandas and ≤ 1 GB peak RSS
@@ -47,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-GENERATOR_VERSION = 1  # bump when make_lake() changes what it writes
+GENERATOR_VERSION = 2  # bump when make_lake() changes what it writes (2: Delta tables)
 SEED = 42
 END = date(2026, 11, 26)
 TARGET_SPEEDUP = 3.0
@@ -83,7 +86,7 @@ def make_lake(root: Path, lines: int, stores: int, days: int, skus: int) -> dict
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
 
     marker = root / "complete.json"
     if marker.exists():
@@ -117,7 +120,8 @@ def make_lake(root: Path, lines: int, stores: int, days: int, skus: int) -> dict
     per_store = np.full(stores, lines // stores)
     per_store[: lines - per_store.sum()] += 1
     day_w = np.array([WEEKDAY_WEIGHTS[(start + timedelta(days=d)).weekday()] for d in range(days)])
-    files = 0
+    day_names = np.array([(start + timedelta(days=d)).isoformat() for d in range(days)])
+    month_names = np.array([d[:7] for d in day_names])
     for s in range(stores):
         store = f"B{s + 1:03d}"
         dump_id = hashlib.sha256(f"{store}-{SEED}-{lines}".encode()).hexdigest()[:24]
@@ -154,18 +158,12 @@ def make_lake(root: Path, lines: int, stores: int, days: int, skus: int) -> dict
             "flags": pa.nulls(n, pa.string()),
             "dump_id": pa.array([dump_id] * n, pa.string()),
             "snapshot_at": pa.array([snapshot_at] * n, pa.timestamp("us", tz="UTC")),
+            "date": pa.array(np.datetime64(start, "D") + day.astype("timedelta64[D]"), pa.date32()),
+            "month": pa.array(month_names[day]),
         })
+        write_deltalake(lake / "curated/sales", table, mode="append", partition_by=["store_id", "month"])
         counts = np.bincount(day, minlength=days)
-        offset = 0
-        for d in range(days):
-            k = int(counts[d])
-            if not k:
-                continue
-            target = lake / f"curated/sales/store={store}/date={start + timedelta(days=d)}/{dump_id}-0.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table.slice(offset, k), target, compression="zstd", row_group_size=262_144)
-            offset += k
-            files += 1
+        days_written = {day_names[d]: int(counts[d]) for d in range(days) if counts[d]}
         # Items, vendors and the manifest of the store's dump.
         items = pa.table({
             "store_id": pa.array([store] * skus), "sku": pa.array(sku_names),
@@ -184,28 +182,25 @@ def make_lake(root: Path, lines: int, stores: int, days: int, skus: int) -> dict
             "lead_time_days": pa.array(np.array([2, 1, 1, 5, 7, 9, 6, 8], dtype=np.int64)),
             "flags": pa.nulls(len(CATEGORIES), pa.string()), "dump_id": pa.array([dump_id] * len(CATEGORIES)),
             "snapshot_at": pa.array([snapshot_at] * len(CATEGORIES), pa.timestamp("us", tz="UTC"))})
-        outputs = []
         for name, t in (("items", items), ("vendors", vendors)):
-            path = f"curated/{name}/store={store}/snapshot={END}/{dump_id}.parquet"
-            (lake / path).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(t, lake / path, compression="zstd")
-            outputs.append(path)
+            write_deltalake(lake / f"curated/{name}", t, mode="append", partition_by=["store_id"])
         manifest = {"store_id": store, "dump_id": dump_id, "snapshot_at": snap, "snapshot_source": "agent",
                     "ingested_at": snap, "tables": {
                         "items": {"input": skus, "curated": skus, "rejected": 0, "by_rule": {}},
                         "vendors": {"input": len(CATEGORIES), "curated": len(CATEGORIES), "rejected": 0,
                                     "by_rule": {}},
                         "sales": {"input": n, "curated": n, "rejected": 0, "by_rule": {}, "written": n,
-                                  "already_in_lake": 0}},
-                    "outputs": outputs, "generated_by": "bench/aggregate.py"}
+                                  "already_in_lake": 0, "days_written": days_written}},
+                    "generated_by": "bench/aggregate.py"}
         (lake / f"manifests/store={store}").mkdir(parents=True, exist_ok=True)
         (lake / f"manifests/store={store}/{dump_id}.json").write_text(json.dumps(manifest, indent=2))
         say(f"  {store}: {n:,} lines ({time.perf_counter() - t0:.0f} s)")
-    info = {"lines": int(per_store.sum()), "stores": stores, "days": days, "skus": skus, "files": files,
-            "bytes": sum(p.stat().st_size for p in (lake / "curated/sales").rglob("*.parquet")),
+    sales_files = list((lake / "curated/sales").rglob("*.parquet"))
+    info = {"lines": int(per_store.sum()), "stores": stores, "days": days, "skus": skus, "files": len(sales_files),
+            "bytes": sum(p.stat().st_size for p in sales_files),
             "build_s": round(time.perf_counter() - t0, 1)}
     marker.write_text(json.dumps(info, indent=2))
-    say(f"built in {info['build_s']} s: {files:,} sales files, {info['bytes'] / 1e6:.0f} MB of Parquet")
+    say(f"built in {info['build_s']} s: {info['files']:,} sales files, {info['bytes'] / 1e6:.0f} MB of Parquet")
     return info
 
 
@@ -254,10 +249,11 @@ def pandas_worker(lake_root: Path, out: Path, max_lines: int) -> dict:
     t0 = time.perf_counter()
     filters = None
     if max_lines:  # only when the full size would not fit in memory: the first stores, about max_lines lines
-        stores = sorted(p.name.split("=", 1)[1] for p in (lake_root / "curated/sales").iterdir())
+        stores = sorted(p.name.split("=", 1)[1] for p in (lake_root / "curated/sales").iterdir()
+                        if p.name.startswith("store_id="))
         per_store = json.loads((lake_root.parent / "complete.json").read_text())["lines"] / len(stores)
-        filters = [("store", "in", stores[: max(1, round(max_lines / per_store))])]
-    sales = pd.read_parquet(lake_root / "curated/sales", columns=["sku", "qty", "unit_price", "store", "date"],
+        filters = [("store_id", "in", stores[: max(1, round(max_lines / per_store))])]
+    sales = pd.read_parquet(lake_root / "curated/sales", columns=["sku", "qty", "unit_price", "store_id", "date"],
                             filters=filters)
     items = pd.read_parquet(lake_root / "curated/items",
                             columns=["store_id", "sku", "category", "unit_price", "unit_cost"])
@@ -267,9 +263,9 @@ def pandas_worker(lake_root: Path, out: Path, max_lines: int) -> dict:
     sales["unit_price"] = sales["unit_price"].astype("float64")
     items["unit_price"] = items["unit_price"].astype("float64")
     items["unit_cost"] = items["unit_cost"].astype("float64")
-    items = items.rename(columns={"store_id": "store", "unit_price": "item_price"})
-    items["store"] = items["store"].astype(sales["store"].dtype)
-    df = sales.merge(items, on=["store", "sku"], how="left")
+    items = items.rename(columns={"unit_price": "item_price"})
+    items["store_id"] = items["store_id"].astype(sales["store_id"].dtype)
+    df = sales.merge(items, on=["store_id", "sku"], how="left")
     del sales
     df["revenue"] = df["qty"] * df["unit_price"].fillna(df["item_price"])
     df["cost"] = df["qty"] * df["unit_cost"]
@@ -277,14 +273,14 @@ def pandas_worker(lake_root: Path, out: Path, max_lines: int) -> dict:
     timings["merge"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    sku = df.groupby(["store", "date", "sku"], observed=True, sort=True).agg(
+    sku = df.groupby(["store_id", "date", "sku"], observed=True, sort=True).agg(
         category=("category", "first"), units=("qty", "sum"), lines=("qty", "size"), revenue=("revenue", "sum"),
         cost=("cost", "sum"), costed=("cost_known", "sum")).reset_index()
     del df
     sku.loc[sku["costed"] != sku["lines"], "cost"] = float("nan")
     sku["margin"] = sku["revenue"] - sku["cost"]
     sku["revenue_with_cost"] = sku["revenue"].where(sku["cost"].notna())
-    cat = sku.groupby(["store", "date", "category"], observed=True, sort=True).agg(
+    cat = sku.groupby(["store_id", "date", "category"], observed=True, sort=True).agg(
         units=("units", "sum"), lines=("lines", "sum"), skus=("sku", "size"), revenue=("revenue", "sum"),
         cost=("cost", "sum"), margin=("margin", "sum"), revenue_with_cost=("revenue_with_cost", "sum")
     ).reset_index()
@@ -293,8 +289,9 @@ def pandas_worker(lake_root: Path, out: Path, max_lines: int) -> dict:
 
     t0 = time.perf_counter()
     # max_partitions: pyarrow refuses more than 1024 folders per write by default (the first thing one meets).
-    sku.to_parquet(out / "sales_daily_sku", partition_cols=["store", "date"], index=False, max_partitions=1 << 20)
-    cat.to_parquet(out / "sales_daily_category", partition_cols=["store", "date"], index=False,
+    sku.to_parquet(out / "sales_daily_sku", partition_cols=["store_id", "date"], index=False,
+                   max_partitions=1 << 20)
+    cat.to_parquet(out / "sales_daily_category", partition_cols=["store_id", "date"], index=False,
                    max_partitions=1 << 20)
     timings["write"] = round(time.perf_counter() - t0, 2)
     return {"timings_s": timings, "lines": int(sku["lines"].sum()), "sku_rows": len(sku), "category_rows": len(cat)}
@@ -321,22 +318,37 @@ def run_path(path: str, lake_root: Path, work: Path, pandas_lines: int) -> dict:
     return run
 
 
-def per_store_totals(files_glob: str, hive_store: str, category: bool) -> dict:
+def _totals_sql(source: str, category: bool) -> str:
+    cols = ("sum(units), sum(lines), CAST(sum(revenue) AS DOUBLE), CAST(sum(cost) AS DOUBLE), "
+            "CAST(sum(margin) AS DOUBLE), count(*)")
+    if category:
+        cols += ", sum(skus), CAST(sum(revenue_with_cost) AS DOUBLE)"
+    return f"SELECT store_id, {cols} FROM {source} GROUP BY 1 ORDER BY 1"
+
+
+def ours_totals(lake_root: Path, name: str) -> dict:
+    """Per-store totals of our Delta output, read as every reader does (DeltaTables.query: delta-rs's engine)."""
+    from shared.adapters.lake_folder import FolderLake
+    from shared.services.lake_tables import Snapshots
+
+    found = Snapshots(FolderLake(lake_root)).read(_totals_sql("t", name.endswith("category")),
+                                                  t=f"aggregates/{name}")
+    return {r[0]: r[1:] for r in zip(*(c.to_pylist() for c in found.columns), strict=True)}
+
+
+def pandas_totals(out: Path, name: str) -> dict:
+    """Per-store totals of the pandas output (Hive-partitioned Parquet)."""
     import duckdb
 
-    cols = "sum(units), sum(lines), sum(revenue)::DOUBLE, sum(cost)::DOUBLE, sum(margin)::DOUBLE, count(*)"
-    if category:
-        cols += ", sum(skus), sum(revenue_with_cost)::DOUBLE"
-    rows = duckdb.sql(f"SELECT {hive_store}, {cols} FROM read_parquet('{files_glob}', hive_partitioning = true, "
-                      f"union_by_name = true) GROUP BY 1 ORDER BY 1").fetchall()
-    return {r[0]: r[1:] for r in rows}
+    source = f"read_parquet('{out}/{name}/*/*/*.parquet', hive_partitioning = true, union_by_name = true)"
+    return {r[0]: r[1:] for r in duckdb.sql(_totals_sql(source, name.endswith("category"))).fetchall()}
 
 
 def compare(ours_lake: Path, pandas_out: Path, stores_limit: set[str] | None) -> list[str]:
     problems = []
     for name in ("sales_daily_sku", "sales_daily_category"):
-        ours = per_store_totals(f"{ours_lake}/aggregates/{name}/*/*/*.parquet", "store", name.endswith("category"))
-        theirs = per_store_totals(f"{pandas_out}/{name}/*/*/*.parquet", "store", name.endswith("category"))
+        ours = ours_totals(ours_lake, name)
+        theirs = pandas_totals(pandas_out, name)
         if stores_limit is not None:
             ours = {k: v for k, v in ours.items() if k in stores_limit}
         if set(ours) != set(theirs):
@@ -360,7 +372,7 @@ def report(cmd: str, info: dict, ours: dict | None, pandas: dict | None, note: s
     pandas_lines = (pandas or {}).get("detail", {}).get("lines", lines)
     out = [f"# Aggregates benchmark\n\n`{cmd}`\n",
            f"Curated zone: {lines:,} sale lines, {info['stores']} stores × {info['days']} days, {info['skus']:,} "
-           f"skus (Zipf), {info['files']:,} sales files, {info['bytes'] / 1e6:.0f} MB of Parquet. "
+           f"skus (Zipf), Delta tables: {info['files']:,} sales files, {info['bytes'] / 1e6:.0f} MB of Parquet. "
            f"Machine: {os.cpu_count()} CPUs.\n",
            "| path | lines | wall s | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|"]
 
@@ -373,8 +385,8 @@ def report(cmd: str, info: dict, ours: dict | None, pandas: dict | None, note: s
     if ours:
         d = ours.get("detail", {})
         t = d.get("timings_s", {})
-        out.append(row(ours, lines, ", ".join(f"{k} {v}" for k, v in t.items())
-                       + f"; files written {d.get('files_written', '?'):,}"))
+        commits = sum(d.get("commits", {}).values())
+        out.append(row(ours, lines, ", ".join(f"{k} {v}" for k, v in t.items()) + f"; commits {commits:,}"))
     if pandas:
         d = pandas.get("detail", {})
         out.append(row(pandas, pandas_lines, ", ".join(f"{k} {v}" for k, v in d.get("timings_s", {}).items())))
@@ -464,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         # comparison, unmeasured.
         say("checking: ours again (unmeasured) for the comparison ...")
         ours_worker(lake, Path(tempfile.mkdtemp(prefix="check-", dir=work)))
-        pandas_stores = {p.name.split("=", 1)[1] for p in (pandas["scratch"] / "sales_daily_sku").iterdir()}
+        pandas_stores = {p.name.split("=", 1)[1] for p in (pandas["scratch"] / "sales_daily_sku").iterdir()
+                         if p.name.startswith("store_id=")}
         problems = compare(lake, pandas["scratch"], pandas_stores)
         say(f"  {len(problems)} difference(s)")
     sys.stdout.write(report(cmd, info, ours, pandas, note, problems))

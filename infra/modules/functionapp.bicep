@@ -109,6 +109,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'INGEST_QUERY_TIMEOUT_S', value: '900' }
         { name: 'INGEST_BATCH_ROWS', value: '65536' }
         { name: 'INGEST_MEMORY_LIMIT', value: '128MB' }
+        { name: 'INGEST_FULL_CHECK_DAYS', value: '7' }
         // --- stock store (Cosmos DB, managed identity) ---
         { name: 'COSMOS__accountEndpoint', value: cosmosEndpoint }
         { name: 'COSMOS__credential', value: 'managedidentity' }

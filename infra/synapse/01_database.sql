@@ -10,8 +10,8 @@
 -- "Storage Blob Data Reader" role on the storage account (or on the container). Nobody needs a key or SAS.
 --
 -- Run this part connected to the serverless endpoint (<workspace>-ondemand.sql.azuresynapse.net), database
--- `master`. UTF-8 binary collation: Parquet strings are UTF-8, and with this collation serverless SQL can
--- push string filters down into the Parquet files.
+-- `master`. UTF-8 binary collation: the Delta tables' Parquet files hold UTF-8 strings, and with this
+-- collation serverless SQL can push string filters down into them.
 CREATE DATABASE inventory COLLATE Latin1_General_100_BIN2_UTF8;
 GO
 
@@ -28,7 +28,8 @@ IF NOT EXISTS (SELECT * FROM sys.database_scoped_credentials WHERE name = 'inven
     CREATE DATABASE SCOPED CREDENTIAL inventory_lake_identity WITH IDENTITY = 'Managed Identity';
 GO
 
--- The lake container's root; the views give paths relative to it (aggregates/..., curated/...).
+-- The lake container's root; the views name their Delta tables' folders relative to it (aggregates/<name>/,
+-- curated/<table>/).
 IF NOT EXISTS (SELECT * FROM sys.external_data_sources WHERE name = 'inventory_lake')
     CREATE EXTERNAL DATA SOURCE inventory_lake WITH (
         LOCATION = 'https://<storage-account>.dfs.core.windows.net/<container>',

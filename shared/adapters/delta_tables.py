@@ -47,17 +47,28 @@ ROW_GROUP_ROWS = 262_144
 
 
 class DeltaTables:
-    """The lake's Delta tables, addressed by their lake path (``curated/sales``)."""
+    """The lake's Delta tables, addressed by their lake path (``curated/sales``).
 
-    def __init__(self, lake: Lake) -> None:
+    With ``keep_open`` (a run's snapshots: the aggregates, the alerts, the dashboard), each table is opened
+    once and every query of the run reads that version: a run over 50 stores replays a table's log once
+    instead of once per query. Writes always open the table afresh."""
+
+    def __init__(self, lake: Lake, *, keep_open: bool = False) -> None:
         self.lake = lake
+        self.keep_open = keep_open
+        self._opened: dict[str, DeltaTable | None] = {}
 
     def location(self, path: str) -> tuple[str, dict[str, str]]:
         """The table's URI and delta-rs storage options (fresh: a token is renewed when near expiry)."""
         return self.lake.delta_location(path)
 
-    def open(self, path: str) -> DeltaTable | None:
-        """The table at its latest version, or None when no table is there yet."""
+    def open(self, path: str, *, fresh: bool = False) -> DeltaTable | None:
+        """The table at its latest version (with ``keep_open``: as first opened in this run, unless ``fresh``),
+        or None when no table is there yet."""
+        if self.keep_open and not fresh:
+            if path not in self._opened:
+                self._opened[path] = self.open(path, fresh=True)
+            return self._opened[path]
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -114,7 +125,7 @@ class DeltaTables:
         import pyarrow.parquet as pq
 
         files: list[tuple[str, Path, object]] = []
-        schema = self._schema_of(path)
+        schema = self._schema_of(path)  # the table's, when there is one
         writer = current = local = None
         try:
             for part in parts:
@@ -145,7 +156,7 @@ class DeltaTables:
         """The table's Arrow schema, or None when there is no table yet."""
         import pyarrow as pa
 
-        table = self.open(path)
+        table = self.open(path, fresh=True)
         return pa.schema(table.schema()) if table is not None else None
 
     def _commit_files(self, path: str, adds: list, schema: pa.Schema, partition_by: Sequence[str],
@@ -163,24 +174,43 @@ class DeltaTables:
             app_transactions=[Transaction(app_id=app_id, version=1)] if app_id else None,
             custom_metadata={**(metadata or {}), "commit_id": commit_id},
         )
-        table = self.open(path)
+        table = self.open(path, fresh=True)
         if table is None:
             try:
                 create_table_with_add_actions(uri, Schema.from_arrow(schema), adds, mode="error",
                                               partition_by=list(partition_by), configuration=TABLE_PROPERTIES,
                                               storage_options=options, commit_properties=props)
             except DeltaError:  # another writer created it meanwhile
-                table = self.open(path)
+                table = self.open(path, fresh=True)
                 if table is None:
                     raise
         if table is not None:
             table.create_write_transaction(adds, mode="append", schema=schema, partition_by=list(partition_by),
                                            commit_properties=props)
-        table = self.open(path)
+        table = self.open(path, fresh=True)
         found = self.find_commit(table, "commit_id", commit_id, limit=100) if table is not None else None
         if found is None:  # pragma: no cover - a hundred commits by others within this call
             raise LakeError(f"the commit just made to the Delta table {path!r} is not among its last 100")
         return int(found["version"])
+
+    def replace(self, path: str, data: pa.Table, predicate: str | None, *, partition_by: Sequence[str] = ("store_id",),
+                metadata: dict[str, str] | None = None) -> None:
+        """Replace the rows matching ``predicate`` (SQL, e.g. ``store_id = 'S001' AND date BETWEEN DATE
+        '2026-11-01' AND DATE '2026-11-30'``) with ``data`` in one commit (Delta's *replaceWhere*; delta-rs
+        refuses rows outside the predicate); the table is created on the first write. ``predicate=None``
+        replaces the whole table, schema included (a table whose columns changed). For the aggregates'
+        small outputs: ``write_deltalake`` holds ~200 MB more than the data (see :meth:`append_parts`)."""
+        from deltalake import CommitProperties, write_deltalake
+
+        uri, options = self.location(path)
+        try:
+            write_deltalake(uri, data, mode="overwrite", predicate=predicate, partition_by=list(partition_by),
+                            schema_mode="overwrite" if predicate is None else None, storage_options=options,
+                            configuration=TABLE_PROPERTIES,
+                            commit_properties=CommitProperties(custom_metadata=metadata))
+        except OSError as exc:
+            raise LakeError(f"cannot write the Delta table {path!r} at {uri}: {exc}") from None
+        self._opened.pop(path, None)
 
     def query(self, sql: str, **tables: str) -> pa.RecordBatchReader | None:
         """Run ``sql`` over the named tables (``name=lake path``) with delta-rs's own engine (DataFusion), as
@@ -287,6 +317,16 @@ def literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def sql_list(values: list[str]) -> str:
+    """``('a', 'b')``: string literals for an ``IN`` list (never empty: ``('')`` matches no store or dump)."""
+    return "(" + ", ".join(literal(v) for v in values or [""]) + ")"
+
+
+def column_names(table: DeltaTable) -> list[str]:
+    """The table's columns, in schema order."""
+    return [f.name for f in table.schema().fields]
+
+
 def dump_rows(tables: DeltaTables, path: str, store_id: str, dump_id: str,
               columns: Sequence[str]) -> pa.Table | None:
     """The rows one dump committed to a snapshot table (``curated/items`` …), or None when there are none."""
@@ -295,4 +335,4 @@ def dump_rows(tables: DeltaTables, path: str, store_id: str, dump_id: str,
     return found if found is not None and found.num_rows else None
 
 
-__all__ = ["TABLE_PROPERTIES", "DeltaTables", "delta_ready", "dump_rows", "literal"]
+__all__ = ["TABLE_PROPERTIES", "DeltaTables", "column_names", "delta_ready", "dump_rows", "literal", "sql_list"]

@@ -1,7 +1,8 @@
 """The aggregates the timer writes to ``aggregates/`` (for Synapse serverless SQL and Power BI), as data and SQL.
 
-One list of outputs — name, lake layout, grain and every column with its type and meaning — is shared by
-the service that writes them (the Arrow schema of every file comes from it), the Synapse views
+Every output is a Delta Lake table ``aggregates/<name>`` partitioned by ``store_id``. One list of outputs —
+name, grain and every column with its type and meaning — is shared by the service that writes them (the
+Arrow schema of every table comes from it), the Synapse views
 (:func:`synapse_views_sql` generates ``infra/synapse/02_views.sql``), the docs (:func:`schemas_markdown`)
 and the tests. The SQL is DuckDB's dialect over plain relations: no I/O happens here.
 
@@ -9,12 +10,12 @@ Definitions that matter to a reader of the numbers:
 
 * A sale line is priced and costed with the **items snapshot of the dump that brought it** (its
   ``dump_id``): ``revenue = qty × (the line's unit_price, else that item's unit_price)``, ``cost = qty ×
-  that item's unit_cost``. So a daily partition depends only on the sales files in it, and a later price
-  list never rewrites history.
+  that item's unit_cost``. So a day's rows depend only on that day's sale lines, and a later price list
+  never rewrites history.
 * ``cost`` and ``margin`` are NULL when a cost is unknown for any line of the row (never a partial sum).
   At category level they cover the skus whose cost is known, and ``revenue_with_cost`` is the revenue of
   those skus, so ``margin / revenue_with_cost`` is an honest margin rate.
-* Dates are UTC days (the ``date=`` partition of ``curated/sales``).
+* Dates are UTC days (the ``date`` column of ``curated/sales``).
 * Stock figures come from the stock store (handbook §5) at ``as_of``; an item is **low on stock** when it
   is active, its reorder point is above zero and its on-hand count is at or below the reorder point.
 """
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 AGGREGATES_VERSION = 2  # 2: a category set to NULL in the latest dump is NULL (arg_max_null), not the older one
-"""Bumped when an aggregate's definition changes: the next run then recomputes every partition."""
+"""Bumped when an aggregate's definition changes: the next run then recomputes every store and day."""
 
 ROOT = "aggregates"
 STATE_PATH = f"{ROOT}/_state/sales_inputs.json"
@@ -43,33 +44,37 @@ FORECAST_SUM_DAYS = 14  # forecast_14d sums the first 14 forecast days (or all o
 Col = tuple[str, str, str]  # (column, DuckDB type, description)
 
 
+PARTITION_BY = ("store_id",)
+"""Every output's Delta partitioning: a store's rows are replaced store by store (and day by day)."""
+
+
 @dataclass(frozen=True)
 class Output:
     name: str
-    layout: str  # the lake path of one file, with <placeholders>
+    replaced: str  # what a run replaces at once (the rows of a store, of a store's days, of a dump)
     grain: tuple[str, ...]  # the columns that identify a row
     description: str
     columns: tuple[Col, ...]
-    partitions: tuple[str, ...]  # hive keys in path order (store, date)
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c[0] for c in self.columns)
 
-    def glob(self) -> str:
-        """The wildcard path of every file (``aggregates/x/store=*/date=*/*.parquet``)."""
-        return f"{ROOT}/{self.name}/" + "".join(f"{p}=*/" for p in self.partitions) + "*.parquet"
+    @property
+    def path(self) -> str:
+        """The Delta table's lake path (``aggregates/forecast``)."""
+        return f"{ROOT}/{self.name}"
 
 
 _MONEY = "DECIMAL(18,4)"
 OUTPUTS: dict[str, Output] = {o.name: o for o in (
     Output(
-        "sales_daily_sku", "aggregates/sales_daily_sku/store=<id>/date=<YYYY-MM-DD>/part-0.parquet",
+        "sales_daily_sku", "a store's recomputed days",
         ("store_id", "date", "sku"),
         "Units, lines, revenue, cost and margin per store, UTC day and sku, from the curated sale lines.",
         (
             ("store_id", "VARCHAR", "store"),
-            ("date", "DATE", "UTC day of the sale (the partition)"),
+            ("date", "DATE", "UTC day of the sale"),
             ("sku", "VARCHAR", "item"),
             ("category", "VARCHAR", "the item's category (NULL when the item has none)"),
             ("units", "BIGINT", "sum of qty"),
@@ -78,14 +83,14 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
                                 "nothing)"),
             ("cost", _MONEY, "sum of qty × the item's unit_cost; NULL when the cost of any line is unknown"),
             ("margin", _MONEY, "revenue − cost; NULL when cost is NULL"),
-        ), ("store", "date")),
+        )),
     Output(
-        "sales_daily_category", "aggregates/sales_daily_category/store=<id>/date=<YYYY-MM-DD>/part-0.parquet",
+        "sales_daily_category", "a store's recomputed days",
         ("store_id", "date", "category"),
         "sales_daily_sku summed per store, UTC day and category.",
         (
             ("store_id", "VARCHAR", "store"),
-            ("date", "DATE", "UTC day of the sale (the partition)"),
+            ("date", "DATE", "UTC day of the sale"),
             ("category", "VARCHAR", "category (NULL: items without one)"),
             ("units", "BIGINT", "sum of qty"),
             ("lines", "BIGINT", "sale lines"),
@@ -95,9 +100,9 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
             ("margin", _MONEY, "sum of margin over the same skus"),
             ("revenue_with_cost", _MONEY, "revenue of the skus whose cost is known: margin / revenue_with_cost "
                                           "is the margin rate"),
-        ), ("store", "date")),
+        )),
     Output(
-        "stock_current", "aggregates/stock_current/store=<id>/part-0.parquet",
+        "stock_current", "a store's rows, every run",
         ("store_id", "sku"),
         "Current stock per store and sku (items of the store's latest dump, joined with the stock store), "
         "with demand, days of cover and a suggested order. Rewritten every run.",
@@ -130,9 +135,9 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
                                               "forecast unknown)"),
             ("sales_through", "DATE", "the last day of sales history the demand columns use"),
             ("as_of", "TIMESTAMPTZ", "when the stock store was read (UTC)"),
-        ), ("store",)),
+        )),
     Output(
-        "forecast", "aggregates/forecast/store=<id>/part-0.parquet",
+        "forecast", "a store's rows, when its sales, latest dump or skus changed",
         ("store_id", "sku", "date"),
         "Daily demand forecast per store and sku for the days after the last day of sales history.",
         (
@@ -142,9 +147,9 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
             ("mean", "DOUBLE", "expected units"),
             ("lower", "DOUBLE", "lower bound of the prediction interval"),
             ("upper", "DOUBLE", "upper bound of the prediction interval"),
-        ), ("store",)),
+        )),
     Output(
-        "sales_check", "aggregates/sales_check/store=<id>/part-0.parquet",
+        "sales_check", "a store's rows, with its forecast",
         ("store_id", "sku", "date"),
         "The last complete day of sales (the day before the latest dump's snapshot day, at most) per store and "
         "sku, against the one-day-ahead forecast interval fitted on the days before it: what the UnusualSales "
@@ -157,15 +162,15 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
             ("expected", "DOUBLE", "forecast for that day from the history before it"),
             ("lower", "DOUBLE", "lower bound of its prediction interval"),
             ("upper", "DOUBLE", "upper bound of its prediction interval"),
-        ), ("store",)),
+        )),
     Output(
-        "data_quality", "aggregates/data_quality/store=<id>/date=<snapshot date>/<dump_id>.parquet",
+        "data_quality", "the rows of the dumps new to it",
         ("store_id", "dump_id", "table_name", "rule"),
         "Per ingested dump and table: rows in, curated and rejected, and one row per rule that fired (long "
-        "form, from the manifests). One file per dump, written once.",
+        "form, from the manifests). Each dump's rows are written once.",
         (
             ("store_id", "VARCHAR", "store"),
-            ("date", "DATE", "UTC day of the dump's snapshot (the partition)"),
+            ("date", "DATE", "UTC day of the dump's snapshot"),
             ("dump_id", "VARCHAR", "the dump"),
             ("snapshot_at", "TIMESTAMPTZ", "the dump's snapshot time (UTC)"),
             ("ingested_at", "TIMESTAMPTZ", "when it was ingested (UTC)"),
@@ -178,7 +183,7 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
             ("written", "BIGINT", "fact tables: lines new to the lake (the others were already in it); NULL "
                                   "for snapshot tables"),
             ("rule_count", "BIGINT", "rows the rule applied to (totals row: rejected)"),
-        ), ("store", "date")),
+        )),
 )}
 
 SCHEMAS: dict[str, list[Col]] = {name: list(o.columns) for name, o in OUTPUTS.items()}
@@ -210,7 +215,7 @@ def arrow_schema(name: str) -> pa.Schema:
 def sales_daily_sku_sql(sales: str, items: str) -> str:
     """Daily units, lines, revenue and cost per (store, date, sku); :func:`with_margin_sql` adds the margin.
 
-    ``sales``: curated sale lines with a DATE column ``date`` (the partition); ``items``: the items rows of the
+    ``sales``: curated sale lines with a DATE column ``date`` (their UTC day); ``items``: the items rows of the
     dumps that brought them (``dump_id``, ``sku``, ``category``, ``unit_price``, ``unit_cost``, ``snapshot_at``).
     The lines are summed per dump first (``priced``: the revenue of lines with their own price, ``unpriced``:
     the units of lines without), so the join with the items touches one row per (day, sku, dump) instead of
@@ -260,7 +265,8 @@ ORDER BY date, category NULLS LAST"""
 
 
 def daily_units_sql(daily_sku: str, first: date, last: date) -> str:
-    """(sku, date, units) for the forecast's history window, from sales_daily_sku rows."""
+    """(sku, date, units) for the forecast's history window, from sales_daily_sku rows (plain SQL: it also runs in
+    delta-rs's engine, over the Delta table)."""
     return (f"SELECT sku, date, CAST(sum(units) AS BIGINT) AS units FROM {daily_sku} "
             f"WHERE date BETWEEN DATE '{first}' AND DATE '{last}' GROUP BY sku, date")
 
@@ -328,10 +334,11 @@ def _cell(text: str) -> str:
 
 
 def schemas_markdown() -> str:
-    """One Markdown section per output: layout, grain, then a table of columns (for the README)."""
+    """One Markdown section per output: table, grain, then a table of columns (for the README)."""
     parts = []
     for o in OUTPUTS.values():
-        lines = [f"**`{o.name}`** — `{o.layout}` — one row per ({', '.join(o.grain)}). {o.description}", "",
+        lines = [f"**`{o.name}`** — Delta table `{o.path}/` (partitioned by {', '.join(PARTITION_BY)}; a run "
+                 f"replaces {o.replaced}) — one row per ({', '.join(o.grain)}). {o.description}", "",
                  "| column | type | meaning |", "|---|---|---|"]
         lines += [f"| `{c}` | {t} | {_cell(d)} |" for c, t, d in o.columns]
         parts.append("\n".join(lines))
@@ -339,12 +346,12 @@ def schemas_markdown() -> str:
 
 
 _TEXT_LENGTH = {"store_id": 64, "sku": 100, "dump_id": 64, "vendor_id": 100, "sale_id": 200, "receipt_id": 200,
-                "table_name": 32, "rule": 64, "action": 16}
+                "table_name": 32, "rule": 64, "action": 16, "month": 7}
 _UTF8 = "COLLATE Latin1_General_100_BIN2_UTF8"
 
 
 def tsql_type(column: str, sql_type: str) -> str:
-    """The T-SQL type a Synapse serverless view declares for a Parquet column of this DuckDB type."""
+    """The T-SQL type a Synapse serverless view declares for a Delta column of this DuckDB type."""
     if sql_type == "VARCHAR":
         return f"VARCHAR({_TEXT_LENGTH.get(column, 400)}) {_UTF8}"
     if sql_type.startswith("DECIMAL"):
@@ -357,48 +364,47 @@ _CURATED_KIND = {"key": "VARCHAR", "text": "VARCHAR", "int": "BIGINT", "decimal"
                  "timestamp": "TIMESTAMPTZ", "bool": "BOOLEAN"}
 
 
+def curated_partitions(table: str) -> tuple[str, ...]:
+    """The Delta partition columns of ``curated/<table>``: facts by store and month, snapshots by store."""
+    return ("store_id", "month") if TABLES[table].fact else ("store_id",)
+
+
 def curated_columns(table: str) -> list[tuple[str, str]]:
-    """(column, DuckDB type) of a curated table's Parquet files, in file order."""
+    """(column, DuckDB type) of the Delta table ``curated/<table>``; facts add the UTC ``date`` of the event and
+    its ``month`` ('YYYY-MM', the partition)."""
     t = TABLES[table]
     return ([("store_id", "VARCHAR")] + [(c.name, _CURATED_KIND[c.kind]) for c in t.columns]
-            + [("flags", "VARCHAR"), ("dump_id", "VARCHAR"), ("snapshot_at", "TIMESTAMPTZ")])
+            + [("flags", "VARCHAR"), ("dump_id", "VARCHAR"), ("snapshot_at", "TIMESTAMPTZ")]
+            + ([("date", "DATE"), ("month", "VARCHAR")] if t.fact else []))
 
 
-def _view(schema: str, name: str, bulk: str, columns: list[tuple[str, str]], partitions: tuple[str, ...],
-          comment: str, *, date_from_path: bool = False) -> str:
-    """CREATE OR ALTER VIEW over OPENROWSET; store and the second partition exposed with filepath().
-
-    The folder values are exposed as filepath() returns them (NVARCHAR): a cast around them could keep
-    Synapse from eliminating partitions on a filter.
-    """
-    file_cols = [(c, t) for c, t in columns if c != "store_id"]
-    width = max(len(c) for c, _ in file_cols) + 2
-    with_cols = ",\n".join(f"        {('[' + c + ']').ljust(width)} {tsql_type(c, t)}" for c, t in file_cols)
-    select = ["r.filepath(1) AS [store_id]"]
-    if date_from_path:  # fact tables: the event day is the folder, not a column of the files
-        select.append("CAST(r.filepath(2) AS DATE) AS [date]")
-    select += [f"r.[{c}]" for c, _ in file_cols]
-    if len(partitions) > 1:
-        select.append(f"r.filepath(2) AS [partition_{partitions[1]}]")
+def _view(schema: str, name: str, table: str, columns: list[tuple[str, str]], comment: str) -> str:
+    """CREATE OR ALTER VIEW over OPENROWSET(FORMAT = 'DELTA') of the table's root folder (the one holding
+    ``_delta_log``). Synapse reads the table's latest commit, never a file of an unfinished write, and
+    eliminates partitions on filters on the partition columns (no filepath() needed)."""
+    width = max(len(c) for c, _ in columns) + 2
+    with_cols = ",\n".join(f"        {('[' + c + ']').ljust(width)} {tsql_type(c, t)}" for c, t in columns)
+    select = ",\n       ".join(f"r.[{c}]" for c, _ in columns)
     return (f"-- {comment}\n"
-            f"CREATE OR ALTER VIEW {schema}.{name} AS\nSELECT " + ",\n       ".join(select) + "\n"
-            f"FROM OPENROWSET(\n        BULK '{bulk}',\n        DATA_SOURCE = 'inventory_lake',\n"
-            f"        FORMAT = 'PARQUET'\n    )\n    WITH (\n{with_cols}\n    ) AS r;\nGO\n")
+            f"CREATE OR ALTER VIEW {schema}.{name} AS\nSELECT {select}\n"
+            f"FROM OPENROWSET(\n        BULK '{table}/',\n        DATA_SOURCE = 'inventory_lake',\n"
+            f"        FORMAT = 'DELTA'\n    )\n    WITH (\n{with_cols}\n    ) AS r;\nGO\n")
 
 
 def synapse_views_sql() -> str:
-    """``infra/synapse/02_views.sql``: a view per aggregate (schema ``agg``) and per curated table (``curated``).
+    """``infra/synapse/02_views.sql``: a view per aggregate (schema ``agg``) and per curated table (``curated``),
+    each over its Delta table.
 
-    ``store_id`` comes from the ``store=`` folder and the second Hive key (``date`` or ``snapshot``) is also
-    exposed as text (``partition_date`` / ``partition_snapshot``): filters on these prune folders (partition
-    elimination), so Power BI reads only the files a report needs.
+    Filters on a table's partition columns (``store_id``; ``month`` of the curated facts) make Synapse read only
+    the matching folders (partition elimination), so Power BI reads only the files a report needs.
     """
     out = [
         "-- Generated by shared.core.aggregates.synapse_views_sql(): edit the schemas there, then regenerate with",
         "--   python -c \"from shared.core.aggregates import synapse_views_sql as s; print(s(), end='')\" "
         "> infra/synapse/02_views.sql",
-        "-- Run in the `inventory` database after 01_database.sql. Filter on store_id and partition_* columns:",
-        "-- they come from folder names, so Synapse reads only the matching folders.",
+        "-- Run in the `inventory` database after 01_database.sql. Every view reads a Delta table (committed data",
+        "-- only). Filter on store_id (and month, 'YYYY-MM', for curated sales and receipts): they are the",
+        "-- tables' partition columns, so Synapse reads only the matching folders.",
         "",
         "IF SCHEMA_ID('agg') IS NULL EXEC('CREATE SCHEMA agg');",
         "GO",
@@ -407,17 +413,16 @@ def synapse_views_sql() -> str:
         "",
     ]
     for o in OUTPUTS.values():
-        cols = [(c, t) for c, t, _ in o.columns]
-        out.append(_view("agg", o.name, o.glob(), cols, o.partitions, o.description))
+        out.append(_view("agg", o.name, o.path, [(c, t) for c, t, _ in o.columns], o.description))
     for name, t in TABLES.items():
-        second = "date" if t.fact else "snapshot"
         cols = curated_columns(name)
-        bulk = f"curated/{name}/store=*/{second}=*/*.parquet"
-        what = (f"curated {name}: one file per dump and event day" if t.fact else
-                f"curated {name}: every snapshot (one file per dump); {name}_latest has the latest per store")
-        out.append(_view("curated", name, bulk, cols, ("store", second), what, date_from_path=t.fact))
+        parts = ", ".join(curated_partitions(name))
+        what = (f"curated {name}: every line once, with the dump that brought it (partitioned by {parts})"
+                if t.fact else f"curated {name}: every dump's snapshot (partitioned by {parts}); {name}_latest "
+                f"has each store's latest")
+        out.append(_view("curated", name, f"curated/{name}", cols, what))
         if not t.fact:
-            names = ", ".join(f"[{c}]" for c, _ in cols) + ", [partition_snapshot]"
+            names = ", ".join(f"[{c}]" for c, _ in cols)
             out.append(
                 f"-- curated {name} of each store's latest dump (latest snapshot_at, then dump_id)\n"
                 f"CREATE OR ALTER VIEW curated.{name}_latest AS\n"
@@ -428,6 +433,7 @@ def synapse_views_sql() -> str:
 
 
 __all__ = ["AGGREGATES_VERSION", "DEFAULT_LEAD_TIME_DAYS", "FORECAST_SUM_DAYS", "HISTORY_DAYS", "OUTPUTS",
-           "SCHEMAS", "STATE_PATH", "WINDOW_DAYS", "Output", "arrow_schema", "arrow_type", "daily_units_sql",
-           "data_quality_rows", "sales_daily_category_sql", "sales_daily_sku_sql", "schemas_markdown",
-           "stock_current_sql", "synapse_views_sql", "tsql_type", "with_margin_sql"]
+           "PARTITION_BY", "SCHEMAS", "STATE_PATH", "WINDOW_DAYS", "Output", "arrow_schema", "arrow_type",
+           "curated_columns", "curated_partitions", "daily_units_sql", "data_quality_rows",
+           "sales_daily_category_sql", "sales_daily_sku_sql", "schemas_markdown", "stock_current_sql",
+           "synapse_views_sql", "tsql_type", "with_margin_sql"]

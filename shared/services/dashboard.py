@@ -1,16 +1,17 @@
 """Use case: one self-contained HTML page of the lake and the stock (``inventory dashboard``).
 
-    lake (aggregates/, curated items, manifests/, alerts/state.json) ─┐
-    stock store (live on-hand, baselines) ─────────────────────────────┴─▶ DashboardData ─▶ render_dashboard ─▶ HTML
+    lake (Delta: aggregates, curated items; manifests/, alerts/state.json) ─┐
+    stock store (live on-hand, baselines) ──────────────────────────────────┴─▶ DashboardData ─▶ render_* ─▶ HTML
 
 Who reads it: store and category managers (stock against reorder points, the sales trend and its forecast,
 what to reorder) and on-call (is every store's data fresh, what was rejected, which alerts are true now).
 
 Why it is built this way:
 
-* **Two steps.** :func:`gather_dashboard_data` does all the reading (through the :class:`~shared.adapters.lake.Lake`
-  port only, so a Blob lake works like the folder one) and returns plain data; the ``render_*`` functions are
-  pure functions of that data, so the page can be unit-tested without a lake and a broken input file spoils
+* **Two steps.** :func:`gather_dashboard_data` does all the reading (the :class:`~shared.adapters.lake.Lake`
+  port, and the Delta tables through delta-rs at the lake's own location, so a Blob lake works like the folder
+  one; each table opened once, read for one store at a time) and returns plain data; the ``render_*`` functions
+  are pure functions of that data, so the page can be unit-tested without a lake and a broken input spoils
   one section, not the page.
 * **Self-contained.** The file is mailed, attached to tickets and opened on machines without network access,
   so there is no external JS, CSS, font or CDN: inline CSS, SVG charts drawn here, and a few lines of inline JS
@@ -38,12 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from shared.adapters.delta_tables import literal
 from shared.adapters.lake import Lake
-from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.stock import StockStore
+from shared.core.aggregates import OUTPUTS, data_quality_rows
 from shared.core.aggregates import ROOT as AGGREGATES_ROOT
-from shared.core.aggregates import data_quality_rows
 from shared.core.alerts import ALERT_KINDS, SEVERITY_NAMES
+from shared.services.compute_aggregates import aggregated_stores
+from shared.services.lake_tables import Snapshots
 from shared.services.raise_alerts import STATE_PATH as ALERTS_STATE_PATH
 from shared.services.raise_alerts import item_stock
 
@@ -128,7 +131,7 @@ class StoreData:
     quality: list[QualityDay] = field(default_factory=list)
     quality_source: str = ""  # "aggregates", "manifests" or "" (none)
     has_stock: bool = False  # the stock store has counts for this store
-    aggregated: bool = False  # the aggregates have run for this store (its stock_current exists), sales or not
+    aggregated: bool = False  # the aggregates have run for this store (their state names it), sales or not
     problems: list[str] = field(default_factory=list)  # inputs that could not be read
 
 
@@ -148,21 +151,6 @@ class DashboardData:
 # --- reading the lake ---------------------------------------------------------------------------------
 
 
-def _read_parquet(lake: Lake, path: str, columns: Sequence[str]) -> list[dict]:
-    return read_parquet_bytes(lake.get_bytes(path), columns).to_pylist()
-
-
-def _partition(path: str, key: str) -> str | None:
-    for part in path.split("/"):
-        if part.startswith(key + "="):
-            return part[len(key) + 1:]
-    return None
-
-
-def _stores_under(lake: Lake, prefix: str) -> set[str]:
-    return {s for obj in lake.list(prefix) if (s := _partition(obj.path, "store"))}
-
-
 def _parse_day(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text or "")
@@ -180,41 +168,29 @@ def _parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _dated_files(lake: Lake, prefix: str, keep_days: int) -> list[tuple[date, str]]:
-    """(day, path) of the parquet files of the last ``keep_days`` ``date=`` partitions under ``prefix``."""
-    files = [(d, o.path) for o in lake.list(prefix)
-             if o.path.endswith(".parquet") and (d := _parse_day(_partition(o.path, "date")))]
-    days = sorted({d for d, _ in files})[-keep_days:]
-    return sorted(f for f in files if f[0] in set(days))
+def _read(lake: Lake, tables: Snapshots | None, output: str, sql: str) -> list[dict]:
+    """The rows of ``sql`` over the aggregate ``output`` (named ``t``); none before the first aggregates run."""
+    found = (tables or Snapshots(lake)).read(sql, t=OUTPUTS[output].path)
+    return found.to_pylist() if found is not None else []
 
 
-def read_sales(lake: Lake, store_id: str) -> list[DayUnits]:
+def read_sales(lake: Lake, store_id: str, tables: Snapshots | None = None) -> list[DayUnits]:
     """Daily units (and revenue) of the last TREND_DAYS days with sales, from sales_daily_category."""
-    out: dict[date, list[float]] = {}
-    for day, path in _dated_files(lake, f"{AGGREGATES_ROOT}/sales_daily_category/store={store_id}/", TREND_DAYS):
-        acc = out.setdefault(day, [0, 0.0, 0])
-        for r in _read_parquet(lake, path, ["units", "revenue"]):
-            acc[0] += int(r["units"] or 0)
-            if r["revenue"] is not None:
-                acc[1] += float(r["revenue"])
-                acc[2] = 1
-    return [DayUnits(d, int(u), rev if has else None) for d, (u, rev, has) in sorted(out.items())]
+    rows = _read(lake, tables, "sales_daily_category",
+                 f"SELECT date, sum(units) AS units, sum(revenue) AS revenue, count(revenue) AS priced FROM t "
+                 f"WHERE store_id = {literal(store_id)} GROUP BY date ORDER BY date DESC LIMIT {TREND_DAYS}")
+    return [DayUnits(r["date"], int(r["units"] or 0), float(r["revenue"]) if r["priced"] else None)
+            for r in reversed(rows)]
 
 
-def read_forecast(lake: Lake, store_id: str) -> list[ForecastDay]:
-    """The first FORECAST_DAYS forecast days, summed over skus."""
-    path = f"{AGGREGATES_ROOT}/forecast/store={store_id}/part-0.parquet"
-    if lake.head(path) is None:
-        return []
-    import pyarrow.compute as pc
-
-    # 5,000 skus × a 28-day horizon is 140k rows per store: summed in Arrow, not row by row in Python.
-    t = read_parquet_bytes(lake.get_bytes(path), ["date", "mean", "lower", "upper"])
-    sigma = pc.divide(pc.subtract(pc.fill_null(t["upper"], 0.0), pc.fill_null(t["lower"], 0.0)), 2 * Z95)
-    t = t.append_column("var", pc.multiply(sigma, sigma)).append_column("m", pc.fill_null(t["mean"], 0.0))
-    sums = t.group_by("date").aggregate([("m", "sum"), ("var", "sum")]).to_pylist()
-    sums.sort(key=lambda r: r["date"])
-    return [forecast_day(r["date"], r["m_sum"], r["var_sum"]) for r in sums[:FORECAST_DAYS]]
+def read_forecast(lake: Lake, store_id: str, tables: Snapshots | None = None) -> list[ForecastDay]:
+    """The first FORECAST_DAYS forecast days, summed over skus (5,000 skus × a 28-day horizon is 140k rows per
+    store: summed in the query, not row by row in Python)."""
+    rows = _read(lake, tables, "forecast",
+                 f"SELECT date, sum(coalesce(mean, 0.0)) AS m, "
+                 f"sum(power((coalesce(upper, 0.0) - coalesce(lower, 0.0)) / {2 * Z95}, 2)) AS var FROM t "
+                 f"WHERE store_id = {literal(store_id)} GROUP BY date ORDER BY date LIMIT {FORECAST_DAYS}")
+    return [forecast_day(r["date"], r["m"], r["var"]) for r in rows]
 
 
 def forecast_day(day: date, mean: float, variance: float) -> ForecastDay:
@@ -243,13 +219,16 @@ def _quality_from_rows(rows: Iterable[dict]) -> list[QualityDay]:
             for (day, table), a in sorted(acc.items())]
 
 
-def read_quality(lake: Lake, store_id: str) -> tuple[list[QualityDay], str]:
+def read_quality(lake: Lake, store_id: str, tables: Snapshots | None = None) -> tuple[list[QualityDay], str]:
     """The last QUALITY_DAYS days of the data_quality aggregate; before the first aggregate run, the same rows
     derived from the store's latest manifests (so on-call sees rejections right after an ingest)."""
-    cols = ["date", "table_name", "rule", "action", "rows_in", "curated", "rejected", "rule_count"]
-    files = _dated_files(lake, f"{AGGREGATES_ROOT}/data_quality/store={store_id}/", QUALITY_DAYS)
-    if files:
-        rows = [r for _, path in files for r in _read_parquet(lake, path, cols)]
+    store = literal(store_id)
+    cols = ", ".join(f"t.{c}" for c in ("date", "table_name", "rule", "action", "rows_in", "curated", "rejected",
+                                        "rule_count"))
+    rows = _read(lake, tables, "data_quality",
+                 f"WITH d AS (SELECT DISTINCT date FROM t WHERE store_id = {store} ORDER BY date DESC "
+                 f"LIMIT {QUALITY_DAYS}) SELECT {cols} FROM t JOIN d ON t.date = d.date WHERE t.store_id = {store}")
+    if rows:
         return _quality_from_rows(rows), "aggregates"
     manifests = [o for o in lake.list(f"manifests/store={store_id}/") if o.path.endswith(".json")]
     manifests.sort(key=lambda o: (o.last_modified or datetime.min.replace(tzinfo=UTC), o.path))
@@ -275,9 +254,9 @@ def select_stock(items: Sequence[StockItem]) -> tuple[list[StockItem], list[Stoc
     return chart, low[:LOW_STOCK_ROWS], len(low)
 
 
-def read_stock(lake: Lake, stock: StockStore, store_id: str) -> list[StockItem]:
+def read_stock(lake: Lake, stock: StockStore, store_id: str, tables: Snapshots | None = None) -> list[StockItem]:
     out = []
-    for it in item_stock(lake, stock, store_id):
+    for it in item_stock(lake, stock, store_id, tables):
         cover = None
         if it.mean_daily_demand is not None and it.mean_daily_demand > 0:
             cover = max(it.on_hand, 0) / it.mean_daily_demand
@@ -310,17 +289,18 @@ def gather_dashboard_data(*, lake: Lake, stock: StockStore, now: datetime | None
     if problem:
         data.problems.append(problem)
     data.aggregates_present = next(iter(lake.list(f"{AGGREGATES_ROOT}/")), None) is not None
-    aggregated = _stores_under(lake, f"{AGGREGATES_ROOT}/stock_current/")  # written for every store, every run
+    aggregated = aggregated_stores(lake)  # every store of the last run, with sales or without
+    tables = Snapshots(lake)
     ids = set(stock.stores()) | aggregated
     ids |= {str(a["storeId"]) for a in data.alerts or [] if a.get("storeId")}
     skus: set[str] = set()
     for store_id in sorted(ids):
         s = StoreData(store_id, aggregated=store_id in aggregated)
         steps = [
-            ("stock", lambda s=s: _fill_stock(s, lake, stock, skus)),
-            ("sales trend", lambda s=s: setattr(s, "sales", read_sales(lake, s.store_id))),
-            ("forecast", lambda s=s: setattr(s, "forecast", read_forecast(lake, s.store_id))),
-            ("data quality", lambda s=s: _fill_quality(s, lake)),
+            ("stock", lambda s=s: _fill_stock(s, lake, stock, skus, tables)),
+            ("sales trend", lambda s=s: setattr(s, "sales", read_sales(lake, s.store_id, tables))),
+            ("forecast", lambda s=s: setattr(s, "forecast", read_forecast(lake, s.store_id, tables))),
+            ("data quality", lambda s=s: _fill_quality(s, lake, tables)),
         ]
         for what, step in steps:
             try:
@@ -332,18 +312,18 @@ def gather_dashboard_data(*, lake: Lake, stock: StockStore, now: datetime | None
     return data
 
 
-def _fill_stock(s: StoreData, lake: Lake, stock: StockStore, skus: set[str]) -> None:
+def _fill_stock(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tables: Snapshots) -> None:
     base = stock.baseline(s.store_id)
     s.last_snapshot_at = _parse_time(base.snapshot_at) if base else None
-    items = read_stock(lake, stock, s.store_id)
+    items = read_stock(lake, stock, s.store_id, tables)
     s.has_stock = bool(items)
     s.skus = len(items)
     skus.update(it.sku for it in items)
     s.chart_items, s.low_items, s.low_stock = select_stock(items)
 
 
-def _fill_quality(s: StoreData, lake: Lake) -> None:
-    s.quality, s.quality_source = read_quality(lake, s.store_id)
+def _fill_quality(s: StoreData, lake: Lake, tables: Snapshots) -> None:
+    s.quality, s.quality_source = read_quality(lake, s.store_id, tables)
 
 
 # --- rendering: helpers -------------------------------------------------------------------------------

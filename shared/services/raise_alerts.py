@@ -1,14 +1,18 @@
 """Use case: decide which alerts are true now, raise the ones on-call has not heard of (the timer
 ``raise_alerts`` and ``inventory alerts``).
 
-    lake (manifests/, quarantine/, raw/, curated items, aggregates/) ─┐
-    stock store (live on-hand) ──────────────────────────────────────┼─▶ core.alerts rules ─▶ deduplicate
-                                                                      │        (state: alerts/state.json)
-                                                                      └─▶ telemetry: one custom event per alert
+    lake (manifests/, quarantine/, raw/; Delta: curated items, aggregates) ─┐
+    stock store (live on-hand) ─────────────────────────────────────────────┼─▶ core.alerts rules ─▶ deduplicate
+                                                                             │       (state: alerts/state.json)
+                                                                             └─▶ telemetry: a custom event per alert
 
 Telemetry is how alerts leave the app: each raised alert is a custom event named after its kind (with its
 dimensions as properties) and an ``alerts_raised`` metric; Azure Monitor alert rules on Application
 Insights turn them into pages. The app never pages anyone itself.
+
+The item master, the forecast and the sales check are read from Delta tables (``curated/items``,
+``curated/vendors``, ``aggregates/forecast``, ``aggregates/sales_check``) with delta-rs's engine, each table
+opened once per run (:class:`~shared.services.lake_tables.Snapshots`) and read for the store at hand only.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared.adapters.delta_tables import literal
 from shared.adapters.lake import Lake, LakeError, LakeObject
-from shared.adapters.parquet_files import read_parquet_bytes
 from shared.adapters.sqlite_dump import DumpRejected
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
+from shared.core.aggregates import OUTPUTS
 from shared.core.alerts import (
     SEVERITY_NAMES,
     Alert,
@@ -39,6 +44,7 @@ from shared.core.alerts import (
 )
 from shared.core.events import time_key
 from shared.core.ids import InvalidStoreId, parse_raw_dump_path
+from shared.services.lake_tables import Snapshots, sql_list
 
 STATE_PATH = "alerts/state.json"
 LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
@@ -225,43 +231,40 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
             for s in sorted(stores)]
 
 
-def _read_parquet(lake: Lake, path: str):
-    return read_parquet_bytes(lake.get_bytes(path))
+def _baseline_rows(tables: Snapshots, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:
+    """The rows of ``curated/<table>`` that the store's baseline dump committed (none: an empty list)."""
+    found = tables.read(f"SELECT {columns} FROM t WHERE store_id = {literal(store_id)} "
+                        f"AND dump_id = {literal(dump_id)}", t=f"curated/{table}")
+    return found.to_pylist() if found is not None else []
 
 
-def _baseline_file(lake: Lake, table: str, store_id: str, dump_id: str) -> str | None:
-    for obj in lake.list(f"curated/{table}/store={store_id}/"):
-        if obj.path.endswith(f"/{dump_id}.parquet"):
-            return obj.path
-    return None
+def _mean_demand(tables: Snapshots, store_id: str) -> dict[str, float]:
+    """sku -> the forecast's mean daily units over its horizon (empty before the first aggregates run)."""
+    found = tables.read(f"SELECT sku, avg(mean) AS mean FROM f WHERE store_id = {literal(store_id)} GROUP BY sku",
+                        f=OUTPUTS["forecast"].path)
+    if found is None:
+        return {}
+    return {sku: float(m) for sku, m in zip(found.column("sku").to_pylist(), found.column("mean").to_pylist(),
+                                            strict=True) if m is not None}
 
 
-def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
+def item_stock(lake: Lake, stock: StockStore, store_id: str, tables: Snapshots | None = None) -> list[ItemStock]:
     """Live on-hand per sku joined with the item master of the store's baseline dump (name, active, reorder
-    point and quantity, vendor and lead time) and, when aggregates exist, the demand forecast."""
+    point and quantity, vendor and lead time) and, when aggregates exist, the demand forecast. ``tables``: the
+    run's snapshots of the Delta tables (a fresh one by default)."""
+    tables = tables or Snapshots(lake)
     docs = stock.stock(store_id)
     base = stock.baseline(store_id)
     items: dict[str, dict] = {}
     lead: dict[str, int] = {}
     if base is not None:
-        path = _baseline_file(lake, "items", store_id, base.dump_id)
-        if path:
-            for row in _read_parquet(lake, path).select(
-                    ["sku", "name", "active", "reorder_point", "reorder_qty", "vendor_id"]).to_pylist():
-                items[row["sku"]] = row
-        vpath = _baseline_file(lake, "vendors", store_id, base.dump_id)
-        if vpath:
-            lead = {r["vendor_id"]: int(r["lead_time_days"]) for r in
-                    _read_parquet(lake, vpath).select(["vendor_id", "lead_time_days"]).to_pylist()
-                    if r["lead_time_days"] is not None}
-    demand: dict[str, float] = {}
-    fpath = f"aggregates/forecast/store={store_id}/part-0.parquet"
-    if lake.head(fpath) is not None:
-        t = _read_parquet(lake, fpath)
-        sums: dict[str, list[float]] = {}
-        for sku, mean in zip(t.column("sku").to_pylist(), t.column("mean").to_pylist(), strict=True):
-            sums.setdefault(sku, []).append(float(mean))
-        demand = {sku: sum(v) / len(v) for sku, v in sums.items()}
+        items = {r["sku"]: r for r in _baseline_rows(tables, "items", store_id, base.dump_id,
+                                                     "sku, name, active, reorder_point, reorder_qty, vendor_id")}
+        lead = {r["vendor_id"]: int(r["lead_time_days"])
+                for r in _baseline_rows(tables, "vendors", store_id, base.dump_id, "vendor_id, lead_time_days")
+                if r["lead_time_days"] is not None}
+    demand = _mean_demand(tables, store_id)
+
     import numpy as np
 
     from shared.core.forecast import cover_and_reorder
@@ -287,17 +290,16 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str) -> list[ItemStock]:
     return rows
 
 
-def day_sales(lake: Lake, stores: Iterable[str]) -> list[DaySales]:
+def day_sales(lake: Lake, stores: Iterable[str], tables: Snapshots | None = None) -> list[DaySales]:
     """The last complete day's units against the forecast interval, as written by compute_aggregates."""
-    out = []
-    for store_id in stores:
-        path = f"aggregates/sales_check/store={store_id}/part-0.parquet"
-        if lake.head(path) is None:
-            continue
-        for r in _read_parquet(lake, path).to_pylist():
-            out.append(DaySales(store_id, r["sku"], str(r["date"]), int(r["units"]), float(r["expected"]),
-                                float(r["lower"]), float(r["upper"])))
-    return out
+    wanted = sorted(stores)
+    if not wanted:
+        return []
+    found = (tables or Snapshots(lake)).read(
+        f"SELECT store_id, sku, date, units, expected, lower, upper FROM c WHERE store_id IN {sql_list(wanted)} "
+        f"ORDER BY store_id, sku", c=OUTPUTS["sales_check"].path)
+    return [DaySales(r["store_id"], r["sku"], str(r["date"]), int(r["units"]), float(r["expected"]),
+                     float(r["lower"]), float(r["upper"])) for r in (found.to_pylist() if found is not None else [])]
 
 
 def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, settings: AlertSettings | None = None,
@@ -311,11 +313,12 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
     cache = state.setdefault("cache", {})
     dumps = store_dumps(lake, cache, now=now, ingest_grace=settings.ingest_grace)
     stock_stores = stock.stores()
+    tables = Snapshots(lake)  # each Delta table opened once for the whole run
     candidates: list[Alert] = dump_alerts(dumps, now=now, stale_after=settings.stale_after,
                                           ingest_grace=settings.ingest_grace)
     for store_id in stock_stores:
-        candidates += stock_alerts(item_stock(lake, stock, store_id))
-    candidates += unusual_sales_alerts(day_sales(lake, sorted({d.store_id for d in dumps} | set(stock_stores))))
+        candidates += stock_alerts(item_stock(lake, stock, store_id, tables))
+    candidates += unusual_sales_alerts(day_sales(lake, {d.store_id for d in dumps} | set(stock_stores), tables))
 
     raised, state["alerts"] = deduplicate(candidates, state.get("alerts", {}), now=now, cooldown=settings.cooldown)
     run = AlertRun(raised=raised, true_now=len(candidates))

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from azure.functions.timer import TimerRequest
 
+from shared.core.aggregates import OUTPUTS
 from shared.local.generator import generate_store
 from shared.services.ingest_dump import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.app import app_container
+from tests.support.delta import delta_count
 
 
 @pytest.fixture
@@ -35,12 +37,13 @@ def test_timer_bindings(functions, name: str, setting: str) -> None:
 
 def test_compute_aggregates_timer_writes_the_aggregates(functions, app_home) -> None:
     functions["compute_aggregates"].get_user_function()(TimerRequest(past_due=False))
-    for name in ("sales_daily_sku", "sales_daily_category", "stock_current", "forecast", "data_quality"):
-        assert list(app_home.lake.list(f"aggregates/{name}/")), name
+    for name in OUTPUTS:  # every aggregate is a Delta table with the store's rows
+        assert delta_count(app_home.lake, f"aggregates/{name}", "store_id = 'S001'") > 0, name
     functions["compute_aggregates"].get_user_function()(TimerRequest(past_due=True))  # catching up: no harm
     events = [json.loads(line) for line in (app_home.settings.home / "telemetry" / "events.jsonl").open()]
-    runs = [e for e in events if e.get("name") == "AggregatesComputed"]
+    runs = [e["properties"] for e in events if e.get("name") == "AggregatesComputed"]
     assert len(runs) == 2
+    assert runs[0]["commits"] == len(OUTPUTS) and runs[1]["commits"] == 1, "the second run only refreshes the stock"
 
 
 def test_raise_alerts_timer_emits_each_alert_once(functions, app_home) -> None:

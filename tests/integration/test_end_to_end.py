@@ -4,12 +4,9 @@ databases and the event stream (not from our outputs)."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
@@ -22,14 +19,7 @@ from shared.services.ingest_dump import ingest_landed_dump
 from shared.services.raise_alerts import raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
 from shared.services.upload_dump import upload_dump
-
-
-def read_all(lake: FolderLake, prefix: str) -> list[dict]:
-    rows: list[dict] = []
-    for obj in lake.list(prefix):
-        if obj.path.endswith(".parquet"):
-            rows += pq.read_table(io.BytesIO(lake.get_bytes(obj.path))).to_pylist()
-    return rows
+from tests.support.delta import delta_rows
 
 
 def test_generate_ingest_apply_aggregate_alert(tmp_path: Path) -> None:
@@ -61,14 +51,15 @@ def test_generate_ingest_apply_aggregate_alert(tmp_path: Path) -> None:
         # Daily units per day = the store database's own sales, summed by UTC day.
         want_days = {d: u for d, u in db.execute("SELECT date(sold_at), sum(qty) FROM sales GROUP BY 1")}
         got_days: dict[str, int] = {}
-        for r in read_all(lake, f"aggregates/sales_daily_sku/store={s}/"):
+        for r in delta_rows(lake, "aggregates/sales_daily_sku", f"store_id = '{s}'").to_pylist():
             got_days[r["date"].isoformat()] = got_days.get(r["date"].isoformat(), 0) + r["units"]
         assert got_days == want_days
         # Current stock = the dump's count + the events' deltas (handbook §5), item by item.
         counted = dict(db.execute("SELECT sku, on_hand FROM stock"))
         want_stock = {k: counted.get(k, 0) + deltas.get((s, k), 0)
                       for k in set(counted) | {k for (st, k) in deltas if st == s}}
-        got_stock = {r["sku"]: r["on_hand"] for r in read_all(lake, f"aggregates/stock_current/store={s}/")}
+        current = delta_rows(lake, "aggregates/stock_current", f"store_id = '{s}'").to_pylist()
+        got_stock = {r["sku"]: r["on_hand"] for r in current}
         assert set(want_stock) <= set(got_stock), "every counted or sold sku has a stock row"
         assert {k: v for k, v in got_stock.items() if v is not None} == {k: v for k, v in want_stock.items()
                                                                          if k in got_stock}

@@ -21,6 +21,7 @@ from shared.services.ingest_dump import ingest_dump, ingest_landed_dump
 from shared.services.raise_alerts import AlertSettings, raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
 from shared.services.upload_dump import upload_dump
+from tests.support.delta import delta_rows
 from tests.support.dumps import make_dump
 
 SNAPSHOT = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
@@ -82,6 +83,39 @@ def test_low_stock_alerts_are_exactly_the_true_ones_and_do_not_repeat(world) -> 
     third = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=now + timedelta(minutes=30))
     assert kinds(third.raised) == {"LowStock": {sku}}
     assert low_stock_by_sql(db, {sku: -sell}) == expected | {sku}
+
+
+def test_low_stock_alerts_carry_the_baseline_items_vendors_and_forecast(world, tmp_path: Path) -> None:
+    """The item master (the baseline dump's rows of curated/items and curated/vendors) and the demand (the
+    forecast aggregate) are read from the Delta tables: every LowStock alert's lead time and days of cover
+    match those tables, read here independently."""
+    from shared.services.compute_aggregates import compute_aggregates
+
+    lake, stock, telemetry, db = world
+    now = SNAPSHOT + timedelta(hours=2)
+    compute_aggregates(lake=lake, stock=stock, telemetry=telemetry, scratch=tmp_path / "agg", now=now)
+    run = raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=now)
+    low = [a for a in run.raised if a.kind == "LowStock"]
+    assert {a.sku for a in low} == low_stock_by_sql(db)
+    dump_id = stock.baseline("S001").dump_id
+    where = f"store_id = 'S001' AND dump_id = '{dump_id}'"
+    vendor = dict(zip(*(delta_rows(lake, "curated/items", where, "sku, vendor_id").column(c).to_pylist()
+                        for c in ("sku", "vendor_id")), strict=True))
+    lead = dict(zip(*(delta_rows(lake, "curated/vendors", where, "vendor_id, lead_time_days").column(c).to_pylist()
+                      for c in ("vendor_id", "lead_time_days")), strict=True))
+    forecast = delta_rows(lake, "aggregates/forecast", "store_id = 'S001'", "sku, mean").to_pylist()
+    means: dict[str, list[float]] = {}
+    for r in forecast:
+        means.setdefault(r["sku"], []).append(r["mean"])
+    with_cover = 0
+    for a in low:
+        assert a.dimensions["leadTimeDays"] == lead.get(vendor[a.sku], 7), a.sku
+        mean = sum(means[a.sku]) / len(means[a.sku])
+        if mean > 0:
+            with_cover += 1
+            cover = max(a.dimensions["onHand"], 0) / mean  # the alert shows it to one decimal
+            assert a.dimensions["daysOfCover"] == pytest.approx(cover, abs=0.05 + 1e-9), a.sku
+    assert with_cover, "some low items sell, so they have a cover"
 
 
 def test_pipeline_health_alerts(world, tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ def event(eid: str, store: str, sku: str, qty: int, at: datetime, kind: str = "s
 def test_discovers_every_registered_function_from_the_app():
     found = {f.name: f.kind for f in discover()}
     assert found == {"ingest_dump": "blobTrigger", "apply_sales": "eventHubTrigger", "post_sales": "httpTrigger",
-                     "compute_aggregates": "timerTrigger", "raise_alerts": "timerTrigger"}
+                     "compute_aggregates": "timerTrigger", "raise_alerts": "timerTrigger",
+                     "maintain_lake": "timerTrigger"}
     apply_sales = next(f for f in discover() if f.name == "apply_sales")
     assert apply_sales.retry == RetryPolicy("exponential_backoff", 5, 0.0, 2.0, 60.0)
     assert [apply_sales.retry.delay(n) for n in (1, 2, 3, 6, 7)] == [2, 4, 8, 60, 60]
@@ -258,6 +259,7 @@ def test_serve_fires_timers_on_their_schedule_and_stops_cleanly(home, monkeypatc
 
     monkeypatch.setenv("ALERTS_SCHEDULE", "* * * * * *")  # every second
     monkeypatch.setenv("AGGREGATES_SCHEDULE", "0 0 0 1 1 *")
+    monkeypatch.setenv("MAINTAIN_SCHEDULE", "0 0 0 1 1 *")
     shared.bootstrap.reset_default_container()
     r = app_runner()
     t = threading.Thread(target=r.serve)

@@ -1,5 +1,5 @@
 """The dashboard: rendering from hand-made data (sections, numbers, escaping, messages for missing inputs, size),
-the lake readers on hand-written aggregate files, and the whole path on a small generated lake."""
+the lake readers on hand-written aggregate Delta tables, and the whole path on a small generated lake."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.aggregates import arrow_schema
+from shared.core.events import parse_event
 from shared.services.dashboard import (
     CHART_ITEMS,
     FORECAST_DAYS,
@@ -256,13 +256,24 @@ def test_last_7_days_are_calendar_days_ending_today() -> None:
     assert "Last 7 days (UTC, to 2026-11-27): <b>50</b> units</p>" in page
 
 
+def _receipt(stock: SqliteStockStore, store_id: str) -> None:
+    """A receipt applied to the stock store: the store has a count, and no dump or sale."""
+    event = parse_event(f'{{"eventId": "r-{store_id}", "storeId": "{store_id}", "type": "receipt", "occurredAt": '
+                        '"2026-11-27T06:00:00Z", "lines": [{"sku": "A-1", "qty": 4}]}', now=NOW)
+    assert stock.apply(store_id, [event]).applied == [f"r-{store_id}"]
+
+
 def test_a_store_without_sales_is_told_apart_from_no_aggregate_run(tmp_path: Path) -> None:
-    """After the aggregates ran (they write every store's stock_current), a store with no sales says so instead of
-    asking for an aggregate run; a store the aggregates have not seen yet still asks for one."""
+    """After the aggregates ran for a store (their state names every store of the run), a store with no sales
+    says so instead of asking for an aggregate run; a store the aggregates have not seen yet still asks."""
+    from shared.services.compute_aggregates import compute_aggregates
+
     lake = FolderLake(tmp_path / "lake")
     stock = SqliteStockStore(tmp_path / "stock.sqlite")
     try:
-        _write(lake, "aggregates/stock_current/store=S1/part-0.parquet", "stock_current", [])
+        _receipt(stock, "S1")
+        run = compute_aggregates(lake=lake, stock=stock, telemetry=MemoryTelemetry(), scratch=tmp_path / "s", now=NOW)
+        assert run.stores == ["S1"] and run.stock_rows == 1
         lake.put_bytes("alerts/state.json", json.dumps({"updatedAt": "2026-11-27T07:00:00Z", "active": [
             {"kind": "StaleDump", "severity": "error", "severityLevel": 1, "storeId": "S2", "reason": "x"}]}).encode())
         data = gather_dashboard_data(lake=lake, stock=stock, now=NOW)
@@ -301,11 +312,14 @@ def test_size_is_bounded_for_a_big_chain() -> None:
 # --- reading the lake ---------------------------------------------------------------------------------
 
 
-def _write(lake: FolderLake, path: str, name: str, rows: list[dict]) -> None:
-    table = pa.Table.from_pylist(rows, schema=arrow_schema(name))
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    lake.put_bytes(path, sink.getvalue().to_pybytes())
+def _write(lake: FolderLake, name: str, rows: list[dict]) -> None:
+    """Append ``rows`` to the Delta table ``aggregates/<name>`` as the contract describes it (partitioned by
+    store_id), with delta-rs directly, not with the service that writes them."""
+    from deltalake import write_deltalake
+
+    uri, options = lake.delta_location(f"aggregates/{name}")
+    write_deltalake(uri, pa.Table.from_pylist(rows, schema=arrow_schema(name)), mode="append",
+                    partition_by=["store_id"], storage_options=options)
 
 
 def test_readers_on_hand_written_aggregates(tmp_path: Path) -> None:
@@ -316,14 +330,15 @@ def test_readers_on_hand_written_aggregates(tmp_path: Path) -> None:
         d = first + timedelta(days=k)
         rows = [{"store_id": "S1", "date": d, "category": c, "units": k + u, "lines": 1, "skus": 1, "revenue": None,
                  "cost": None, "margin": None, "revenue_with_cost": None} for c, u in (("Dairy", 1), (None, 2))]
-        _write(lake, f"aggregates/sales_daily_category/store=S1/date={d}/part-0.parquet", "sales_daily_category", rows)
+        _write(lake, "sales_daily_category", rows)  # a commit per day, as an incremental run makes
+    _write(lake, "sales_daily_category", [{**rows[0], "store_id": "S'2"}])  # another store's day, quoted right
     sales = read_sales(lake, "S1")
     assert len(sales) == TREND_DAYS and sales[-1].day == first + timedelta(days=69)
     assert sales[-1].units == 69 * 2 + 3 and sales[-1].revenue is None
 
     fc = [{"store_id": "S1", "sku": sku, "date": first + timedelta(days=70 + h), "mean": 2.0, "lower": 0.04,
            "upper": 3.96} for sku in ("A", "B", "C", "D") for h in range(28)]
-    _write(lake, "aggregates/forecast/store=S1/part-0.parquet", "forecast", fc)
+    _write(lake, "forecast", fc)
     band = read_forecast(lake, "S1")
     assert len(band) == FORECAST_DAYS and band[0].day == first + timedelta(days=70)
     assert band[0].mean == pytest.approx(8.0)
@@ -338,27 +353,31 @@ def test_readers_on_hand_written_aggregates(tmp_path: Path) -> None:
         rows = [{**base, "rule": "", "action": "total", "rule_count": k}]
         if k:
             rows.append({**base, "rule": "bad_number", "action": "reject", "rule_count": k})
-        _write(lake, f"aggregates/data_quality/store=S1/date={d}/d{k}.parquet", "data_quality", rows)
+        _write(lake, "data_quality", rows)
     quality, source = read_quality(lake, "S1")
     assert source == "aggregates" and len(quality) == QUALITY_DAYS
     assert quality[-1] == QualityDay(first + timedelta(days=19), "sales", 100, 81, 19, (("bad_number", "reject", 19),))
 
     assert read_sales(lake, "S2") == [] and read_forecast(lake, "S2") == []
     assert read_quality(lake, "S2") == ([], "")
+    assert [d.units for d in read_sales(lake, "S'2")] == [70]
 
 
 def test_a_broken_input_spoils_one_section_not_the_page(tmp_path: Path) -> None:
     lake = FolderLake(tmp_path / "lake")
     stock = SqliteStockStore(tmp_path / "stock.sqlite")
     try:
-        _write(lake, "aggregates/stock_current/store=S1/part-0.parquet", "stock_current", [])
-        lake.put_bytes("aggregates/forecast/store=S1/part-0.parquet", b"not parquet")
+        _receipt(stock, "S1")
+        _write(lake, "forecast", [{"store_id": "S1", "sku": "A-1", "date": date(2026, 11, 28), "mean": 1.0,
+                                   "lower": 0.0, "upper": 2.0}])
+        for data_file in (tmp_path / "lake/aggregates/forecast").rglob("*.parquet"):
+            data_file.write_bytes(b"not parquet")  # a damaged data file of the forecast table
         lake.put_bytes("alerts/state.json", b"{not json")
         data = gather_dashboard_data(lake=lake, stock=stock, now=NOW)
     finally:
         stock.close()
     assert [s.store_id for s in data.stores] == ["S1"]
-    assert any("forecast of store S1" in p for p in data.stores[0].problems)
+    assert [p for p in data.stores[0].problems if "forecast of store S1" in p]
     assert data.alerts is None and any("not valid JSON" in p for p in data.problems)
     page = render_dashboard(data)
     assert "could not read the forecast of store S1" in page and "No alert run yet" in page

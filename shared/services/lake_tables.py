@@ -1,0 +1,37 @@
+"""A run's snapshots of the lake's Delta tables (aggregates, alerts, dashboard): each table opened once per
+run and queried with delta-rs's engine (see :class:`~shared.adapters.delta_tables.DeltaTables`).
+
+Never read a Delta table through ``DeltaTable.to_pyarrow_dataset()`` / ``to_pyarrow_table()``: in this
+environment most processes that did aborted at exit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.adapters.delta_tables import DeltaTables, column_names, sql_list
+from shared.adapters.lake import Lake
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+
+class Snapshots(DeltaTables):
+    """The lake's Delta tables as one run sees them: each opened when first used, then kept."""
+
+    def __init__(self, lake: Lake) -> None:
+        super().__init__(lake, keep_open=True)
+
+    def table(self, path: str) -> DeltaTable | None:
+        """The table at lake path ``path`` as first opened in this run; None when there was no table."""
+        return self.open(path)
+
+
+def replace_rows(tables: DeltaTables, path: str, data: pa.Table, predicate: str | None, *,
+                 partition_by: tuple[str, ...] = ("store_id",), metadata: dict[str, str] | None = None) -> None:
+    """:meth:`DeltaTables.replace` (kept for the aggregates' publisher)."""
+    tables.replace(path, data, predicate, partition_by=partition_by, metadata=metadata)
+
+
+__all__ = ["Snapshots", "column_names", "replace_rows", "sql_list"]
