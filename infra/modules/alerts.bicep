@@ -18,6 +18,7 @@ var rules = [
   { kind: 'StaleDump', query: loadTextContent('../alerts/StaleDump.kql'), severity: 1, frequency: 'PT15M', window: 'PT1H', dimension: 'storeId' }
   { kind: 'DumpQuarantined', query: loadTextContent('../alerts/DumpQuarantined.kql'), severity: 1, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
   { kind: 'IngestFailure', query: loadTextContent('../alerts/IngestFailure.kql'), severity: 0, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
+  { kind: 'DumpHistoryChanged', query: loadTextContent('../alerts/DumpHistoryChanged.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId' }
   { kind: 'UnusualSales', query: loadTextContent('../alerts/UnusualSales.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId' }
   { kind: 'EventBatchSetAside', query: loadTextContent('../alerts/EventBatchSetAside.kql'), severity: 1, frequency: 'PT5M', window: 'PT5M', dimension: '' }
   { kind: 'EventsDeadLettered', query: loadTextContent('../alerts/EventsDeadLettered.kql'), severity: 2, frequency: 'PT15M', window: 'PT15M', dimension: 'reason' }

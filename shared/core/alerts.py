@@ -49,6 +49,12 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
               "failed",
               "look at the ingest_dump function's failures in Application Insights; rerun with "
               "`inventory ingest` once fixed"),
+    AlertKind("DumpHistoryChanged", WARNING, "a store's dump brought other values for lines the lake already "
+              "held (changed_since_ingested: an edited quantity, price, sku or time); once per dump that brought "
+              "a change not reported before",
+              "ask the store why past sales or receipts were edited (a void re-rung as an edit, a POS bug, a "
+              "restored backup); the lake kept the first version, the new values are in rejected/<table> with "
+              "reason_code changed_since_ingested and kept_dump_id"),
     AlertKind("UnusualSales", WARNING, "a store x sku sold far outside its forecast interval on the last "
               "complete day (at least 5 units off)", "check for a promotion, a pricing or scanning error, "
               "theft, or a stock-out; confirm the count"),
@@ -112,6 +118,7 @@ class StoreDumps:
     last_snapshot_at: datetime | None  # the latest ingested dump's snapshot time; None: never ingested
     quarantined: tuple[tuple[str, str, str], ...] = ()  # (key, reason_code, reason) of quarantined dumps
     unprocessed: tuple[tuple[str, datetime], ...] = ()  # (raw path, landed at) with no manifest/quarantine
+    history_changed: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()  # (dump id, ((table, lines),))
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,14 @@ def dump_alerts(stores: Iterable[StoreDumps], *, now: datetime, stale_after: tim
             out.append(Alert("DumpQuarantined", ERROR, s.store_id,
                              f"a dump of store {s.store_id} was quarantined ({code}): {reason}", key,
                              dimensions={"reasonCode": code, "quarantineKey": key}))
+        for dump_id, changed in s.history_changed:
+            lines = sum(n for _, n in changed)
+            what = ", ".join(f"{n} {table} line(s)" for table, n in changed)
+            out.append(Alert("DumpHistoryChanged", WARNING, s.store_id,
+                             f"dump {dump_id} of store {s.store_id} changed {what} the lake already held: the lake "
+                             "kept the first version; the new values are in rejected/ (changed_since_ingested)",
+                             dump_id, dimensions={"dumpId": dump_id, "linesChanged": lines,
+                                                  **{f"{table}Changed": n for table, n in changed}}))
         for path, landed in s.unprocessed:
             if now - landed > ingest_grace:
                 minutes = (now - landed).total_seconds() / 60

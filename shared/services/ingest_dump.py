@@ -702,8 +702,12 @@ def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing
     sql = (f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
            f"'{dump_id}' AS dump_id, {'m.kept_dump_id' if table.fact else 'NULL::VARCHAR'} AS kept_dump_id "
            f"FROM read_parquet('{unsorted}') r {kept} WHERE {fresh} ORDER BY _row")
-    fin.counts["rejected_written"] = con.sql(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
-    return con.sql(sql).to_arrow_reader(REJECTED_BATCH) if fin.counts["rejected_written"] else None
+    written, changed = con.sql(f"SELECT count(*), count(*) FILTER (WHERE reason_code = 'changed_since_ingested') "
+                               f"FROM ({sql})").fetchall()[0]
+    fin.counts["rejected_written"] = written
+    if table.fact:  # changes not reported before (a change seen again on a later night was reported then)
+        fin.counts["changed_written"] = changed
+    return con.sql(sql).to_arrow_reader(REJECTED_BATCH) if written else None
 
 
 def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: str, dump_id: str) -> str:  # noqa: ANN001

@@ -188,7 +188,9 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
     manifests = _cached_records(lake, cache.setdefault("manifests", {}), "manifests", ".json", stores,
                                 lambda store, m: {"store": store, "snapshotAt": m.get("snapshot_at"),
                                                   "sources": _present(m.get("source_name")),
-                                                  "shas": _present(m.get("sha256"), m.get("received_sha256"))})
+                                                  "shas": _present(m.get("sha256"), m.get("received_sha256")),
+                                                  "dump": m.get("dump_id"), "ingestedAt": m.get("ingested_at"),
+                                                  "changed": _changed_lines(m)})
     quarantines = _cached_records(lake, cache.setdefault("quarantines", {}), "quarantine", "/reason.json", stores,
                                   lambda store, r: {"store": store, "code": r.get("reason_code", "?"),
                                                     "reason": r.get("reason", ""), "at": r.get("quarantined_at"),
@@ -204,6 +206,11 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
         snap = _parse_time(m["snapshotAt"])
         if snap is not None and (m["store"] not in latest or snap > latest[m["store"]]):
             latest[m["store"]] = snap
+    changed: dict[str, list[tuple[str, tuple[tuple[str, int], ...]]]] = {}
+    for m in manifests.values():
+        at = _parse_time(m.get("ingestedAt"))
+        if m.get("changed") and at is not None and now - at <= LOOKBACK:
+            changed.setdefault(m["store"], []).append((m["dump"], tuple(tuple(c) for c in m["changed"])))
     recent_q: dict[str, list[tuple[str, str, str]]] = {}
     for path, q in quarantines.items():
         processed.setdefault(q["store"], set()).update(q["sources"])
@@ -227,8 +234,14 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
             continue
         unprocessed.setdefault(store, []).append((obj.path, landed))
     cache["raw"] = kept
-    return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))))
-            for s in sorted(stores)]
+    return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))),
+                       tuple(sorted(changed.get(s, [])))) for s in sorted(stores)]
+
+
+def _changed_lines(manifest: dict) -> list[list]:
+    """[[table, lines]] of the fact tables in which the dump brought changes not reported before."""
+    return [[name, t["changed_written"]] for name, t in sorted(manifest.get("tables", {}).items())
+            if isinstance(t, dict) and t.get("changed_written")]
 
 
 def _baseline_rows(tables: Snapshots, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:

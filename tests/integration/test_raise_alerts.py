@@ -143,6 +143,39 @@ def test_pipeline_health_alerts(world, tmp_path: Path) -> None:
     assert [a.store_id for a in stale] == ["S001"] and "check the store agent" in stale[0].reason
 
 
+def test_a_dump_that_changed_history_alerts_once_and_a_later_night_with_the_same_change_does_not(
+        world, tmp_path: Path) -> None:
+    from tests.support.dumps import next_night
+
+    lake, stock, telemetry, db = world
+    edited = next_night(db, tmp_path / "n2.sqlite", 4)
+    with sqlite3.connect(edited) as con:
+        con.execute("UPDATE sales SET qty = qty + 2 WHERE rowid IN (1, 2)")
+    night2 = ingest_dump(edited, "S001", lake=lake, telemetry=telemetry, scratch=tmp_path)
+    assert night2.manifest["tables"]["sales"]["changed_written"] == 2, night2.manifest["tables"]["sales"]
+    now = datetime.now(UTC) + timedelta(minutes=5)
+    raised = [a for a in raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=now).raised
+              if a.kind == "DumpHistoryChanged"]
+    assert [(a.store_id, a.subject) for a in raised] == [("S001", night2.dump_id)]
+    assert raised[0].to_json()["salesChanged"] == 2 and "kept the first version" in raised[0].reason
+    events = [props for name, props in telemetry.events if name == "DumpHistoryChanged"]
+    assert events and events[-1]["dumpId"] == night2.dump_id
+
+    night3 = next_night(edited, tmp_path / "n3.sqlite", 0)  # the same edit again, and a new count time
+    with sqlite3.connect(night3) as con:
+        con.execute("UPDATE stock SET counted_at = '2026-11-28 23:00:00'")
+    from shared.services.ingest_dump import IngestLimits
+
+    # Read whole (a full night: the change is seen again), it counts the change but reports nothing new.
+    third = ingest_dump(night3, "S001", lake=lake, telemetry=telemetry, scratch=tmp_path,
+                        limits=IngestLimits(full_check_days=0))
+    assert third.manifest["tables"]["sales"]["changed_since_ingested"] == 2
+    assert third.manifest["tables"]["sales"]["changed_written"] == 0  # reported on night 2
+    later = [a for a in raise_alerts(lake=lake, stock=stock, telemetry=telemetry, now=now).raised
+             if a.kind == "DumpHistoryChanged"]
+    assert later == []
+
+
 def test_unusual_sales_flags_the_spike_and_little_else(tmp_path: Path) -> None:
     """A generated store, one sku sold ten times its usual on the last complete day: compute_aggregates
     writes the day's check, raise_alerts pages for that sku."""

@@ -91,10 +91,20 @@ def test_unusual_sales_needs_the_interval_and_a_real_difference() -> None:
 def test_every_kind_has_a_rule_that_emits_it() -> None:
     emitted = {a.kind for a in stock_alerts([item(-1)])}
     emitted |= {a.kind for a in dump_alerts(
-        [StoreDumps("S", NOW - timedelta(days=3), (("k", "c", "r"),), (("raw/x", NOW - timedelta(hours=2)),))],
+        [StoreDumps("S", NOW - timedelta(days=3), (("k", "c", "r"),), (("raw/x", NOW - timedelta(hours=2)),),
+                    (("d1", (("sales", 2),)),))],
         now=NOW, stale_after=STALE, ingest_grace=GRACE)}
     emitted |= {a.kind for a in unusual_sales_alerts([DaySales("S", "A", "d", 50, 5, 1, 9)])}
     assert emitted == {k.name for k in ALERT_KINDS}
+
+
+def test_a_dump_that_changed_history_raises_one_alert_naming_it_and_its_counts() -> None:
+    (alert,) = dump_alerts([StoreDumps("S1", NOW, history_changed=(("d1", (("receipts", 1), ("sales", 3))),))],
+                           now=NOW, stale_after=STALE, ingest_grace=GRACE)
+    assert (alert.kind, alert.store_id, alert.subject, alert.severity) == ("DumpHistoryChanged", "S1", "d1", 2)
+    assert alert.to_json()["linesChanged"] == 4 and alert.to_json()["salesChanged"] == 3
+    assert "3 sales line(s)" in alert.reason and "1 receipts line(s)" in alert.reason
+    assert dump_alerts([StoreDumps("S1", NOW)], now=NOW, stale_after=STALE, ingest_grace=GRACE) == []
 
 
 def low(on_hand: int, sku: str = "A-1") -> Alert:
