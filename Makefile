@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 export AZURITE_BLOB_PORT ?= 10000
 export COSMOS_SERVER_PORT ?= 8081
 
-.PHONY: demo test lint infra-check bench bench-ingest bench-events bench-aggregate bench-forecast bench-lake clean help
+.PHONY: demo test lint infra-check bench bench-ingest bench-nightly bench-layout bench-events bench-aggregate bench-forecast bench-lake clean help
 help:
 	@echo "make demo   - the pipeline on generated stores, locally; make demo EMULATORS=1: on Azurite and the"
 	@echo "              npm Cosmos-API server (needs Node.js; starts and stops them)"
 	@echo "make test   - lint (ruff; checkov on infra/) + the whole test suite (starts and stops the local servers)"
-	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest,"
+	@echo "make bench  - every benchmark (bench/), not part of the tests; or one: make bench-ingest, bench-nightly,"
+	@echo "              bench-layout (a year of nightly Delta commits, before and after maintain_lake),"
 	@echo "              bench-events, bench-aggregate (50M lines: needs ~11 GB RAM for pandas), bench-forecast,"
 	@echo "              bench-lake (many small files to and from Azurite, with an emulated round trip)"
 
@@ -66,10 +67,16 @@ test: $(BIN)/.installed node_modules/.installed lint
 	scripts/devservers.sh start
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; scripts/devservers.sh stop; exit $$rc
 
-bench: bench-ingest bench-events bench-forecast bench-lake bench-aggregate
+bench: bench-ingest bench-nightly bench-layout bench-events bench-forecast bench-lake bench-aggregate
 
 bench-ingest: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
+
+bench-nightly: $(BIN)/.installed
+	$(BIN)/python bench/nightly.py
+
+bench-layout: $(BIN)/.installed
+	$(BIN)/python bench/lake_layout.py
 
 bench-events: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/events.py

@@ -277,7 +277,8 @@ def _added(values: dict[str, str], local: Path, partition_by: Sequence[str]) -> 
 
 def _stats(meta) -> dict:  # noqa: ANN001 - pyarrow FileMetaData
     """Delta file statistics from the Parquet footer: numRecords, nullCount, and min/max of the columns readers
-    filter on (integers, floats, dates, timestamps). Raw footer values are used: pyarrow's converted ones
+    filter on (integers, floats, dates, timestamps, short text: a store's sale ids prune a store's files when
+    the ingest looks up the window's keys). Raw footer values are used: pyarrow's converted ones
     (``statistics.min`` of a zoned timestamp) import pandas (~40 MB, ~0.2 s) on first use."""
     nulls: dict[str, int] = {}
     lo: dict[str, object] = {}
@@ -285,23 +286,32 @@ def _stats(meta) -> dict:  # noqa: ANN001 - pyarrow FileMetaData
     for i in range(meta.num_columns):
         column = meta.schema.column(i)
         kind = column.logical_type.type
-        wanted = kind in ("TIMESTAMP", "DATE") or (kind in ("NONE", "INT") and column.physical_type in (
+        wanted = kind in ("TIMESTAMP", "DATE", "STRING") or (kind in ("NONE", "INT") and column.physical_type in (
             "INT32", "INT64", "FLOAT", "DOUBLE"))
         groups = [meta.row_group(g).column(i).statistics for g in range(meta.num_row_groups)]
         if all(st is not None and st.has_null_count for st in groups):
             nulls[column.name] = sum(st.null_count for st in groups)
         bounds = [(st.min_raw, st.max_raw) for st in groups if st is not None and st.has_min_max]
         if wanted and bounds and len(bounds) == len(groups):
-            lo[column.name] = _stat_value(min(b[0] for b in bounds), column)
-            hi[column.name] = _stat_value(max(b[1] for b in bounds), column)
+            low, high = min(b[0] for b in bounds), max(b[1] for b in bounds)
+            if kind == "STRING" and (len(low) > MAX_STRING_STAT or len(high) > MAX_STRING_STAT):
+                continue  # Parquet may have truncated them: not exact bounds (ids and skus are short)
+            lo[column.name] = _stat_value(low, column)
+            hi[column.name] = _stat_value(high, column)
     return {"numRecords": meta.num_rows, "nullCount": nulls, "minValues": lo, "maxValues": hi}
 
 
-def _stat_value(raw: int | float, column) -> object:  # noqa: ANN001 - a pyarrow ColumnSchema
+MAX_STRING_STAT = 32
+"""Text bounds longer than this are left out of a file's statistics (Parquet writers may truncate them)."""
+
+
+def _stat_value(raw: int | float | bytes, column) -> object:  # noqa: ANN001 - a pyarrow ColumnSchema
     """A footer's raw min/max as Delta's statistics write it (ISO text for dates and timestamps)."""
     import datetime as dt
 
     kind = column.logical_type.type
+    if kind == "STRING":
+        return raw.decode("utf-8", errors="replace")
     if kind == "DATE":
         return (dt.date(1970, 1, 1) + dt.timedelta(days=int(raw))).isoformat()
     if kind == "TIMESTAMP":

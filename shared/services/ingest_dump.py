@@ -671,7 +671,7 @@ def _leave_out(fin: Finishing, rows):  # noqa: ANN001
 
 
 def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
-                   store_id: str, dump_id: str) -> pa.RecordBatchReader | None:
+                   store_id: str, dump_id: str, window: str | None = None) -> pa.RecordBatchReader | None:
     """This table's rejected rows, in dump order, as a stream (None when there are none): rows set aside by
     row-level rules as read; duplicates and changed lines as parsed (the values of a duplicate are, by
     definition, those of the copy kept). A changed line names the dump whose version the lake kept
@@ -698,7 +698,7 @@ def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing
                 "(FORMAT parquet, COMPRESSION lz4)")
     columns = ", ".join(f"CAST(r.{q(c)} AS VARCHAR) AS {q(c)}" for c in table.column_names)
     kept = (f"LEFT JOIN match_{name} m USING (_row)" if table.fact else "")
-    fresh = _not_rejected_before(con, tables, table, store_id=store_id, dump_id=dump_id)
+    fresh = _not_rejected_before(con, tables, table, store_id=store_id, dump_id=dump_id, window=window)
     sql = (f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
            f"'{dump_id}' AS dump_id, {'m.kept_dump_id' if table.fact else 'NULL::VARCHAR'} AS kept_dump_id "
            f"FROM read_parquet('{unsorted}') r {kept} WHERE {fresh} ORDER BY _row")
@@ -710,12 +710,17 @@ def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing
     return con.sql(sql).to_arrow_reader(REJECTED_BATCH) if written else None
 
 
-def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: str, dump_id: str) -> str:  # noqa: ANN001
+def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: str, dump_id: str,  # noqa: ANN001
+                         window: str | None) -> str:
     """A condition on the rejected rows (alias ``r``) that keeps those the store's rejected table does not
-    hold yet from another dump (same values as text, same reason); ``true`` when there is no such table."""
+    hold yet from another dump (same values as text, same reason); ``true`` when there is no such table.
+    ``window``: only the window was read (its rows' event time, as text, is after this mark), so only the
+    rejected rows of the window can be the same."""
     cols = ", ".join(q(c) for c in table.column_names)
-    prior = tables.query(f"SELECT DISTINCT {cols}, reason_code FROM t WHERE store_id = {literal(store_id)} "
-                         f"AND dump_id <> {literal(dump_id)}", t=f"rejected/{table.name}")
+    where = f"store_id = {literal(store_id)} AND dump_id <> {literal(dump_id)}"
+    if window is not None:
+        where += f" AND {table.event_time} > {literal(window)}"
+    prior = tables.query(f"SELECT DISTINCT {cols}, reason_code FROM t WHERE {where}", t=f"rejected/{table.name}")
     if prior is None:
         return "true"
     con.register("prior_stream", prior)
@@ -873,7 +878,7 @@ def _checked(parts: Iterable[pa.Table], held) -> Iterator[pa.Table]:  # noqa: AN
 
 def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # noqa: ANN001
                    finishing: dict[str, Finishing], held, *, store_id: str, dump_id: str,  # noqa: ANN001
-                   snapshot_at: datetime, say: ProgressFn, scratch: Path, windowed: set[str]) -> dict[str, int]:
+                   snapshot_at: datetime, say: ProgressFn, scratch: Path, windowed: dict[str, str]) -> dict[str, int]:
     """Commit each table's curated rows, then its rejected rows, one Delta commit each; returns the version
     of each commit (``{"curated/sales": 7, ...}``). Called holding the store's lock."""
     versions: dict[str, int] = {}
@@ -888,7 +893,8 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
         common = {"store_id": store_id, "dump_id": dump_id, "held": held, "versions": versions, "scratch": scratch}
         _commit(tables, f"curated/{name}", curated,
                 partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
-        rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id)
+        rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
+                                  window=windowed.get(name))
         _commit(tables, f"rejected/{name}", _tables_of(rejected), partition_by=SNAPSHOT_PARTITIONS, **common)
         counts = fin.counts
         say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
@@ -1145,7 +1151,7 @@ def ingest_dump(
                     t0 = time.monotonic()
                     versions = _commit_tables(con, DeltaTables(lake), staged, finishing, held, store_id=store_id,
                                               dump_id=dump_id, snapshot_at=snap, say=say, scratch=work,
-                                              windowed={n for n, p in plans.items() if p.incremental})
+                                              windowed={n: p.hwm for n, p in plans.items() if p.incremental})
                     timings["commit"] = round(time.monotonic() - t0, 3)
                     timings["total"] = round(time.monotonic() - started, 3)
                     manifest = {
