@@ -1,23 +1,22 @@
-"""Writing Hive-partitioned Parquet from a stream of Arrow batches, fast and in bounded memory.
+"""Spooling a stream of Arrow batches by partition, fast and in bounded memory; reading small Parquet objects.
 
 DuckDB's ``COPY … PARTITION_BY`` and pyarrow's dataset writer were measured on 5M sale lines over 365 days
 (2 cores): DuckDB took 7.4 s (4x an unpartitioned write), pyarrow's writer 2.8 s but 510+ MB, because both
 keep every partition's rows buffered while the input is unordered. Here the stream is first spooled to one
 Arrow IPC file per partition (:class:`PartitionSpool`: each batch's runs of one partition value are
-appended to that partition's spool, sorting the batch first only when it is not already in order), then each
-partition is read back, optionally transformed, and written as one Parquet file (:func:`write_partitions`,
-two at a time). Memory is bounded by one batch plus the two largest partitions.
+appended to that partition's spool, sorting the batch first only when it is not already in order); each
+partition is then read back whole, one at a time.
 
-Ingestion spools a dump's rows while it reads them (the reading and the spooling overlap) and writes the
-partitions once it knows which rows to leave out (duplicates, lines already in the lake).
+Ingestion spools a dump's rows by day while it reads them (the reading and the spooling overlap) and reads
+the days back, in order, once it knows which rows to leave out (duplicates, lines already in the lake), for
+the Delta commit (``DeltaTables.append_parts``).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,45 +135,3 @@ def _is_sorted(keys: pa.Array) -> bool:
     if len(keys) < 2:
         return True
     return bool(pc.all(pc.less_equal(keys[:-1], keys[1:])).as_py())
-
-
-def write_partitions(
-    spool: PartitionSpool,
-    folder: Path,
-    file_name: str,
-    *,
-    transform: Callable[[str, pa.Table], pa.Table | None] | None = None,
-    column: str | None = None,
-    compression: str = "zstd",
-    use_dictionary: bool | list[str] = True,
-    threads: int = 2,
-) -> dict[str, int]:
-    """Write each spooled partition as ``folder/<column>=<value>/<file_name>.parquet`` (``column``: the
-    spool's partition column unless given).
-
-    ``transform(value, rows)`` may change a partition's rows (drop some, add columns) or return None to
-    write nothing for it. Returns rows written per partition value (partitions left empty are absent).
-    """
-    import pyarrow.parquet as pq
-
-    spool.close()
-    folder = Path(folder)
-
-    def write_one(key: str) -> tuple[str, int]:
-        table = spool.read(key)
-        if transform is not None:
-            table = transform(key, table)
-        if table is None or table.num_rows == 0:
-            return key, 0
-        target = folder / f"{column or spool.column}={key}" / f"{file_name}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, target, compression=compression, row_group_size=262_144,
-                       use_dictionary=use_dictionary)
-        return key, table.num_rows
-
-    if threads <= 1:
-        written = dict(map(write_one, spool.keys()))
-    else:  # Parquet encoding releases the GIL: two partitions at a time use both cores.
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            written = dict(pool.map(write_one, spool.keys()))
-    return {k: n for k, n in written.items() if n}

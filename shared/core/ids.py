@@ -33,10 +33,6 @@ def dump_id_from_sha256(sha256_hex: str) -> str:
     return sha256_hex[:24]
 
 
-def dump_id_of_output(path: str) -> str:
-    """The dump a lake output file belongs to, from its name: ``<dump_id>-<n>.parquet`` (curated sales and
-    receipts, one per day) or ``<dump_id>.parquet`` (snapshot tables, rejected rows)."""
-    return path.rsplit("/", 1)[-1].removesuffix(".parquet").split("-", 1)[0]
 
 
 _DUMP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
