@@ -112,11 +112,10 @@ print(json.dumps({"curated": curated, "rejected": rchar() - before}))
 """
 
 
-def bytes_read(home: Path, manifest: dict, dump: Path) -> dict:
+def bytes_read(home: Path, manifest: dict) -> dict:
     """The next night's reads of the lake, replayed (see the module docstring), and the history's size."""
-    mark = manifest["tables"]["sales"]["history"]["mark"]
-    with sqlite3.connect(dump) as con:  # the window's key range, as the ingest computes it from its rows
-        low, high = con.execute("SELECT min(sale_id), max(sale_id) FROM sales WHERE sold_at > ?", (mark,)).fetchone()
+    lookup = manifest["tables"]["sales"]["lake_lookup"]  # the window's key range, as the ingest recorded it
+    low, high = lookup["key_from"], lookup["key_to"]
     out = subprocess.run([sys.executable, "-c", REPLAY, str(home / "lake"), json.dumps(manifest), low, high],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     found = json.loads(out.stdout)
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, first, second))
             detail[label] = (home, json.loads(second.stdout))
         ours_home, ours_manifest = detail["ours"]
-        read = bytes_read(ours_home, ours_manifest, night2)
+        read = bytes_read(ours_home, ours_manifest)
     finally:
         if args.baseline != "none" and not args.keep:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",

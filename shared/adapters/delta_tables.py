@@ -119,37 +119,39 @@ class DeltaTables:
 
     def _write_files(self, path: str, parts: Iterable[pa.Table], partition_by: Sequence[str],
                      scratch: Path) -> tuple[list[tuple[str, Path, object]], pa.Schema | None]:
-        """Write the parts as Parquet files under ``scratch``: (path in the table, local file, AddAction)."""
-        import uuid
+        """Write the parts as Parquet files under ``scratch``: (path in the table, local file, AddAction).
 
-        import pyarrow.parquet as pq
+        One thread encodes a part while the caller's generator builds the next (Parquet encoding releases
+        the GIL): at most two parts in memory."""
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         files: list[tuple[str, Path, object]] = []
         schema = self._schema_of(path)  # the table's, when there is one
-        writer = current = local = None
-        try:
-            for part in parts:
-                if not part.num_rows:
-                    continue
-                if schema is None:
-                    schema = delta_ready(part.schema)
-                part = part.select(schema.names).cast(schema)
-                values = {c: str(part.column(c)[0].as_py()) for c in partition_by}
-                if values != current:
-                    if writer is not None:
-                        writer.close()
-                        files.append(_added(current, local, partition_by))
-                    current = values
-                    local = scratch / f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-                    writer = pq.ParquetWriter(local, pa_schema_without(schema, partition_by), compression="zstd")
-                writer.write_table(part.drop_columns(list(partition_by)), row_group_size=ROW_GROUP_ROWS)
-            if writer is not None:
-                writer.close()
-                files.append(_added(current, local, partition_by))
-                writer = None
-        finally:
-            if writer is not None:
-                writer.close()
+        file = None
+        pending: Future | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="parquet") as encoder:
+            try:
+                for part in parts:
+                    if not part.num_rows:
+                        continue
+                    schema = schema or delta_ready(part.schema)
+                    part = part.select(schema.names).cast(schema)
+                    values = {c: str(part.column(c)[0].as_py()) for c in partition_by}
+                    if pending is not None:
+                        pending.result()
+                    if file is None or values != file.values:
+                        if file is not None:
+                            files.append(file.close())
+                        file = _PartitionFile(scratch, values, schema, partition_by)
+                    pending = encoder.submit(file.write, part)
+                if pending is not None:
+                    pending.result()
+                if file is not None:
+                    files.append(file.close())
+                    file = None
+            finally:
+                if file is not None:
+                    file.abandon()
         return files, schema
 
     def _schema_of(self, path: str) -> pa.Schema | None:
@@ -239,6 +241,30 @@ class DeltaTables:
         """:meth:`query`, read whole (for small results: a dump's snapshot rows, a store's keys)."""
         found = self.query(sql, **tables)
         return found.read_all() if found is not None else None
+
+
+class _PartitionFile:
+    """One Parquet file of a commit: the rows of one partition, written as they come."""
+
+    def __init__(self, scratch: Path, values: dict[str, str], schema: pa.Schema, partition_by: Sequence[str]) -> None:
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        self.values, self.partition_by = values, list(partition_by)
+        self.local = scratch / f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+        self.writer = pq.ParquetWriter(self.local, pa_schema_without(schema, partition_by), compression="zstd")
+
+    def write(self, part: pa.Table) -> None:
+        self.writer.write_table(part.drop_columns(self.partition_by), row_group_size=ROW_GROUP_ROWS)
+
+    def close(self) -> tuple[str, Path, object]:
+        self.writer.close()
+        return _added(self.values, self.local, self.partition_by)
+
+    def abandon(self) -> None:
+        self.writer.close()
+        self.local.unlink(missing_ok=True)
 
 
 def delta_ready(schema: pa.Schema) -> pa.Schema:

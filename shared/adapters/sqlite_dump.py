@@ -56,6 +56,9 @@ class ReadLimits:
     max_rows_per_table: int = 100_000_000
     query_timeout_s: float = 900.0
     batch_rows: int = 65_536
+    # False only for a second reader of a dump whose first reader runs quick_check (the ingest's history
+    # check): a damaged file still fails the ingest there, and here only makes the check fail.
+    quick_check: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_rows <= 4_194_304:

@@ -42,6 +42,8 @@ def open_checked(path: str, limits: dict) -> sqlite3.Connection:
     for pragma in ("query_only=ON", "trusted_schema=OFF", "mmap_size=0", "cell_size_check=ON",
                    "temp_store=MEMORY"):
         con.execute(f"PRAGMA {pragma}")
+    if not limits.get("quick_check", True):  # a second reader of a file the first one checks (ingest_history)
+        return con
     try:
         result = [r[0] for r in con.execute("PRAGMA quick_check(20)")]
     except sqlite3.DatabaseError as exc:

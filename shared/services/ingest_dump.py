@@ -83,6 +83,7 @@ from shared.core.rules import (
 )
 from shared.core.schema import READ_ORDER, SCHEMA_VERSION, TABLES, Table
 from shared.services.ingest_history import (
+    HistoryCheck,
     ReadPlan,
     digest_job,
     digest_of,
@@ -230,41 +231,52 @@ def prepare_source(source: Path, received_sha: str, scratch: Path, max_bytes: in
 
 # --- step 2: read and clean ------------------------------------------------------------------------------
 
+def _table_query(info_find: Callable[[str], dict | None], mapping: Mapping, name: str) -> tuple[str, set | None] | None:
+    """The query that reads canonical table ``name`` (the mapping's, else ``SELECT *`` of the dump's table)
+    and the dump's columns when it is the latter; None for an optional table the dump lacks."""
+    table = TABLES[name]
+    query = mapping.query_for(name)
+    if query is not None:
+        return query, None
+    found = info_find(name)
+    if found is None:
+        if table.required:
+            raise DumpRejected("missing_table", f"the dump has no table {name!r} (required: "
+                               f"{', '.join(t for t in READ_ORDER if TABLES[t].required)}); "
+                               "if the store's software names it differently, use a mapping file")
+        return None
+    if found.get("error"):
+        raise DumpRejected("bad_query", f"{found['type']} {found['name']!r} cannot be read: {found['error']}")
+    return f'SELECT * FROM "{found["name"].replace(chr(34), chr(34) * 2)}"', {c.lower() for c in found["columns"]}
+
+
 def _jobs(info_find: Callable[[str], dict | None], mapping: Mapping, plans: dict[str, ReadPlan],
-          only: str | None = None) -> list[dict]:
-    """The reader's jobs: each table's query (the mapping's, else ``SELECT *``); a fact table with a plan
-    also gets its history digest (:mod:`shared.services.ingest_history`), before its rows when only the
-    window is read (the rows job narrowed to it), after them on a full night. ``only``: that table alone."""
+          only: str | None = None, with_digest: bool = False) -> list[dict]:
+    """The reader's jobs: each table's rows, a fact table read as a window narrowed to it; ``with_digest``:
+    after a table read whole, its history digest too. ``only``: that table alone."""
     jobs = []
     for name in READ_ORDER:
-        if only is not None and name != only:
+        if (only is not None and name != only) or (found := _table_query(info_find, mapping, name)) is None:
             continue
-        table = TABLES[name]
-        query = mapping.query_for(name)
-        present = None
-        if query is None:
-            found = info_find(name)
-            if found is None:
-                if table.required:
-                    raise DumpRejected("missing_table", f"the dump has no table {name!r} (required: "
-                                       f"{', '.join(t for t in READ_ORDER if TABLES[t].required)}); "
-                                       "if the store's software names it differently, use a mapping file")
-                continue
-            if found.get("error"):
-                raise DumpRejected("bad_query", f"{found['type']} {found['name']!r} cannot be read: "
-                                   f"{found['error']}")
-            query = f'SELECT * FROM "{found["name"].replace(chr(34), chr(34) * 2)}"'
-            present = {c.lower() for c in found.get("columns", [])}
+        query, present = found
+        table, plan = TABLES[name], plans.get(name)
         rows = {"table": name, "sql": query, "want": list(table.column_names),
                 "required": list(table.required_columns), "numeric": [c.name for c in table.columns if c.numeric]}
-        plan = plans.get(name)
-        if plan is None:
-            jobs.append(rows)
-        elif plan.incremental:
-            jobs += [digest_job(table, query, plan.hwm, present), {**rows, "sql": window_sql(table, query, plan.hwm)}]
-        else:
-            jobs += [rows, digest_job(table, query, plan.hwm, present)]
+        if plan is not None and plan.incremental:
+            rows["sql"] = window_sql(table, query, plan.hwm)
+        jobs.append(rows)
+        if plan is not None and with_digest and not plan.incremental:
+            jobs.append(digest_job(table, query, plan.hwm, present))
     return jobs
+
+
+def _history_check(db: Path, limits: ReadLimits, mapping: Mapping, plans: dict[str, ReadPlan]) -> HistoryCheck | None:
+    """The history digests of ``plans``' tables, computed in the background (None: no table to check)."""
+    def jobs(info_find: Callable[[str], dict | None]) -> list[dict]:
+        found = {name: _table_query(info_find, mapping, name) for name in plans}
+        return [digest_job(TABLES[name], q[0], plans[name].hwm, q[1]) for name, q in found.items() if q is not None]
+
+    return HistoryCheck(db, limits, jobs) if plans else None
 
 
 @dataclass
@@ -462,13 +474,15 @@ def _record_history(lake: Lake, store_id: str, plans: dict[str, ReadPlan], diges
 
 
 def _history_changed(plans: dict[str, ReadPlan], digests: dict[str, list[str]]) -> list[str]:
-    """The tables read as a window whose history digest is not the one the last full read recorded."""
-    return [name for name, plan in plans.items()
-            if plan.incremental and name in digests and digests[name] != plan.expected]
+    """The tables read as a window whose history digest is not the one the last full read recorded (or could
+    not be computed)."""
+    return [name for name, plan in plans.items() if plan.incremental and digests.get(name) != plan.expected]
 
 
-def _differs(plan: ReadPlan, digest: list[str]) -> str:
+def _differs(plan: ReadPlan, digest: list[str] | None) -> str:
     """What differs, for the manifest: e.g. ``rows 1,999,980 -> 1,999,978``."""
+    if digest is None:
+        return "the check could not be computed"
     was, now = history_rows(plan.expected or ["0"]), history_rows(digest)
     return f"rows {was:,} -> {now:,}" if was != now else "same row count, other values"
 
@@ -749,6 +763,7 @@ class LakeMatch:
     known: RowSet | None = None  # rows whose key the lake has: not written again
     changed: RowSet | None = None  # of those, rows whose values differ from the lake's: changed_since_ingested
     not_in_dump: int = 0  # the store's lines in the lake that this dump does not have (pruned history)
+    looked_up: tuple[str, str] | None = None  # on a window night: the range of the first key column read
 
 
 def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,  # noqa: ANN001
@@ -771,14 +786,15 @@ def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,
     if not staged.passed:
         return LakeMatch()
     where = f"store_id = {literal(store_id)} AND dump_id <> {literal(dump_id)}"
+    looked_up = None
     if windowed:
         first = table.key[0]
-        low, high = con.sql(f"SELECT min(p_{first}), max(p_{first}) FROM keys_{name}").fetchall()[0]
-        where += f" AND {first} >= {literal(low)} AND {first} <= {literal(high)}"
+        looked_up = con.sql(f"SELECT min(p_{first}), max(p_{first}) FROM keys_{name}").fetchall()[0]
+        where += f" AND {first} >= {literal(looked_up[0])} AND {first} <= {literal(looked_up[1])}"
     lake = tables.query(f"SELECT {', '.join(table.column_names)}, dump_id FROM t WHERE {where}",
                         t=f"curated/{name}")
     if lake is None:
-        return LakeMatch()
+        return LakeMatch(looked_up=looked_up)
     limit = _memory_limit_bytes(con)
     if limit:  # half the engine's memory: the store's history spills to disk instead
         con.execute(f"SET memory_limit = '{limit // 2}B'")
@@ -800,7 +816,8 @@ def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,
     finally:
         if limit:
             con.execute(f"SET memory_limit = '{limit}B'")
-    return LakeMatch(known if known.count else None, changed if changed.count else None, int(not_in_dump))
+    return LakeMatch(known if known.count else None, changed if changed.count else None, int(not_in_dump),
+                     looked_up)
 
 
 def _count_changed(fin: Finishing, match: LakeMatch) -> None:
@@ -808,6 +825,8 @@ def _count_changed(fin: Finishing, match: LakeMatch) -> None:
     counts = fin.counts
     changed = match.changed.count if match.changed is not None else 0
     counts.update(changed_since_ingested=changed, not_in_dump=match.not_in_dump)
+    if match.looked_up is not None:
+        counts["lake_lookup"] = {"key_from": match.looked_up[0], "key_to": match.looked_up[1]}
     if changed:
         counts["by_rule"] = dict(sorted({**counts["by_rule"], "changed_since_ingested": changed}.items()))
         counts["rejected"] += changed
@@ -1079,13 +1098,18 @@ def ingest_dump(
             return IngestResult("already_ingested", store_id, dump_id, manifest)
 
         timings: dict[str, float] = {"hash": round(time.monotonic() - started, 3)}  # + decompress, sweep
+        # Which lines of the fact tables to read (ingest_history); the window's history check starts now, in a
+        # reader of its own, so that it runs while the window is read.
+        plans = plan_reads(load_state(lake, store_id), [TABLES["sales"], TABLES["receipts"]],
+                           snapshot_at=snapshot_at or landed_at, now=datetime.now(UTC),
+                           full_check_days=limits.full_check_days)
+        check = _history_check(db, limits.read, mapping, {n: p for n, p in plans.items() if p.incremental})
+        if check is not None:
+            in_use.callback(check.close)
         staged: dict[str, StagedTable] = {}
         tables: dict[str, dict] = {}
         work = tmp / "work"
         work.mkdir()
-        plans = plan_reads(load_state(lake, store_id), [TABLES["sales"], TABLES["receipts"]],
-                           snapshot_at=snapshot_at or landed_at, now=datetime.now(UTC),
-                           full_check_days=limits.full_check_days)
         stage_args = {"work": work, "say": say, "not_after": not_after, "naive_utc": is_utc(mapping.timezone)}
         # One DuckDB thread while the reader child streams (it has the other core), two afterwards.
         con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": 1,
@@ -1098,16 +1122,23 @@ def ingest_dump(
                 timings["open"] = round(time.monotonic() - t0, 3)  # the child: start, quick_check, schema
                 find = reader.info.find
                 triggers = reader.info.triggers
-                digests = _read_tables(con, reader, _jobs(find, mapping, plans), staged, timings, **stage_args)
+                _read_tables(con, reader, _jobs(find, mapping, plans), staged, timings, **stage_args)
+            t0 = time.monotonic()
+            digests = check.result() if check is not None else {}
+            timings["check_history"] = round(time.monotonic() - t0, 3)  # the wait for it, once the window is read
             for name in _history_changed(plans, digests):  # read it whole after all, with a new mark
                 say(f"{name}: the history differs from what the lake recorded; reading the whole table")
                 plans[name] = ReadPlan(name, window_mark(snapshot_at or landed_at), None,
                                        f"the history up to {plans[name].hwm} differs from the one recorded "
-                                       f"on the last full read ({_differs(plans[name], digests[name])})")
+                                       f"on the last full read ({_differs(plans[name], digests.get(name))})")
                 staged.pop(name).discard()
                 with DumpReader(db, limits.read) as reader:
-                    digests.update(_read_tables(con, reader, _jobs(find, mapping, plans, only=name), staged,
-                                                timings, **stage_args))
+                    digests.update(_read_tables(con, reader, _jobs(find, mapping, plans, only=name, with_digest=True),
+                                                staged, timings, **stage_args))
+            # The digests of the tables read whole, while they are committed (the other core is idle then).
+            full = {n: p for n, p in plans.items() if not p.incremental and n not in digests}
+            if (full_check := _history_check(db, limits.read, mapping, full)) is not None:
+                in_use.callback(full_check.close)
         except DumpRejected as exc:
             con.close()
             return _quarantine(lake, telemetry, store_id=store_id, key=dump_id, source=source,
@@ -1173,6 +1204,8 @@ def ingest_dump(
                         "timings_s": timings,
                         "delta_versions": versions,
                     }
+                    if full_check is not None:
+                        digests.update(full_check.result())
                     for name, plan in plans.items():
                         if name in tables:
                             tables[name]["history"] = _history_note(plan, digests.get(name))

@@ -34,14 +34,18 @@ Failure modes, and what bounds them:
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from shared.adapters.lake import Lake
+from shared.adapters.sqlite_dump import DumpReader, ReadLimits
 from shared.core.ids import utc_iso, validate_store_id
 from shared.core.schema import Table
 
-STATE_VERSION = 1  # of the digest: a state of another version means a full night
+STATE_VERSION = 2  # of the digest: a state of another version means a full night
 WINDOW_LAG_DAYS = 2  # the mark: this many days before the snapshot's day
 
 
@@ -108,25 +112,27 @@ def _literal(value: str) -> str:
 
 def history_filter(table: Table, hwm: str) -> str:
     """The history's rows: NOT in the window (NULL event times included)."""
-    return f"NOT coalesce({table.event_time} > {_literal(hwm)}, false)"
+    return f"({table.event_time} <= {_literal(hwm)} OR {table.event_time} IS NULL)"
 
 
 def window_sql(table: Table, query: str, hwm: str) -> str:
     """The table's query narrowed to the window."""
-    return f"SELECT * FROM ({query}\n) WHERE NOT ({history_filter(table, hwm)})"
+    return f"SELECT * FROM ({query}\n) WHERE {table.event_time} > {_literal(hwm)}"
 
 
 def digest_columns(table: Table, present: set[str] | None) -> list[str]:
-    """The digest's SQL expressions over the columns the query is sure to have (the required ones, and the
-    others ``present`` names: the dump's own columns when no mapping query is used)."""
+    """The digest's SQL expressions: the row count; the sums of the numeric columns that are not keys (the
+    quantities and prices: ``line_no`` left out), of the lengths of the required text columns (ids, skus)
+    and of the event times (``unixepoch``). Only columns the query is sure to have: the required ones, and
+    the others ``present`` names (the dump's own columns, when no mapping query is used). Each term was
+    weighed by its cost: the digest of 2M sale lines takes ~0.45 s in SQLite (a bare scan 0.13 s)."""
     have = [c for c in table.columns if c.required or (present is not None and c.name in present)]
     parts = ["count(*)"]
-    parts += [f"total({c.name})" for c in have if c.numeric]
-    texts = [c.name for c in have if not c.numeric and c.name != table.event_time]
+    parts += [f"total({c.name})" for c in have if c.numeric and c.name not in table.key]
+    texts = [c.name for c in have if c.required and not c.numeric and c.name != table.event_time]
     if texts:
-        parts.append("sum(" + " + ".join(f"coalesce(length({t}), 0)" for t in texts) + ")")
+        parts.append("total(" + " + ".join(f"length({t})" for t in texts) + ")")
     parts.append(f"total(unixepoch({table.event_time}))")
-    parts.append(f"sum(coalesce(length({table.event_time}), 0))")
     return parts
 
 
@@ -161,5 +167,42 @@ def history_rows(digest: list[str]) -> int:
     return int(float(digest[0] or 0))
 
 
-__all__ = ["ReadPlan", "digest_job", "digest_of", "history_rows", "load_state", "plan_reads", "recorded",
-           "save_state", "state_path", "window_mark", "window_sql"]
+class HistoryCheck:
+    """History digests computed by a reader child of their own, in a thread, while the ingest does other
+    work: on a window night while the window is read (the digest is a scan of the whole table, the window's
+    read another: they overlap), on a full night while the tables are committed (the second core is idle
+    then). A digest that could not be computed (the child failed, timed out) is simply missing: the window is
+    then not trusted, and a full night records no history (the next night reads whole)."""
+
+    def __init__(self, db: Path, limits: ReadLimits, jobs: Callable[[Callable[[str], dict | None]], list[dict]]
+                 ) -> None:
+        """Start at once; ``jobs`` builds the digest jobs from the dump's tables (``DumpInfo.find``)."""
+        from dataclasses import replace
+
+        self.digests: dict[str, list[str]] = {}
+        self.error: str | None = None
+        self._reader = DumpReader(db, replace(limits, quick_check=False))  # the ingest's own reader checks it
+        self._thread = threading.Thread(target=self._run, args=(jobs,), daemon=True, name="history-check")
+        self._thread.start()
+
+    def _run(self, jobs: Callable[[Callable[[str], dict | None]], list[dict]]) -> None:
+        try:
+            with self._reader as reader:
+                for name, _schema, batches in reader.read(jobs(reader.info.find)):
+                    self.digests[name.split("#")[0]] = digest_of(batches)
+        except Exception as exc:
+            self.error = str(exc)
+
+    def result(self) -> dict[str, list[str]]:
+        """The digests by table (waits for the child)."""
+        self._thread.join()
+        return dict(self.digests)
+
+    def close(self) -> None:
+        """Stop the child if it still runs (the ingest failed or was quarantined meanwhile)."""
+        self._reader.__exit__(None, None, None)
+        self._thread.join(timeout=10)
+
+
+__all__ = ["HistoryCheck", "ReadPlan", "digest_job", "digest_of", "history_rows", "load_state", "plan_reads",
+           "recorded", "save_state", "state_path", "window_mark", "window_sql"]

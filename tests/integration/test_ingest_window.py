@@ -117,4 +117,4 @@ def test_a_full_read_comes_back_every_full_check_days_and_without_a_state(store,
     night3 = nightly(night2, tmp_path / "n3.sqlite", "2026-11-28", 5, "N3")
     history = ingest(night3, lake, NIGHT3).manifest["tables"]["sales"]["history"]
     assert history["read"] == "whole" and history["reason"] == "no history recorded for this store yet"
-    assert json.loads(lake.get_bytes(state_path("S1")))["version"] == 1  # recorded again
+    assert json.loads(lake.get_bytes(state_path("S1")))["version"] == 2  # recorded again
