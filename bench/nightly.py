@@ -11,6 +11,10 @@ new lines), against the pipeline as it was before the Delta Lake curated zone, m
   next night (only the window after the mark read, once SQLite's digest shows the history unchanged).
 * **baseline**: the same two ingests with the code of ``--baseline`` (default: the commit before the Delta
   Lake curated zone), checked out in a temporary git worktree and run with this venv.
+* **peer**: dlt 1.31 (``sql_database`` with the connectorx backend, to filesystem Parquet), a plain copy of the
+  first night's dump (no rules, no dedup, no Delta), in its own venv (``--peer-venv``; made on first use with
+  ``pip install "dlt[filesystem,parquet,sql_database]==1.31.0" connectorx==0.4.6 sqlalchemy``), measured the
+  same way.
 * **bytes read from the lake** by the next night: the ingest's reads of the curated and rejected tables
   replayed in a fresh process with the same SQL (``inventory ingest`` also reads the dump, so its own I/O
   counters cannot tell them apart), measured as the bytes its ``read`` calls returned (``/proc/self/io``
@@ -112,6 +116,41 @@ print(json.dumps({"curated": curated, "rejected": rchar() - before}))
 """
 
 
+DLT_COPY = r"""
+import sys
+import dlt
+from dlt.sources.sql_database import sql_database
+db, out = sys.argv[1], sys.argv[2]
+pipeline = dlt.pipeline(pipeline_name="peer", destination=dlt.destinations.filesystem(out + "/data"),
+                        dataset_name="store", pipelines_dir=out + "/pipelines")
+info = pipeline.run(sql_database(f"sqlite:///{db}", backend="connectorx"), loader_file_format="parquet")
+print(info.has_failed_jobs)
+"""
+
+
+def peer_venv(path: Path) -> Path | None:
+    """The peer's python (created on first use); None when it cannot be installed."""
+    python = path / "bin" / "python"
+    if not python.exists():
+        say(f"creating the peer's venv {path} (dlt, connectorx) ...")
+        made = subprocess.run([sys.executable, "-m", "venv", str(path)], capture_output=True)
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              "dlt[filesystem,parquet,sql_database]==1.31.0", "connectorx==0.4.6", "sqlalchemy"],
+                             capture_output=True)
+        if made.returncode or pip.returncode:
+            say(f"the peer could not be installed: {pip.stderr.decode()[-300:]}")
+            return None
+    return python
+
+
+def run_peer(python: Path, db: Path, out: Path) -> bench_ingest.Measured:
+    out.mkdir()
+    m = bench_ingest.measure([str(python), "-c", DLT_COPY, str(db), str(out)])
+    if m.returncode != 0 or m.stdout.strip() != "False":
+        raise SystemExit(f"the peer's copy failed (exit {m.returncode}): {m.stderr[-2000:]}")
+    return m
+
+
 def bytes_read(home: Path, manifest: dict) -> dict:
     """The next night's reads of the lake, replayed (see the module docstring), and the history's size."""
     lookup = manifest["tables"]["sales"]["lake_lookup"]  # the window's key range, as the ingest recorded it
@@ -142,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="dump cache and scratch folder")
     ap.add_argument("--keep", action="store_true", help="keep the lakes")
     ap.add_argument("--repeat", type=int, default=3, help="pairs of nights per code, interleaved (medians shown)")
+    ap.add_argument("--peer-venv", type=Path, default=ROOT / "bench" / "out" / ".venv-dlt",
+                    help="venv of the peer (dlt); 'none' to skip it")
     args = ap.parse_args(argv)
 
     db, _truth = bench_ingest.dump_for(args.size, args.out)
@@ -165,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                 detail[label] = (home, json.loads(second.stdout))
         for label, pairs in walls.items():
             rows.append((label, _median(p[0] for p in pairs), _median(p[1] for p in pairs)))
+        peer = None
+        if str(args.peer_venv) != "none" and (python := peer_venv(args.peer_venv)) is not None:
+            peers = []
+            for n in range(args.repeat):
+                say(f"peer dlt ({n + 1}/{args.repeat}): a plain copy of the first night's dump ...")
+                peers.append(run_peer(python, db, work / f"peer-{n}"))
+            peer = _median(peers)
         ours_home, ours_manifest = detail["ours"]
         read = bytes_read(ours_home, ours_manifest)
     finally:
@@ -184,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, first, second in rows:
         print(f"| {label} | {first.wall_s:.2f} s | {second.wall_s:.2f} s | {second.wall_s / first.wall_s:.2f}x "
               f"| {mb(first.maxrss_kb):.0f} / {mb(second.maxrss_kb):.0f} MB |")
+    if peer is not None:
+        print(f"| peer: dlt 1.31 + connectorx, plain copy to Parquet | {peer.wall_s:.2f} s | - | - "
+              f"| {mb(peer.maxrss_kb):.0f} MB |")
     history = ours_manifest["tables"]["sales"]["history"]
     sales = ours_manifest["tables"]["sales"]
     print(f"\nNext night (ours): {history['read']} read, mark {history['mark']}, "

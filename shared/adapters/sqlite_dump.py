@@ -59,6 +59,7 @@ class ReadLimits:
     # False only for a second reader of a dump whose first reader runs quick_check (the ingest's history
     # check): a damaged file still fails the ingest there, and here only makes the check fail.
     quick_check: bool = True
+    nice: int = 0  # > 0: the child runs at a lower CPU priority (a background check yields to the ingest)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_rows <= 4_194_304:
@@ -118,7 +119,8 @@ class DumpReader:
         cmd = [sys.executable, "-m", "shared.adapters.sqlite_dump_child", str(self.path),
                json.dumps(self.limits.__dict__)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=root)
+                                     stderr=subprocess.PIPE, env=env, cwd=root,
+                                     preexec_fn=(lambda: os.nice(self.limits.nice)) if self.limits.nice else None)
         with contextlib.suppress(OSError):  # a 1 MiB pipe lets the child read ahead of the parent
             fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
         threading.Thread(target=self._drain_stderr, daemon=True).start()

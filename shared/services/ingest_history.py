@@ -174,6 +174,8 @@ class HistoryCheck:
     then). A digest that could not be computed (the child failed, timed out) is simply missing: the window is
     then not trusted, and a full night records no history (the next night reads whole)."""
 
+    NICE = 10
+
     def __init__(self, db: Path, limits: ReadLimits, jobs: Callable[[Callable[[str], dict | None]], list[dict]]
                  ) -> None:
         """Start at once; ``jobs`` builds the digest jobs from the dump's tables (``DumpInfo.find``)."""
@@ -181,7 +183,8 @@ class HistoryCheck:
 
         self.digests: dict[str, list[str]] = {}
         self.error: str | None = None
-        self._reader = DumpReader(db, replace(limits, quick_check=False))  # the ingest's own reader checks it
+        # The ingest's own reader runs quick_check; this one yields the CPU to the ingest when both want it.
+        self._reader = DumpReader(db, replace(limits, quick_check=False, nice=self.NICE))
         self._thread = threading.Thread(target=self._run, args=(jobs,), daemon=True, name="history-check")
         self._thread.start()
 
