@@ -868,7 +868,8 @@ SNAPSHOT_PARTITIONS = ("store_id",)  # a dump's snapshot is small: compaction me
 
 
 def _commit(tables: DeltaTables, path: str, parts: Iterable[pa.Table], *, partition_by: Sequence[str],
-            store_id: str, dump_id: str, held, versions: dict[str, int], scratch: Path) -> None:  # noqa: ANN001
+            store_id: str, dump_id: str, held, versions: dict[str, int], scratch: Path,  # noqa: ANN001
+            plain: Sequence[str] = ()) -> None:
     """Append ``parts`` (each the rows of one partition) to the Delta table at ``path`` in one commit carrying
     the dump id (an application transaction and commit metadata); nothing when there are no rows. An earlier
     attempt of this dump that committed already is found by its transaction: its version is recorded and
@@ -883,7 +884,7 @@ def _commit(tables: DeltaTables, path: str, parts: Iterable[pa.Table], *, partit
         return
     version = tables.append_parts(path, _checked(parts, held), partition_by=partition_by, scratch=scratch,
                                   app_id=dump_id, metadata={"dump_id": dump_id, "store_id": store_id,
-                                                            "pipeline_version": __version__})
+                                                            "pipeline_version": __version__}, plain=plain)
     if version is not None:
         versions[path] = version
 
@@ -910,7 +911,7 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
             snapshot = _snapshot_rows(st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
             curated = [snapshot] if snapshot is not None else []
         common = {"store_id": store_id, "dump_id": dump_id, "held": held, "versions": versions, "scratch": scratch}
-        _commit(tables, f"curated/{name}", curated,
+        _commit(tables, f"curated/{name}", curated, plain=(st.table.key[0], st.table.event_time or ""),
                 partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
         rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
                                   window=windowed.get(name))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from shared.adapters.delta_tables import DeltaTables
+from shared.adapters.delta_tables import DeltaTables, writer_properties
 from shared.adapters.lake import Lake
 from shared.adapters.telemetry import Telemetry
 from shared.core.schema import TABLES
@@ -69,7 +69,7 @@ def maintain_table(tables: DeltaTables, path: str, *, retention_hours: int) -> T
         return None
     version = table.version()
     files_before = len(table.file_uris())
-    compacted = table.optimize.compact()
+    compacted = table.optimize.compact(writer_properties=writer_properties())
     table = tables.open(path)
     vacuumed = table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True,
                             full=True)
