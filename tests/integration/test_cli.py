@@ -132,3 +132,19 @@ def test_a_live_database_with_commits_in_its_wal_file_is_refused_not_half_read(t
         pos.close()  # the last connection checkpoints: now the file holds everything
     result = inventory("ingest", str(db), "--store", "S1", home=tmp_path / "home")
     assert result.returncode == 0 and json.loads(result.stdout)["tables"]["sales"]["curated"] == 103
+
+
+def test_lake_maintain_and_migrate_print_their_figures(tmp_path):
+    home = tmp_path / "home"
+    for night in range(2):  # two commits of the same store: something to compact
+        lines = ", ".join(f"('n{night}-{i}', 1, 'A-1', 1, 1.0, '2026-11-26 10:00:00')" for i in range(night + 1))
+        dump = make_dump(tmp_path / f"d{night}.sqlite", f"INSERT INTO sales VALUES {lines};")
+        assert inventory("ingest", str(dump), "--store", "S1", home=home).returncode == 0
+    maintained = inventory("lake", "maintain", home=home)
+    assert maintained.returncode == 0, maintained.stderr
+    tables = {t["table"]: t for t in json.loads(maintained.stdout)["tables"]}
+    assert tables["curated/sales"]["files_before"] == 2 and tables["curated/sales"]["files_after"] == 1
+    assert "curated/sales: 2 -> 1 files" in maintained.stderr
+    migrated = inventory("lake", "migrate", "--quiet", home=home)  # nothing of the old layout: nothing to do
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["files_migrated"] == 0
