@@ -52,7 +52,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.adapters.delta_tables import literal
+from shared.adapters.delta_tables import column_names, literal, sql_list
 from shared.adapters.lake import Lake
 from shared.adapters.stock import StockStore
 from shared.adapters.telemetry import Telemetry
@@ -74,7 +74,7 @@ from shared.core.aggregates import (
     with_margin_sql,
 )
 from shared.core.ids import utc_iso
-from shared.services.lake_tables import Snapshots, column_names, replace_rows, sql_list
+from shared.services.lake_tables import Snapshots
 
 if TYPE_CHECKING:
     import duckdb
@@ -211,8 +211,8 @@ class _Writer:
         self.running.append(self.pool.submit(self._commit, output, pa.concat_tables(tables), predicate))
 
     def _commit(self, output: str, table: pa.Table, predicate: str | None) -> None:
-        replace_rows(self.tables, OUTPUTS[output].path, table, predicate, partition_by=PARTITION_BY,
-                     metadata={"writer": "compute_aggregates", "aggregates_version": str(AGGREGATES_VERSION)})
+        self.tables.replace(OUTPUTS[output].path, table, predicate, partition_by=PARTITION_BY,
+                            metadata={"writer": "compute_aggregates", "aggregates_version": str(AGGREGATES_VERSION)})
         with self.lock:
             self.result.commits[output] = self.result.commits.get(output, 0) + 1
             self.result.rows_written[output] = self.result.rows_written.get(output, 0) + table.num_rows

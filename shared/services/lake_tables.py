@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.adapters.delta_tables import DeltaTables, column_names, sql_list
+from shared.adapters.delta_tables import DeltaTables
 from shared.adapters.lake import Lake
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from deltalake import DeltaTable
 
 
@@ -28,10 +27,4 @@ class Snapshots(DeltaTables):
         return self.open(path)
 
 
-def replace_rows(tables: DeltaTables, path: str, data: pa.Table, predicate: str | None, *,
-                 partition_by: tuple[str, ...] = ("store_id",), metadata: dict[str, str] | None = None) -> None:
-    """:meth:`DeltaTables.replace` (kept for the aggregates' publisher)."""
-    tables.replace(path, data, predicate, partition_by=partition_by, metadata=metadata)
-
-
-__all__ = ["Snapshots", "column_names", "replace_rows", "sql_list"]
+__all__ = ["Snapshots"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.delta_tables import literal
+from shared.adapters.delta_tables import literal, sql_list
 from shared.adapters.lake import Lake, LakeError, LakeObject
 from shared.adapters.sqlite_dump import DumpRejected
 from shared.adapters.stock import StockStore
@@ -44,7 +44,7 @@ from shared.core.alerts import (
 )
 from shared.core.events import time_key
 from shared.core.ids import InvalidStoreId, parse_raw_dump_path
-from shared.services.lake_tables import Snapshots, sql_list
+from shared.services.lake_tables import Snapshots
 
 STATE_PATH = "alerts/state.json"
 LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
