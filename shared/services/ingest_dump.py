@@ -685,8 +685,8 @@ def _leave_out(fin: Finishing, rows):  # noqa: ANN001
 
 
 def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing, *,  # noqa: ANN001
-                   store_id: str, dump_id: str, window: str | None = None) -> pa.RecordBatchReader | None:
-    """This table's rejected rows, in dump order, as a stream (None when there are none): rows set aside by
+                   store_id: str, dump_id: str, window: str | None = None) -> Iterator[pa.Table]:
+    """This table's rejected rows, in dump order, as a stream of tables (none when there are none): rows set aside by
     row-level rules as read; duplicates and changed lines as parsed (the values of a duplicate are, by
     definition, those of the copy kept). A changed line names the dump whose version the lake kept
     (``kept_dump_id``). Rows the store's rejected table already holds (same values, same reason: history
@@ -695,7 +695,7 @@ def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing
     table, name = staged.table, staged.table.name
     fin.counts["rejected_written"] = 0
     if not fin.counts["rejected"]:
-        return None
+        return iter(())
     reasons = "CASE reason_code " + " ".join(
         f"WHEN '{r.code}' THEN '{r.description.replace(chr(39), chr(39) * 2)}'" for r in RULES) + " END"
     parts = []
@@ -716,12 +716,23 @@ def _rejected_rows(con, tables: DeltaTables, staged: StagedTable, fin: Finishing
     sql = (f"SELECT '{store_id}' AS store_id, _row AS row_number, {columns}, reason_code, {reasons} AS reason, "
            f"'{dump_id}' AS dump_id, {'m.kept_dump_id' if table.fact else 'NULL::VARCHAR'} AS kept_dump_id "
            f"FROM read_parquet('{unsorted}') r {kept} WHERE {fresh} ORDER BY _row")
-    written, changed = con.sql(f"SELECT count(*), count(*) FILTER (WHERE reason_code = 'changed_since_ingested') "
-                               f"FROM ({sql})").fetchall()[0]
-    fin.counts["rejected_written"] = written
     if table.fact:  # changes not reported before (a change seen again on a later night was reported then)
-        fin.counts["changed_written"] = changed
-    return con.sql(sql).to_arrow_reader(REJECTED_BATCH) if written else None
+        fin.counts["changed_written"] = 0
+    return _counted(con.sql(sql).to_arrow_reader(REJECTED_BATCH), fin.counts, fact=table.fact)
+
+
+def _counted(reader: pa.RecordBatchReader, counts: dict, *, fact: bool) -> Iterator[pa.Table]:
+    """The rejected rows as tables, counted into ``rejected_written`` (and ``changed_written``) as they pass:
+    the commit takes every row before the manifest is written, and the sort runs once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    changed = string_scalar("changed_since_ingested")
+    for batch in reader:
+        counts["rejected_written"] += batch.num_rows
+        if fact:
+            counts["changed_written"] += int(pc.sum(pc.equal(batch.column("reason_code"), changed)).as_py() or 0)
+        yield pa.Table.from_batches([batch])
 
 
 def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: str, dump_id: str,  # noqa: ANN001
@@ -915,22 +926,12 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
                 partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
         rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
                                   window=windowed.get(name))
-        _commit(tables, f"rejected/{name}", _tables_of(rejected), partition_by=SNAPSHOT_PARTITIONS, **common)
+        _commit(tables, f"rejected/{name}", rejected, partition_by=SNAPSHOT_PARTITIONS, **common)
         counts = fin.counts
         say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
             + (f", {counts['written']:,} new to the lake" if st.table.fact else ""))
     return versions
 
-
-def _tables_of(reader: pa.RecordBatchReader | None) -> Iterator[pa.Table]:
-    """A stream of batches as tables (nothing for None)."""
-    import pyarrow as pa
-
-    for batch in reader or ():
-        yield pa.Table.from_batches([batch])
-
-
-# --- the use case ----------------------------------------------------------------------------------------
 
 def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, source: Path,
                 source_name: str, exc: DumpRejected, started: float, received_sha: str) -> IngestResult:
