@@ -228,6 +228,12 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, stdout_to_null
 
 # --- the dumps -----------------------------------------------------------------------------------------------
 
+def head_commit() -> str:
+    """The checkout's commit, for a report's header."""
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def _generator_sha() -> str:
     return hashlib.sha256((ROOT / "shared/local/generator.py").read_bytes()).hexdigest()[:16]
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from ingest import head_commit  # noqa: E402 - bench/ingest.py, beside this file
 
 
 def say(msg: str) -> None:
@@ -138,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = head_commit()
     print(f"### A year of one store's nightly commits: {args.days} x {args.lines_per_day:,} sale lines\n")
     print(f"`python bench/lake_layout.py --days {args.days} --lines-per-day {args.lines_per_day}` at {commit}, "
           f"{time.strftime('%Y-%m-%d')}; folder lake, 2 cores. Reads through delta-rs's engine, median of 3 in "

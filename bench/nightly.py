@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = bench_ingest.head_commit()
     print(f"### Nightly ingest: {args.size:,}-line history + {args.new:,} new lines\n")
     print(f"`python bench/nightly.py --size {args.size} --new {args.new} --repeat {args.repeat}` at {commit}, "
           f"{bench_ingest.time.strftime('%Y-%m-%d')}; 2 cores; median of {args.repeat} interleaved pairs.\n")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared.adapters.delta_tables import literal
 from shared.adapters.lake import Lake
 from shared.adapters.sqlite_dump import DumpReader, ReadLimits
 from shared.core.ids import utc_iso, validate_store_id
@@ -106,18 +107,14 @@ def plan_reads(state: dict, tables: list[Table], *, snapshot_at: datetime, now: 
     return plans
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def history_filter(table: Table, hwm: str) -> str:
     """The history's rows: NOT in the window (NULL event times included)."""
-    return f"({table.event_time} <= {_literal(hwm)} OR {table.event_time} IS NULL)"
+    return f"({table.event_time} <= {literal(hwm)} OR {table.event_time} IS NULL)"
 
 
 def window_sql(table: Table, query: str, hwm: str) -> str:
     """The table's query narrowed to the window."""
-    return f"SELECT * FROM ({query}\n) WHERE {table.event_time} > {_literal(hwm)}"
+    return f"SELECT * FROM ({query}\n) WHERE {table.event_time} > {literal(hwm)}"
 
 
 def digest_columns(table: Table, present: set[str] | None) -> list[str]:

@@ -67,12 +67,9 @@ def _old_files(lake: Lake, zone: str, table: str) -> dict[str, list[re.Match]]:
 
 
 def _as_written_now(rows: pa.Table, fact: bool, day: str, zone: str) -> pa.Table:
-    """An old file's rows with the columns the ingest writes today."""
+    """An old file's rows with the columns the ingest writes today (``append_parts`` casts the types)."""
     import pyarrow as pa
 
-    for i, f in enumerate(rows.schema):
-        if pa.types.is_timestamp(f.type):
-            rows = rows.set_column(i, f.name, rows.column(i).cast(pa.timestamp("us", tz="UTC")))
     if fact and zone == "curated":
         rows = rows.append_column("date", pa.repeat(date_scalar(date.fromisoformat(day)), rows.num_rows))
         rows = rows.append_column("month", pa.repeat(string_scalar(day[:7]), rows.num_rows))
