@@ -139,15 +139,25 @@ class DeltaTables:
 
         files: list[tuple[str, Path, object]] = []
         schema = self._schema_of(path)  # the table's, when there is one
-        file = None
+        file: _PartitionFile | None = None
         pending: Future | None = None
 
-        def encode(target: _PartitionFile, parts: list[pa.Table] | None) -> None:
+        def drain() -> None:
+            nonlocal pending
+            if pending is not None:
+                pending.result()
+                pending = None
+
+        def encode(parts: list[pa.Table] | None) -> None:  # after the previous group: two in memory at most
             nonlocal pending
             if parts:
-                if pending is not None:
-                    pending.result()
-                pending = encoder.submit(target.write, parts)
+                drain()
+                pending = encoder.submit(file.write, parts)
+
+        def finish() -> None:
+            encode(file.take())
+            drain()
+            files.append(file.close())
 
         with ThreadPoolExecutor(1, thread_name_prefix="parquet") as encoder:
             try:
@@ -159,17 +169,11 @@ class DeltaTables:
                     values = {c: str(part.column(c)[0].as_py()) for c in partition_by}
                     if file is None or values != file.values:
                         if file is not None:
-                            encode(file, file.take())
-                            if pending is not None:
-                                pending.result()
-                            files.append(file.close())
+                            finish()
                         file = _PartitionFile(scratch, values, schema, partition_by, plain)
-                    encode(file, file.add(part))
+                    encode(file.add(part))
                 if file is not None:
-                    encode(file, file.take())
-                    if pending is not None:
-                        pending.result()
-                    files.append(file.close())
+                    finish()
                     file = None
             finally:
                 if file is not None:
