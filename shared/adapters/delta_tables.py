@@ -123,22 +123,25 @@ class DeltaTables:
         over 13 month partitions peaked at 460-510 MB against 277 MB to read the same rows; no writer
         property changed that). Here one row group is in memory at a time.
         """
-        files, schema = self._write_files(path, parts, partition_by, Path(scratch), plain)
+        table = self.open(path, fresh=True)  # once: its schema for the files, then the commit
+        files, schema = self._write_files(table, parts, partition_by, Path(scratch), plain)
         if not files:
             return None
         self.lake.put_files([(f"{path}/{rel}", local) for rel, local, _ in files], consume=True)
-        return self._commit_files(path, [add for _, _, add in files], schema, partition_by, app_id, metadata)
+        return self._commit_files(path, table, [add for _, _, add in files], schema, partition_by, app_id, metadata)
 
-    def _write_files(self, path: str, parts: Iterable[pa.Table], partition_by: Sequence[str], scratch: Path,
-                     plain: Sequence[str] = ()) -> tuple[list[tuple[str, Path, object]], pa.Schema | None]:
+    def _write_files(self, table: DeltaTable | None, parts: Iterable[pa.Table], partition_by: Sequence[str],
+                     scratch: Path, plain: Sequence[str] = ()) -> tuple[list[tuple], pa.Schema | None]:
         """Write the parts as Parquet files under ``scratch``: (path in the table, local file, AddAction).
 
         One thread encodes a part while the caller's generator builds the next (Parquet encoding releases
         the GIL): at most two parts in memory."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
+        import pyarrow as pa
+
         files: list[tuple[str, Path, object]] = []
-        schema = self._schema_of(path)  # the table's, when there is one
+        schema = pa.schema(table.schema()) if table is not None else None  # the table's, when there is one
         file: _PartitionFile | None = None
         pending: Future | None = None
 
@@ -180,16 +183,11 @@ class DeltaTables:
                     file.abandon()
         return files, schema
 
-    def _schema_of(self, path: str) -> pa.Schema | None:
-        """The table's Arrow schema, or None when there is no table yet."""
-        import pyarrow as pa
-
-        table = self.open(path, fresh=True)
-        return pa.schema(table.schema()) if table is not None else None
-
-    def _commit_files(self, path: str, adds: list, schema: pa.Schema, partition_by: Sequence[str],
-                      app_id: str | None, metadata: dict[str, str] | None) -> int:
-        """One commit adding ``adds``: a new table when there is none (a racing creator wins: then append)."""
+    def _commit_files(self, path: str, table: DeltaTable | None, adds: list, schema: pa.Schema,
+                      partition_by: Sequence[str], app_id: str | None, metadata: dict[str, str] | None) -> int:
+        """One commit adding ``adds`` to ``table`` (as opened before the files were written: delta-rs checks
+        the commit against what others committed since), or a new table when there was none (a racing creator
+        wins: then append)."""
         import uuid
 
         from deltalake import CommitProperties, Schema, Transaction
@@ -202,7 +200,6 @@ class DeltaTables:
             app_transactions=[Transaction(app_id=app_id, version=1)] if app_id else None,
             custom_metadata={**(metadata or {}), "commit_id": commit_id},
         )
-        table = self.open(path, fresh=True)
         if table is None:
             try:
                 create_table_with_add_actions(uri, Schema.from_arrow(schema), adds, mode="error",
