@@ -25,10 +25,6 @@ param alertEmails string = ''
 @description('Webhook URL of the on-call tool (common alert schema). Empty: no webhook receiver.')
 param alertWebhookUrl string = ''
 
-@secure()
-@description('The Function App\'s blobs_extension system key, set by the postdeploy hook. Empty: no Event Grid subscription yet.')
-param blobsExtensionKey string = ''
-
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName, workload: 'inventory-pipeline' }
 var deploymentContainerName = 'app-package-${resourceToken}'
@@ -113,7 +109,6 @@ module rbac 'modules/rbac.bicep' = {
     eventHubName: eventHubs.outputs.hubName
     appInsightsName: monitoring.outputs.appInsightsName
     funcPrincipalId: identity.outputs.funcPrincipalId
-    agentPrincipalId: identity.outputs.agentPrincipalId
     posPrincipalId: identity.outputs.posPrincipalId
   }
 }
@@ -125,9 +120,8 @@ module eventGrid 'modules/eventgrid.bicep' = {
     tags: tags
     resourceToken: resourceToken
     lakeId: storage.outputs.lakeId
-    lakeContainerName: storage.outputs.lakeContainerName
-    functionAppHostName: functionApp.outputs.hostName
-    blobsExtensionKey: blobsExtensionKey
+    hostStorageName: storage.outputs.hostName
+    actionGroupId: alerts.outputs.actionGroupId
   }
 }
 
@@ -154,6 +148,12 @@ output LAKE_CONTAINER string = storage.outputs.lakeContainerName
 output EVENTS_FULLY_QUALIFIED_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
 output EVENTHUB_NAME string = eventHubs.outputs.hubName
 output FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.funcClientId
-output AGENT_IDENTITY_CLIENT_ID string = identity.outputs.agentClientId
+// Store agents: one identity per store, made by infra/scripts/store_access.py with these (docs/security.md).
+output AGENT_ROLE_DEFINITION_ID string = rbac.outputs.agentRoleDefinitionId
+output LAKE_CONTAINER_RESOURCE_ID string = rbac.outputs.lakeContainerId
 output POS_IDENTITY_CLIENT_ID string = identity.outputs.posClientId
-output EVENT_GRID_SUBSCRIBED bool = eventGrid.outputs.subscribed
+// --- what the postdeploy hook (infra/scripts/subscribe-blob-events.*) needs for the Event Grid subscription ---
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output LAKE_ACCOUNT_ID string = storage.outputs.lakeId
+output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.topicName
+output EVENT_GRID_DEADLETTER_CONTAINER_ID string = eventGrid.outputs.deadLetterContainerId

@@ -111,16 +111,7 @@ class Container:
 
     @cached_property
     def telemetry(self) -> Telemetry:
-        s = self.settings
-        if s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
-            from shared.adapters.telemetry_azure import AzureMonitorTelemetry
-
-            auth = dict(part.split("=", 1) for part in s.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING").split(";")
-                        if "=" in part)
-            credential = azure_credential(auth.get("ClientId", "")) if auth.get("Authorization") == "AAD" else None
-            return AzureMonitorTelemetry(s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"), credential=credential)
-        console = os.sys.stderr if s.get("TELEMETRY_CONSOLE") == "1" else None
-        return JsonLinesTelemetry(s.home / "telemetry" / "events.jsonl", console=console)
+        return telemetry_from(self.settings)
 
     @cached_property
     def ingest_limits(self):  # noqa: ANN201
@@ -161,6 +152,29 @@ def use_default_container(c: Container) -> None:
     tools that run the functions in-process with a container they built: ``inventory demo|serve``)."""
     global _DEFAULT
     _DEFAULT = c
+
+
+def telemetry_from(s: Settings) -> Telemetry:
+    """Application Insights when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set, else JSON lines locally."""
+    if s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        from shared.adapters.telemetry_azure import AzureMonitorTelemetry
+
+        auth = dict(part.split("=", 1) for part in s.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING").split(";")
+                    if "=" in part)
+        credential = azure_credential(auth.get("ClientId", "")) if auth.get("Authorization") == "AAD" else None
+        return AzureMonitorTelemetry(s.get("APPLICATIONINSIGHTS_CONNECTION_STRING"), credential=credential,
+                                     worker_configured=s.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") == "true")
+    console = os.sys.stderr if s.get("TELEMETRY_CONSOLE") == "1" else None
+    return JsonLinesTelemetry(s.home / "telemetry" / "events.jsonl", console=console)
+
+
+def failure_telemetry() -> Telemetry:
+    """Where a function's failure is reported: the app's telemetry, or, when the container itself cannot be
+    built (a bad setting is a failure too), telemetry from the raw environment, which never refuses."""
+    try:
+        return default_container().telemetry
+    except Exception:
+        return telemetry_from(Settings.from_env(validate=False))
 
 
 def reset_default_container() -> None:

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "", "Azure: `Authorization=AAD` (with `;ClientId=<id>` "
             "for a user-assigned identity) sends telemetry with the managed identity, so Application Insights "
             "can refuse key-based ingestion."),
+    Setting("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "", "Azure: `true` makes the Functions Python worker "
+            "export the app's logs and custom events itself (OpenTelemetry), and the host stop copying them: each "
+            "record reaches Application Insights once. The app then does not configure the exporter again."),
+    Setting("PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME", "inventory", "Azure: the logger the worker exports: "
+            "`inventory`, the parent of every logger of the app (custom events, function failures). The app "
+            "stops these records from also reaching the root logger, which the host would log a second time."),
     Setting("TELEMETRY_CONSOLE", "1", "`1`: print one readable line per telemetry event to stderr.", kind="flag"),
 )
 
@@ -131,11 +137,14 @@ class Settings:
     values: Mapping[str, str]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, validate: bool = True) -> Settings:
         """The settings from ``env``; raises :class:`SettingsError` naming every value that cannot be used
-        (at start-up, not in the middle of a run that reads it)."""
+        (at start-up, not in the middle of a run that reads it). ``validate=False``: as they are, for the one
+        caller that must not fail on a bad value (reporting a function's failure)."""
         env = os.environ if env is None else env
         settings = cls({s.name: env.get(s.name, s.default) for s in SETTINGS})
+        if not validate:
+            return settings
         problems = [f"{s.name}={settings.values[s.name]!r} is not {_KINDS[s.kind][1]} (default {s.default})"
                     for s in SETTINGS if s.kind != "text" and not _KINDS[s.kind][0](settings.values[s.name])]
         if problems:

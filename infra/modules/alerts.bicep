@@ -12,17 +12,19 @@ param alertEmails array = []
 param alertWebhookUrl string = ''
 
 // storeId: one alert per store (the query summarises by storeId); other rules fire on any row.
+// The app raises each business alert once (cool-down); those rules fire on each new event. A failing function
+// reports every failed attempt, so FunctionFailures is stateful: it pages once and resolves itself.
 var rules = [
-  { kind: 'LowStock', query: loadTextContent('../alerts/LowStock.kql'), severity: 2, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
-  { kind: 'NegativeStock', query: loadTextContent('../alerts/NegativeStock.kql'), severity: 1, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
-  { kind: 'StaleDump', query: loadTextContent('../alerts/StaleDump.kql'), severity: 1, frequency: 'PT15M', window: 'PT1H', dimension: 'storeId' }
-  { kind: 'DumpQuarantined', query: loadTextContent('../alerts/DumpQuarantined.kql'), severity: 1, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
-  { kind: 'IngestFailure', query: loadTextContent('../alerts/IngestFailure.kql'), severity: 0, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId' }
-  { kind: 'DumpHistoryChanged', query: loadTextContent('../alerts/DumpHistoryChanged.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId' }
-  { kind: 'UnusualSales', query: loadTextContent('../alerts/UnusualSales.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId' }
-  { kind: 'EventBatchSetAside', query: loadTextContent('../alerts/EventBatchSetAside.kql'), severity: 1, frequency: 'PT5M', window: 'PT5M', dimension: '' }
-  { kind: 'EventsDeadLettered', query: loadTextContent('../alerts/EventsDeadLettered.kql'), severity: 2, frequency: 'PT15M', window: 'PT15M', dimension: 'reason' }
-  { kind: 'FunctionFailures', query: loadTextContent('../alerts/FunctionFailures.kql'), severity: 1, frequency: 'PT5M', window: 'PT5M', dimension: 'operation_Name' }
+  { kind: 'LowStock', query: loadTextContent('../alerts/LowStock.kql'), severity: 2, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId', stateful: false }
+  { kind: 'NegativeStock', query: loadTextContent('../alerts/NegativeStock.kql'), severity: 1, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId', stateful: false }
+  { kind: 'StaleDump', query: loadTextContent('../alerts/StaleDump.kql'), severity: 1, frequency: 'PT15M', window: 'PT1H', dimension: 'storeId', stateful: false }
+  { kind: 'DumpQuarantined', query: loadTextContent('../alerts/DumpQuarantined.kql'), severity: 1, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId', stateful: false }
+  { kind: 'IngestFailure', query: loadTextContent('../alerts/IngestFailure.kql'), severity: 0, frequency: 'PT15M', window: 'PT15M', dimension: 'storeId', stateful: false }
+  { kind: 'DumpHistoryChanged', query: loadTextContent('../alerts/DumpHistoryChanged.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId', stateful: false }
+  { kind: 'UnusualSales', query: loadTextContent('../alerts/UnusualSales.kql'), severity: 2, frequency: 'PT1H', window: 'PT1H', dimension: 'storeId', stateful: false }
+  { kind: 'EventBatchSetAside', query: loadTextContent('../alerts/EventBatchSetAside.kql'), severity: 1, frequency: 'PT5M', window: 'PT5M', dimension: '', stateful: false }
+  { kind: 'EventsDeadLettered', query: loadTextContent('../alerts/EventsDeadLettered.kql'), severity: 2, frequency: 'PT15M', window: 'PT15M', dimension: 'reason', stateful: false }
+  { kind: 'FunctionFailures', query: loadTextContent('../alerts/FunctionFailures.kql'), severity: 1, frequency: 'PT5M', window: 'PT5M', dimension: 'functionName', stateful: true }
 ]
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
@@ -47,7 +49,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
-resource rule 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [for r in rules: {
+resource rule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for r in rules: {
   name: 'alert-${r.kind}-${resourceToken}'
   location: location
   tags: tags
@@ -60,7 +62,7 @@ resource rule 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [for
     evaluationFrequency: r.frequency
     windowSize: r.window
     scopes: [ appInsightsId ]
-    autoMitigate: false
+    autoMitigate: r.stateful
     criteria: {
       allOf: [
         {

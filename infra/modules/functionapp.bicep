@@ -135,6 +135,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // --- telemetry (Application Insights, Entra ID ingestion only) ---
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }
+        // The worker exports the `inventory` loggers itself and the host no longer copies them (OTel how-to):
+        // every custom event and failure arrives once. See docs/operations.md.
+        { name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY', value: 'true' }
+        { name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME', value: 'inventory' }
       ]
     }
   }

@@ -9,7 +9,6 @@ param eventHubsNamespaceName string
 param eventHubName string
 param appInsightsName string
 param funcPrincipalId string
-param agentPrincipalId string
 param posPrincipalId string
 
 // Built-in role definition ids, as listed in https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
@@ -134,20 +133,24 @@ resource funcMetrics 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// --- Store agents: a custom role on the `lake` container only, plus an ABAC condition on the blob path.
+// --- Store agents: a custom role, assigned on the `lake` container once per store (not here: by
+// infra/scripts/store_access.py, which creates each store's identity) with an ABAC condition on the blob path
+// raw/store=<id>/, so that one store cannot write another store's dumps (docs/security.md).
 // Why not Storage Blob Data Contributor with a condition: that role also carries the control-plane actions
 // containers/write and containers/delete, and Blob Storage conditions can only target the blob DataActions
 // (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes), so an agent could have deleted
 // the whole `lake` container. And blobs/move/action (rename) exposes only the *source* path to a condition, so
-// "move only under raw/" would still let an agent rename raw/x to curated/x. The agent only needs what
-// BlobLake.put_file does with overwrite=False: Get Blob Properties (head), Put Blob / Put Block / Put Block List,
-// and Get Container Properties when container creation is refused.
+// "move only under raw/store=<id>/" would still let an agent rename its own blob into another store's folder.
 resource agentRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'inventory-store-agent-raw-upload')
+  // The agent only needs what BlobLake.put_file does with overwrite=False: Get Blob Properties (head, blobs/read),
+  // Put Blob / Put Block / Put Block List, and Get Container Properties when container creation is refused. The
+  // condition must target every blob DataAction of this role: adding one (e.g. runAsSuperUser, delete) without
+  // changing the condition in store_access.py would grant it on the whole container.
   properties: {
     // Custom role names are unique per tenant: the resource group id keeps one per deployment.
     roleName: 'Inventory store agent raw upload ${uniqueString(resourceGroup().id)}'
-    description: 'Read container properties; read, create and write blobs. Assigned on the lake container with a condition limiting blob access to raw/.'
+    description: 'Read container properties; read, create and write blobs. Assigned on the lake container once per store, with a condition limiting blob access to raw/store=<id>/ (infra/scripts/store_access.py).'
     type: 'customRole'
     permissions: [
       {
@@ -167,26 +170,6 @@ resource agentRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
-// Read (including List Blobs, which has no blob path and is therefore refused: agents cannot list the
-// container), write and create are allowed only when the blob path starts with raw/. Syntax as in "Example:
-// Write blobs in named containers with a path" (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples);
-// the path attribute does not include the container name.
-var rawOnlyCondition = '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'}) AND !(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith \'raw/\'))'
-
-resource agentRaw 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(lake::blob::container.id, agentPrincipalId, 'inventory-store-agent-raw-upload')
-  scope: lake::blob::container
-  properties: {
-    // Subscription-level id form, as for the built-in roles (referencing agentRole also orders the deployment).
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', agentRole.name)
-    principalId: agentPrincipalId
-    principalType: 'ServicePrincipal'
-    description: 'Store agents: upload dumps under raw/ only (custom role + ABAC condition on the blob path).'
-    conditionVersion: '2.0'
-    condition: rawOnlyCondition
-  }
-}
-
 // --- POS producers: send only, to the sales hub only. ---
 resource posSend 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(namespace::hub.id, posPrincipalId, roles.eventHubsDataSender)
@@ -197,3 +180,8 @@ resource posSend 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalType: 'ServicePrincipal'
   }
 }
+
+// What store_access.py assigns, and where (azd env: AGENT_ROLE_DEFINITION_ID, LAKE_CONTAINER_RESOURCE_ID).
+// Subscription-level id form, as for the built-in roles.
+output agentRoleDefinitionId string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', agentRole.name)
+output lakeContainerId string = lake::blob::container.id

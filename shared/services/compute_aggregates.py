@@ -38,11 +38,10 @@ store on every run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +74,7 @@ from shared.core.aggregates import (
 )
 from shared.core.ids import utc_iso
 from shared.services.lake_tables import Snapshots
+from shared.services.scratch import scratch_folder
 
 if TYPE_CHECKING:
     import duckdb
@@ -647,7 +647,8 @@ def compute_aggregates(
         timings[step] = round(timings.get(step, 0.0) + time.monotonic() - clock, 3)
         clock = time.monotonic()
 
-    work = Path(tempfile.mkdtemp(prefix="aggregates-", dir=scratch))
+    in_use = contextlib.ExitStack()
+    work = in_use.enter_context(scratch_folder("aggregates-", scratch))
     run = _Run(lake=lake, stock=stock, work=work, now=now, memory_limit=memory_limit, threads=threads,
                batch_lines=batch_lines, flush_bytes=flush_bytes, progress=progress)
     try:
@@ -669,7 +670,7 @@ def compute_aggregates(
         lap("state")
     finally:
         run.close()
-        shutil.rmtree(work, ignore_errors=True)
+        in_use.close()  # removes the working folder
     result = run.result
     timings["total"] = round(time.monotonic() - started, 3)
     result.timings_s = timings

@@ -22,14 +22,10 @@ lines they share. Reading and cleaning the dump, the bulk of the time, run outsi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 import zlib
@@ -95,6 +91,7 @@ from shared.services.ingest_history import (
     window_mark,
     window_sql,
 )
+from shared.services.scratch import scratch_folder, scratch_in_use, sweep_stale_scratch
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -110,11 +107,13 @@ QUARANTINE_REASONS: dict[str, str] = {
     "unsafe_query": "a query would do more than read (refused by the authorizer)",
     "bad_query": "a table or mapping query cannot run on this dump (e.g. a view calling a forbidden function)",
     "query_timeout": "reading a table took longer than INGEST_QUERY_TIMEOUT_S",
+    "unbounded_query": "a view or mapping query yields more rows, or costs more, than the file's stored rows could",
     "too_many_rows": "a table has more rows than INGEST_MAX_ROWS_PER_TABLE",
     "cell_too_large": "a value is larger than INGEST_MAX_CELL_BYTES",
     "reader_failed": "SQLite failed while reading the file",
     "invalid_store_id": "the store id in the path is not ^[A-Za-z0-9_-]{1,64}$",
     "bad_path": "the path is not raw/store=<id>/date=<YYYY-MM-DD>/<file> (e.g. a date that does not exist)",
+    "store_mismatch": "the dump's store_id metadata names another store than its path (raw/store=<id>/)",
 }
 
 ProgressFn = Callable[[str], None]
@@ -952,80 +951,6 @@ def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, so
                         exc.code, exc.detail)
 
 
-STALE_SCRATCH_S = 6 * 3600  # far beyond the function timeout (30 min): nobody is using such a folder
-# Our working folders: the ingest's, the blob trigger's downloads (triggers/dumps.py), the store agent's copies.
-SCRATCH_PREFIXES = ("ingest-", "blob-", "agent-upload-")
-
-
-@contextlib.contextmanager
-def scratch_in_use(folder: Path) -> Iterator[None]:
-    """Mark a scratch folder as in use for the block: a shared ``flock`` on the folder itself.
-
-    :func:`sweep_stale_scratch` never removes a folder someone holds, however old it looks; the kernel
-    drops the lock when its process dies, so a killed worker's folder becomes sweepable.
-    """
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-@contextlib.contextmanager
-def scratch_folder(prefix: str, scratch: Path | None) -> Iterator[Path]:
-    """A new working folder under ``scratch``, marked in use while the block runs and removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=scratch) as name, scratch_in_use(Path(name)):
-        yield Path(name)
-
-
-def _newest_mtime(folder: Path) -> float:
-    """The latest modification time of the folder and of the files anywhere in it: a folder's own mtime
-    changes only when entries are added or removed, not while a file in it (a download, a spill) is being
-    written."""
-    newest = folder.lstat().st_mtime
-    for dirpath, _dirnames, filenames in os.walk(folder):
-        for name in filenames:
-            with contextlib.suppress(FileNotFoundError):
-                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
-    return newest
-
-
-def _remove_if_stale(folder: Path, cutoff: float) -> bool:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:  # gone, not a folder, or a symlink: not ours to remove
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # held by a live worker (scratch_in_use)
-        # Untouched for a long time as well: a folder a worker has not locked yet (the trigger's download
-        # runs before the ingest takes the lock) is kept for as long as it is recent.
-        if _newest_mtime(folder) > cutoff:
-            return False
-        shutil.rmtree(folder, ignore_errors=True)
-        return True
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def sweep_stale_scratch(scratch: Path, max_age_s: float = STALE_SCRATCH_S) -> int:
-    """Remove working folders left by workers that were killed (SIGKILL, host recycled): the ingest's
-    ``ingest-*``, the blob trigger's ``blob-*`` downloads and the store agent's ``agent-upload-*`` copies. A
-    folder goes when no live process holds it (:func:`scratch_in_use`) and nothing in it changed for
-    ``max_age_s``. Returns how many were removed."""
-    cutoff = time.time() - max_age_s
-    removed = 0
-    for prefix in SCRATCH_PREFIXES:
-        for folder in sorted(Path(scratch).glob(f"{prefix}*")):
-            removed += _remove_if_stale(folder, cutoff)
-    return removed
-
-
 def load_store_mapping(lake: Lake, store_id: str) -> Mapping:
     """The mapping kept in the lake for a store (``config/mappings/store=<id>.toml``), else the default."""
     path = f"config/mappings/store={validate_store_id(store_id)}.toml"
@@ -1260,6 +1185,17 @@ def ingest_landed_dump(
         return _quarantine(lake, telemetry, store_id=store, key=sha[:24], source=local,
                            source_name=lake_path.rsplit("/", 1)[-1], started=started, received_sha=sha,
                            exc=DumpRejected(code, str(exc)))
+    # The agent records the store it uploads for (agents older than that send no store_id: accepted). A dump
+    # that names another store than its folder would become that folder's stock baseline: refused, filed under
+    # the folder's store (whose identity wrote it; docs/security.md). Metadata names are case-insensitive in Azure.
+    claimed = next((v for k, v in metadata.items() if k.lower() == "store_id"), None)
+    if claimed is not None and claimed != store_id:
+        sha = sha256_file(local)
+        return _quarantine(lake, telemetry, store_id=store_id, key=sha[:24], source=local, source_name=name,
+                           started=started, received_sha=sha, exc=DumpRejected(
+                               "store_mismatch", f"the dump's metadata says store_id={claimed[:80]!r} but it was "
+                               f"uploaded under raw/store={store_id}/: a store agent configured with another store's "
+                               "id (check its --store), or a store writing another store's data"))
     snapshot_at = None
     if metadata.get("snapshot_at"):
         try:

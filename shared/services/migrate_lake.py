@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from shared.adapters.lake import Lake
 from shared.adapters.parquet_files import read_parquet_bytes
 from shared.core.arrow_values import date_scalar, string_scalar
 from shared.core.schema import TABLES
+from shared.services.scratch import scratch_folder
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -99,7 +99,7 @@ def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store
             result.rows_migrated[path] = result.rows_migrated.get(path, 0) + rows.num_rows
             yield rows
 
-    with tempfile.TemporaryDirectory(prefix="migrate-", dir=scratch) as work:
+    with scratch_folder("migrate-", scratch) as work:
         tables.append_parts(path, parts(), scratch=Path(work), app_id=app_id,
                             partition_by=("store_id", "month") if fact and zone == "curated" else ("store_id",),
                             metadata={"store_id": store, "migrated_files": str(len(keep))})

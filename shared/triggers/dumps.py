@@ -10,6 +10,8 @@ import azure.functions as func
 # a multi-GB dump is streamed to disk in chunks and never crosses the host-worker gRPC channel whole.
 import azurefunctions.extensions.bindings.blob as blob
 
+from shared.triggers.failures import reports_failure
+
 bp = func.Blueprint()
 log = logging.getLogger("inventory.dumps")
 
@@ -22,6 +24,7 @@ log = logging.getLogger("inventory.dumps")
     # Flex Consumption supports only the Event Grid-based blob trigger (no container polling).
     source=func.BlobSource.EVENT_GRID,
 )
+@reports_failure
 def ingest_dump(client: blob.BlobClient) -> None:
     """A dump landed under raw/: ingest it, then make it the store's stock baseline. Quarantines are results,
     not failures (no retry); unexpected errors (lake unreachable, ...) raise so the host retries and finally
@@ -29,8 +32,9 @@ def ingest_dump(client: blob.BlobClient) -> None:
     from azure.core.exceptions import ResourceNotFoundError
 
     from shared.bootstrap import default_container
-    from shared.services.ingest_dump import ingest_landed_dump, scratch_folder
+    from shared.services.ingest_dump import ingest_landed_dump
     from shared.services.reconcile_stock import reconcile_after_ingest
+    from shared.services.scratch import scratch_folder
 
     c = default_container()
     lake_path = client.blob_name

@@ -8,6 +8,8 @@ from typing import List  # noqa: UP035 - the worker expects typing.List for card
 
 import azure.functions as func
 
+from shared.triggers.failures import reports_failure
+
 bp = func.Blueprint()
 log = logging.getLogger("inventory.sales")
 
@@ -24,6 +26,7 @@ MAX_RETRIES = 5  # the retry policy below; the last attempt sets a failing batch
     consumer_group="%EVENTHUB_CONSUMER_GROUP%",
     cardinality=func.Cardinality.MANY,
 )
+@reports_failure
 def apply_sales(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
     """A batch of POS events: validate, dead-letter the bad ones, apply the rest once each.
 
@@ -45,6 +48,7 @@ def apply_sales(events: List[func.EventHubEvent], context: func.Context) -> None
 
 @bp.function_name("post_sales")
 @bp.route(route="sales", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@reports_failure
 def post_sales(req: func.HttpRequest) -> func.HttpResponse:
     """POS systems without AMQP: one event, a JSON array, or JSON lines; 202 with per-event results."""
     import json

@@ -12,12 +12,15 @@ import logging
 
 import azure.functions as func
 
+from shared.triggers.failures import reports_failure
+
 bp = func.Blueprint()
 log = logging.getLogger("inventory.timers")
 
 
 @bp.function_name("compute_aggregates")
 @bp.timer_trigger(arg_name="timer", schedule="%AGGREGATES_SCHEDULE%", use_monitor=True)
+@reports_failure
 def compute_aggregates(timer: func.TimerRequest) -> None:
     """Recompute the aggregates whose inputs changed since the last run; forecasts and current stock."""
     from shared.bootstrap import default_container
@@ -33,6 +36,7 @@ def compute_aggregates(timer: func.TimerRequest) -> None:
 
 @bp.function_name("raise_alerts")
 @bp.timer_trigger(arg_name="timer", schedule="%ALERTS_SCHEDULE%", use_monitor=True)
+@reports_failure
 def raise_alerts(timer: func.TimerRequest) -> None:
     """Evaluate every alert rule; raise (as telemetry) the alerts on-call has not been told about."""
     from shared.bootstrap import default_container
@@ -48,6 +52,7 @@ def raise_alerts(timer: func.TimerRequest) -> None:
 
 @bp.function_name("maintain_lake")
 @bp.timer_trigger(arg_name="timer", schedule="%MAINTAIN_SCHEDULE%", use_monitor=True)
+@reports_failure
 def maintain_lake(timer: func.TimerRequest) -> None:
     """Compact, vacuum and checkpoint every Delta table of the lake; the figures go to telemetry."""
     from shared.bootstrap import default_container

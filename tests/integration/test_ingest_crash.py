@@ -87,7 +87,7 @@ def test_killed_ingests_leave_nothing_half_visible_and_the_rerun_is_exact(store,
 
 
 def test_working_folders_of_killed_ingests_are_swept(tmp_path):
-    from shared.services.ingest_dump import sweep_stale_scratch
+    from shared.services.scratch import sweep_stale_scratch
 
     old, fresh = tmp_path / "ingest-old", tmp_path / "ingest-running"
     for folder in (old, fresh):

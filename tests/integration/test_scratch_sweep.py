@@ -13,7 +13,8 @@ from pathlib import Path
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.services.ingest_dump import STALE_SCRATCH_S, ingest_dump, scratch_folder, sweep_stale_scratch
+from shared.services.ingest_dump import ingest_dump
+from shared.services.scratch import STALE_SCRATCH_S, scratch_folder, sweep_stale_scratch
 from tests.support.dumps import make_dump
 
 
@@ -41,6 +42,35 @@ def test_downloads_and_working_folders_of_killed_workers_are_swept(tmp_path):
     assert sweep_stale_scratch(tmp_path) == 2
     assert not old_blob.exists() and not old_ingest.exists()
     assert fresh_blob.exists() and fresh_ingest.exists() and other.exists()
+
+
+def test_every_kind_of_scratch_folder_a_killed_worker_leaves_is_swept(tmp_path):
+    """Each prefix the app makes folders with (the aggregates' and the migration's too) is swept."""
+    from shared.services.scratch import SCRATCH_KINDS
+
+    for kind in SCRATCH_KINDS:
+        age(leftover(tmp_path, f"{kind}k1ll3d"))
+    assert sweep_stale_scratch(tmp_path) == len(SCRATCH_KINDS) >= 4
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scratch_folder_of_an_unlisted_kind_cannot_be_made(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="SCRATCH_KINDS"), scratch_folder("report-", tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_aggregates_working_folder_is_a_listed_kind_removed_after_the_run(tmp_path):
+    """compute_aggregates makes its folder with scratch_folder: marked in use while it runs, gone after."""
+    from shared.adapters.stock_sqlite import SqliteStockStore
+    from shared.services.compute_aggregates import compute_aggregates
+
+    lake, scratch = FolderLake(tmp_path / "lake"), tmp_path / "scratch"
+    compute_aggregates(lake=lake, stock=SqliteStockStore(tmp_path / "stock.sqlite"), telemetry=MemoryTelemetry(),
+                       scratch=scratch)
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_folder_with_a_file_still_being_written_is_kept(tmp_path):
@@ -71,7 +101,7 @@ def test_a_folder_in_use_is_kept_however_old_it_looks(tmp_path):
 def test_a_folder_whose_worker_was_killed_is_swept(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from shared.services.ingest_dump import scratch_folder
+        from shared.services.scratch import scratch_folder
         with scratch_folder("ingest-", {str(tmp_path)!r}) as folder:
             print(folder, flush=True)
             time.sleep(600)

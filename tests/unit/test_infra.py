@@ -102,9 +102,9 @@ def test_no_secrets_in_infra() -> None:
     assert not offenders, offenders
 
 
-def test_blob_trigger_subscription_filters_completed_writes() -> None:
+def test_blob_events_dead_letter_with_the_topic_identity_and_page() -> None:
+    """The subscription (filters, retries) is made by the postdeploy hook: tests/unit/test_deploy_hook.py."""
     text = (INFRA / "modules" / "eventgrid.bicep").read_text()
-    assert "Microsoft.Storage.BlobCreated" in text and "Host.Functions.ingest_dump" in text
-    assert "/blobs/raw/'" in text
-    for api in ("PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"):
-        assert f"'{api}'" in text
+    assert "identity: { type: 'SystemAssigned' }" in text and "principalId: topic.identity.principalId" in text
+    assert "metricName: 'DeadLetteredCount'" in text and "actions: [ { actionGroupId: actionGroupId } ]" in text
+    assert "blobsExtensionKey" not in (INFRA / "main.bicep").read_text(), "no key passes through the Bicep"

@@ -12,7 +12,7 @@ from pathlib import Path
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared.adapters.telemetry_azure import LOGGER_NAME, AzureMonitorTelemetry
+from shared.adapters.telemetry_azure import EXPORTED_LOGGER, LOGGER_NAME, AzureMonitorTelemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +72,68 @@ def test_importing_the_app_stays_light() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def otel_handler_on_inventory():  # what configure_azure_monitor(logger_name="inventory") attaches, in memory
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    provider = LoggerProvider()
+    exporter = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    return LoggingHandler(logger_provider=provider), exporter
+
+
+def test_each_record_is_exported_once_and_never_reaches_the_root_logger() -> None:
+    """In Azure the worker's root handler forwards records to the host, which would write them again: a record
+    of the app's loggers must reach the exporter once and the root logger never."""
+    handler, exporter = otel_handler_on_inventory()
+    exported, root = logging.getLogger(EXPORTED_LOGGER), logging.getLogger()
+    to_host = Capture()
+    exported.addHandler(handler)
+    root.addHandler(to_host)
+    try:
+        t = AzureMonitorTelemetry("InstrumentationKey=x", worker_configured=True,
+                                  meter_provider=MeterProvider([InMemoryMetricReader()]))
+        t.event("LowStock", storeId="S1")
+        logging.getLogger("inventory.functions").error("function raise_alerts failed")
+    finally:
+        exported.removeHandler(handler)
+        root.removeHandler(to_host)
+        exported.propagate = True
+    names = [r.log_record.attributes.get("microsoft.custom_event.name") for r in exporter.get_finished_logs()]
+    assert names == ["LowStock", None]
+    assert to_host.records == []
+
+
+def test_without_an_exporter_on_the_app_logger_records_still_propagate() -> None:
+    """The worker exporting the root logger instead (a different PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME): the
+    app must not cut its records off from the only exporter there is."""
+    root, to_root = logging.getLogger(), Capture()
+    root.addHandler(to_root)
+    try:
+        t = AzureMonitorTelemetry("InstrumentationKey=x", worker_configured=True,
+                                  meter_provider=MeterProvider([InMemoryMetricReader()]))
+        t.event("LowStock", storeId="S1")
+    finally:
+        root.removeHandler(to_root)
+    assert [r.getMessage() for r in to_root.records] == ["LowStock"]
+
+
+def test_the_worker_configured_exporter_is_not_configured_twice(tmp_path: Path) -> None:
+    """PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true: the worker set the distro up; the app adds no second
+    exporter (two would ship every record twice). Without it, the app configures the distro itself."""
+    code = ("from opentelemetry._logs import get_logger_provider; from shared.bootstrap import build; "
+            "build().telemetry; print(type(get_logger_provider()).__name__)")
+    base = {**os.environ, "APPLICATIONINSIGHTS_CONNECTION_STRING":
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/",
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "INVENTORY_HOME": str(tmp_path / "home"),
+            "TMPDIR": str(tmp_path)}
+    providers = {}
+    for flag in ("true", ""):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**base, "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": flag})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        providers[flag] = proc.stdout.strip().splitlines()[-1]
+    assert providers == {"true": "ProxyLoggerProvider", "": "LoggerProvider"}
