@@ -3,8 +3,11 @@
 A dump comes from a store's machine and is treated as hostile input. It is read by a **child process**
 (`python -m shared.adapters.sqlite_dump_child`) so that the limits are real:
 
-- the parent kills the child when one table's read passes its deadline (an endless recursive view cannot
-  hang the function; SQLite reads through ADBC cannot be interrupted from Python);
+- the parent kills the child when one table's read passes its deadline (SQLite reads through ADBC cannot
+  be interrupted from Python). It is the last resort: before streaming, the child refuses a view or mapping
+  query that yields more rows, or takes more SQLite steps, than reading every row the file can store would
+  (``unbounded_query``; a recursive view or a cross join is stopped in well under a second; see
+  ``sqlite_dump_child.check_bounded`` and docs/hostile-dumps.md);
 - a crash or memory blow-up in SQLite's parsing of a crafted file takes down the child, not the host;
 - reading (child, one core) overlaps with cleaning and writing (parent, the other core).
 

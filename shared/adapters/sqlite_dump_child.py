@@ -2,14 +2,24 @@
 
 argv: the dump's path and the limits as JSON. stdin: one JSON line with the jobs. stdout: frames.
 Errors are reported as frames ``{"error": code, "detail": text}``, then the process exits.
+
+Every job is bounded by the file itself before any row is streamed (:func:`check_bounded`, and
+docs/hostile-dumps.md): a read of stored rows can yield no more rows than the file can store, and costs SQLite
+no more than its compiled program's length in steps per such row. A job that reads one stored table in one
+pass is within both by construction; any other (a view, a join, a subquery, a CTE) is first run under a
+step budget of that size, so a recursive view or a cross join is refused in a fraction of a second instead of
+at the parent's deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from shared.adapters.sqlite_dump import write_frame
 
@@ -51,6 +61,143 @@ def open_checked(path: str, limits: dict) -> sqlite3.Connection:
     if result != ["ok"]:
         raise Fail("corrupt", "PRAGMA quick_check found damage: " + "; ".join(result)[:500])
     return con
+
+
+# --- bounds: what a read of stored rows can yield and cost, from the file's size alone -----------------------
+
+MIN_ROW_BYTES = 5
+"""Fewest bytes of the file one stored row takes (SQLite file format, https://www.sqlite.org/fileformat2.html,
+§1.6 "B-tree Pages" and §2.1 "Record Format"). A row is one cell of a b-tree page, and the page's cell pointer
+array holds a 2-byte offset to each cell. A table leaf cell is a payload-size varint, a rowid varint and the
+record, whose header is a size varint and "one or more additional varints, one per column": at least
+1 + 1 + 2 bytes. A WITHOUT ROWID table's row is an index cell: a payload-size varint and the record, at least
+1 + 2 bytes (and 4 more for a child page number on an interior page). So 5 bytes a row at the least, and a file
+of B bytes stores at most B / 5 rows, whatever its tables (the file header, page headers, interior pages and
+SQLite's padding of a cell to 4 bytes only make it fewer). Cells sharing bytes, the one way round this, are
+damage that ``quick_check`` reports ("Multiple uses for byte ...")."""
+
+_PROGRESS_EVERY = 1000  # VM steps between two calls of the progress handler that counts them
+
+
+class OverBudget(Exception):
+    """A statement used its whole step budget."""
+
+
+@dataclass(frozen=True)
+class FileBounds:
+    """What reading the rows stored in a file of ``file_bytes`` bytes can at most yield and cost."""
+
+    file_bytes: int
+
+    @property
+    def rows(self) -> int:
+        """Rows the file can store at most: every row it yields comes from one it stores."""
+        return self.file_bytes // MIN_ROW_BYTES
+
+    def steps(self, program_length: int) -> int:
+        """SQLite VM steps a read of stored rows takes at most: each instruction of its program runs at most
+        once per pass of the loop it is in, and each loop passes at most once per stored row (a scan, a
+        lookup by key, a sort, an automatic index, one side of a many-to-one join), plus once outside any loop."""
+        return program_length * (self.rows + 1)
+
+
+def file_bounds(con: sqlite3.Connection) -> FileBounds:
+    """The bounds of the file ``con`` reads: its size as SQLite sees it, page count × page size."""
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    page_count = con.execute("PRAGMA page_count").fetchone()[0]
+    return FileBounds(page_size * page_count)
+
+
+def reads_one_stored_table(con: sqlite3.Connection, sql: str) -> bool:
+    """True when SQLite's plan for ``sql`` is one pass over one stored table: a single ``SCAN`` or ``SEARCH``
+    of a b-tree (the table or one of its indexes), or a single ``MULTI-INDEX OR`` of such searches, and nothing
+    else: no subquery, co-routine, CTE, temporary b-tree, virtual table, constant row or second loop. Its work
+    is then linear in the rows the table stores, by construction: it needs no trial run."""
+    plan = con.execute("EXPLAIN QUERY PLAN " + sql).fetchall()  # rows: (id, parent, notused, detail)
+    parent_of = {node: parent for node, parent, _, _ in plan}
+    multi_or = {node for node, _, _, detail in plan if detail == "MULTI-INDEX OR"}
+
+    def in_multi_or(node: int) -> bool:
+        seen = set()
+        while node in parent_of and node not in seen:
+            seen.add(node)
+            node = parent_of[node]
+            if node in multi_or:
+                return True
+        return False
+
+    loops = 0
+    for node, _, _, detail in plan:
+        one_btree = detail.startswith(("SCAN ", "SEARCH ")) and "VIRTUAL TABLE" not in detail \
+            and detail != "SCAN CONSTANT ROW"
+        if detail == "MULTI-INDEX OR" and not in_multi_or(node):
+            loops += 1
+        elif in_multi_or(node) and (one_btree or detail.startswith("INDEX ")):
+            continue  # one of the OR's index searches: part of its single pass
+        elif one_btree:
+            loops += 1
+        else:
+            return False
+    return loops == 1
+
+
+@contextlib.contextmanager
+def step_budget(con: sqlite3.Connection, budget: int) -> Iterator[None]:
+    """Interrupt the statements run in the block once they have taken more than ``budget`` VM steps; the
+    statement's error is turned into :class:`OverBudget`."""
+    used = 0
+
+    def tick() -> int:
+        nonlocal used
+        used += _PROGRESS_EVERY
+        return 1 if used > budget else 0
+
+    con.set_progress_handler(tick, _PROGRESS_EVERY)
+    try:
+        yield
+    except sqlite3.OperationalError:
+        if used > budget:
+            raise OverBudget() from None
+        raise
+    finally:
+        con.set_progress_handler(None, 0)
+
+
+def check_bounded(con: sqlite3.Connection, job: dict, bounds: FileBounds) -> None:
+    """Refuse (``unbounded_query``) a job that would yield more rows than the file can store, or do more work
+    than reading them can take: a recursive view, a cross join, a sort of an endless source. A job reading one
+    stored table is within both by construction; any other is run once here, in full, under a step budget of
+    its program's length per row the file can store, the values computed and counted, not sent."""
+    table = job["table"]
+    sql = _stream_sql(job, typed=False)
+    with contextlib.suppress(sqlite3.DatabaseError):  # a plan SQLite cannot show: run it, to be sure
+        if reads_one_stored_table(con, sql):
+            return
+    # The rows counted, and each value computed and counted: the work of every column (a subquery in one
+    # included) is done as the real read would do it.
+    counted = f"SELECT count(*), {', '.join(f'count({quote(c)})' for c in job['want'])} FROM ({sql})"
+    try:
+        program = len(con.execute("EXPLAIN " + counted).fetchall())
+        budget = bounds.steps(program)
+        with step_budget(con, budget):
+            rows = con.execute(counted).fetchone()[0]
+    except OverBudget:
+        raise Fail("unbounded_query", f"the query for table {table} did not finish within {budget:,} SQLite steps: "
+                   f"reading every row a {bounds.file_bytes:,}-byte file can store ({bounds.rows:,} at most) takes "
+                   f"at most {program} steps a row, the length of its program. It never ends, or its work grows "
+                   "faster than the data (a recursive view, a cross join, a subquery run for every row). Fix the "
+                   "store's view, or the mapping's query (join on a key); nothing of the dump was ingested") from None
+    except sqlite3.DatabaseError as exc:
+        raise Fail("bad_query", f"the query for table {table} cannot run on this dump: {exc}") from None
+    if rows > bounds.rows:
+        raise Fail("unbounded_query", _too_many_rows(table, rows, bounds))
+
+
+def _too_many_rows(table: str, rows: int, bounds: FileBounds) -> str:
+    return (f"the query for table {table} yields {rows:,} rows or more, more than the {bounds.rows:,} a "
+            f"{bounds.file_bytes:,}-byte SQLite file can store (a stored row takes at least {MIN_ROW_BYTES} "
+            "bytes): a recursive view or a cross join? Fix the store's view, or the mapping's query; nothing "
+            "of the dump was ingested")
 
 
 def deny_writes(action: int, *args: object) -> int:
@@ -142,6 +289,13 @@ def _select(job: dict, *, typed: bool) -> str:
                      for c, src in zip(job["want"], job["source_columns"], strict=True))
 
 
+def _stream_sql(job: dict, *, typed: bool, offset: int = 0) -> str:
+    """The statement that streams a job's rows (from row ``offset`` on)."""
+    # The newline ends a -- comment the job's query may end with (it would swallow the parenthesis).
+    return (f"SELECT {_select(job, typed=typed)} FROM ({job['sql']}\n)"
+            + (f" LIMIT -1 OFFSET {offset}" if offset else ""))
+
+
 def _text_column(arr, table: str, name: str, max_cell: int):  # noqa: ANN001
     """A column read as text, checked: (array, None) or (None, error). Blobs and invalid UTF-8 are turned
     into valid text (bad bytes replaced); the NULL marker back into NULL."""
@@ -180,11 +334,13 @@ def _is_type_mismatch(exc: Exception) -> bool:
     return isinstance(exc, _TypeMismatch) or "Type mismatch" in str(exc)
 
 
-def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN001
+def stream_table(adbc_con, job: dict, limits: dict, out, bounds: FileBounds | None = None) -> None:  # noqa: ANN001
     """Stream one table as Arrow IPC: a frame ``{"table", "stream": true}`` and a stream, then either a final
     frame (``ok`` or ``error``) or, when the typed read met a value of another kind, a frame with
     ``"more": true`` and a second stream, all text, with the rest of the rows (the same query, ``OFFSET``
-    the rows already sent: an immutable file gives the same rows in the same order)."""
+    the rows already sent: an immutable file gives the same rows in the same order). With ``bounds``, more
+    rows than the file can store stop the read (``unbounded_query``): :func:`check_bounded` has refused such a
+    job already, but ADBC runs its own build of SQLite, and this check costs nothing."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -197,10 +353,9 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
     error = None
     typed = bool(numeric & {c for c, src in zip(cols, job["source_columns"], strict=True) if src})
     first = True
+    max_stored = bounds.rows if bounds is not None else None
     while True:
-        select = _select(job, typed=typed)
-        # The newline ends a -- comment the mapping query may end with (it would swallow the parenthesis).
-        sql = f"SELECT {select} FROM ({job['sql']}\n)" + (f" LIMIT -1 OFFSET {rows}" if rows else "")
+        sql = _stream_sql(job, typed=typed, offset=rows)
         write_frame(out, {"table": table, "stream": True, **({} if first else {"more": True})})
         first = False
         writer = schema = stmt = None
@@ -213,6 +368,9 @@ def stream_table(adbc_con, job: dict, limits: dict, out) -> None:  # noqa: ANN00
                 if rows + batch.num_rows > max_rows:
                     error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
                              "(INGEST_MAX_ROWS_PER_TABLE)")
+                    break
+                if max_stored is not None and rows + batch.num_rows > max_stored:
+                    error = ("unbounded_query", _too_many_rows(table, rows + batch.num_rows, bounds))
                     break
                 arrays = []
                 for name, arr in zip(cols, batch.columns, strict=True):
@@ -277,6 +435,7 @@ def main() -> int:
     threading.Thread(target=_preload, daemon=True).start()
     try:
         con = open_checked(path, limits)
+        bounds = file_bounds(con)  # before describe() installs the authorizer, which refuses PRAGMAs
         write_frame(out, describe(con))
         line = sys.stdin.readline()
         if not line:
@@ -284,6 +443,7 @@ def main() -> int:
         jobs = json.loads(line)
         for job in jobs:  # validate every job before streaming anything
             job["source_columns"] = resolve_columns(job, check_query(con, job["table"], job["sql"]))
+            check_bounded(con, job, bounds)
         import adbc_driver_manager
         import adbc_driver_sqlite
 
@@ -296,7 +456,7 @@ def main() -> int:
                 reader.read_all()
                 stmt.close()
             for job in jobs:
-                stream_table(adbc_con, job, limits, out)
+                stream_table(adbc_con, job, limits, out, bounds)
     except Fail as f:
         write_frame(out, {"error": f.code, "detail": f.detail})
     except BrokenPipeError:

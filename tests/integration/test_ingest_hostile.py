@@ -12,6 +12,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.sqlite_dump import ReadLimits
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.ids import InvalidStoreId
+from shared.core.mapping import parse_mapping
 from shared.services.ingest_dump import IngestLimits, ingest_dump, ingest_landed_dump
 from tests.support.dumps import MINIMAL, make_dump
 
@@ -21,9 +22,9 @@ def lake(tmp_path):
     return FolderLake(tmp_path / "lake")
 
 
-def ingest(path, lake, limits=None, store="S1"):
+def ingest(path, lake, limits=None, store="S1", mapping=None):
     tel = MemoryTelemetry()
-    result = ingest_dump(path, store, lake=lake, telemetry=tel, limits=limits)
+    result = ingest_dump(path, store, lake=lake, telemetry=tel, limits=limits, mapping=mapping)
     return result, tel
 
 
@@ -92,16 +93,121 @@ def test_gzip_bomb_stops_at_the_limit(tmp_path, lake):
     assert_quarantined(result, tel, lake, "too_large")
 
 
-def test_endless_recursive_view_times_out(tmp_path, lake):
-    # `sales` is a view whose recursive CTE never yields a row and never ends.
-    base = MINIMAL.replace("CREATE TABLE sales(", "CREATE TABLE sales_old(").replace("INSERT INTO sales ",
+# --- queries that never end, or outgrow the file: refused in seconds (docs/hostile-dumps.md) -----------------
+
+# MINIMAL with its sales lines in sales_old, so that a view can take the name sales.
+SALES_OLD = MINIMAL.replace("CREATE TABLE sales(", "CREATE TABLE sales_old(").replace("INSERT INTO sales ",
                                                                                    "INSERT INTO sales_old ")
-    dump = make_dump(tmp_path / "loop.sqlite", """
-        CREATE VIEW sales AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)
-        SELECT 'x' AS sale_id, 1 AS line_no, 'A-1' AS sku, 1 AS qty, 1.0 AS unit_price,
-               '2026-11-25' AS sold_at FROM r WHERE n < 0;""", base=base)
+ENDLESS = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)"
+LINE = "1 AS line_no, 'A-1' AS sku, 1 AS qty, 1.0 AS unit_price, '2026-11-25 10:00:00' AS sold_at"
+NUMBERS = """CREATE TABLE n(i);
+    WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 1000) INSERT INTO n SELECT i FROM r;"""
+
+
+def refused_in_seconds(dump, lake, mapping=None):
+    """Quarantined as unbounded_query within a few seconds, the deadline left at its default 900 s."""
+    limits = IngestLimits()
+    assert limits.read.query_timeout_s == 900
     started = time.monotonic()
-    result, tel = ingest(dump, lake, IngestLimits(read=ReadLimits(query_timeout_s=2)))
+    result, tel = ingest(dump, lake, limits, mapping=mapping)
+    elapsed = time.monotonic() - started
+    reason = assert_quarantined(result, tel, lake, "unbounded_query")
+    assert elapsed < 15, elapsed
+    assert "table sales" in reason["reason"] and "nothing of the dump was ingested" in reason["reason"]
+    assert reason["reason_description"] != "unbounded_query"  # registered with a meaning
+    return reason
+
+
+@pytest.mark.parametrize("view", [
+    pytest.param(f"{ENDLESS} SELECT 's' || n AS sale_id, {LINE} FROM r", id="recursive-endless-rows"),
+    pytest.param(f"{ENDLESS} SELECT 's' || n AS sale_id, {LINE} FROM r WHERE n < 0", id="recursive-no-row-never-ends"),
+    pytest.param(f"{ENDLESS} SELECT 's' || n AS sale_id, {LINE} FROM r ORDER BY n DESC",
+                 id="sort-of-an-endless-source"),
+    pytest.param(f"SELECT a.i || '-' || b.i || '-' || c.i AS sale_id, {LINE} FROM n a, n b, n c", id="cross-join"),
+    pytest.param(f"SELECT a.i AS sale_id, {LINE} FROM n a, n b, n c WHERE a.i + b.i + c.i < 0",
+                 id="cross-join-no-row"),
+    pytest.param(f"SELECT sale_id, line_no, sku, ({ENDLESS} SELECT count(*) FROM r) AS qty, unit_price, sold_at "
+                 "FROM sales_old", id="endless-subquery-per-row"),
+])
+def test_a_view_that_never_ends_or_outgrows_the_file_is_refused_in_seconds(tmp_path, lake, view):
+    # A required table replaced by a view that never ends, or yields more rows than the file could store.
+    # Before, only the deadline (INGEST_QUERY_TIMEOUT_S, 900 s) stopped these, holding the function 15 minutes.
+    dump = make_dump(tmp_path / "v.sqlite", f"{NUMBERS} CREATE VIEW sales AS {view};", base=SALES_OLD)
+    refused_in_seconds(dump, lake)
+
+
+def test_a_mapping_query_with_a_cross_join_is_refused_in_seconds(tmp_path, lake):
+    # 3 sale lines x 1,000 x 1,000: 3M rows from a 28 KB file that can store about 6,000.
+    dump = make_dump(tmp_path / "m.sqlite", NUMBERS)
+    mapping = parse_mapping('''[tables.sales]
+query = """
+SELECT s.sale_id || '-' || a.i || '-' || b.i AS sale_id, s.line_no, s.sku, s.qty, s.unit_price, s.sold_at
+FROM sales s, n a, n b
+"""
+''')
+    refused_in_seconds(dump, lake, mapping)
+
+
+@pytest.mark.parametrize("view, lines", [
+    pytest.param("SELECT * FROM sales_old", 3, id="plain"),
+    pytest.param("SELECT s.sale_id, s.line_no, s.sku, s.qty, i.unit_price, s.sold_at FROM sales_old s "
+                 "JOIN items i ON i.sku = s.sku ORDER BY s.sold_at", 3, id="join-and-sort"),
+    pytest.param("SELECT sale_id, line_no, sku, qty, unit_price, sold_at FROM sales_old WHERE qty > 0 "
+                 "UNION ALL SELECT 'x' || i, 1, 'A-1', 1, 1.0, '2026-11-25 10:00:00' FROM n WHERE i <= 10",
+                 13, id="union"),
+])
+def test_legitimate_views_still_pass(tmp_path, lake, view, lines):
+    dump = make_dump(tmp_path / "ok.sqlite", f"{NUMBERS} CREATE VIEW sales AS {view};", base=SALES_OLD)
+    result, _ = ingest(dump, lake)
+    assert result.status == "ingested", result.reason
+    assert result.manifest["tables"]["sales"]["curated"] == lines
+
+
+def test_a_legitimate_join_mapping_still_passes(tmp_path, lake):
+    dump = make_dump(tmp_path / "j.sqlite", "")
+    mapping = parse_mapping('''[tables.sales]
+query = """
+SELECT s.sale_id, s.line_no, i.sku, s.qty, i.unit_price, s.sold_at
+FROM sales s JOIN items i ON i.sku = s.sku LEFT JOIN vendors v ON v.vendor_id = i.vendor_id
+"""
+''')
+    result, _ = ingest(dump, lake, mapping=mapping)
+    assert result.status == "ingested", result.reason
+    assert result.manifest["tables"]["sales"]["curated"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("through", ["table", "view"])
+def test_a_huge_legitimate_table_still_passes(tmp_path, lake, through):
+    # 2M narrow sale lines (~36 bytes each), as a table, and through a view joining items that SQLite cannot
+    # flatten: that one is run in full under the step budget before it is streamed, and must fit in it.
+    lines = 2_000_000
+    base = SALES_OLD if through == "view" else MINIMAL
+    table = "sales_old" if through == "view" else "sales"
+    extra = f"""DELETE FROM {table};
+        WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT {lines})
+        INSERT INTO {table} SELECT n, 1, 'A-' || (1 + n % 2), 1, 1, '2026-11-25 10:00:00' FROM r;"""
+    if through == "view":
+        extra += ("CREATE VIEW sales AS SELECT s.sale_id, s.line_no, s.sku, s.qty, i.unit_price, s.sold_at "
+                  "FROM sales_old s JOIN items i ON i.sku = s.sku ORDER BY s.sale_id;")
+    dump = make_dump(tmp_path / "huge.sqlite", extra, base=base)
+    started = time.monotonic()
+    result, _ = ingest(dump, lake)
+    assert result.status == "ingested", result.reason
+    assert result.manifest["tables"]["sales"]["curated"] == lines
+    assert time.monotonic() - started < 60
+
+
+def test_the_deadline_still_stops_what_the_bound_lets_run_long(tmp_path, lake):
+    # The bound grows with the file: 30 MB of padding lets an endless view run for seconds of SQLite work
+    # before its budget is spent. The deadline, kept as the last resort, stops it first here.
+    dump = make_dump(tmp_path / "padded.sqlite", f"""
+        CREATE TABLE pad(b);
+        WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 30) INSERT INTO pad
+            SELECT zeroblob(1000000) FROM r;
+        CREATE VIEW sales AS {ENDLESS} SELECT 's' || n AS sale_id, {LINE} FROM r WHERE n < 0;""", base=SALES_OLD)
+    started = time.monotonic()
+    result, tel = ingest(dump, lake, IngestLimits(read=ReadLimits(query_timeout_s=1)))
     assert time.monotonic() - started < 20
     assert_quarantined(result, tel, lake, "query_timeout")
 
