@@ -26,28 +26,27 @@ def _err(msg: str) -> None:
 
 
 def cmd_agent_upload(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    """The store agent (its own distribution, agent/) uploading to this environment's lake: a dev shortcut for
+    ``inventory-agent``, which a store PC runs (docs/agent.md)."""
+    try:
+        from inventory_agent import AgentError, upload_dump
+        from inventory_agent.cli import progress_bar
+    except ImportError:
+        _err("the store agent is not installed here: pip install -e ./agent (make does it)")
+        return 1
     from shared.bootstrap import build
-    from shared.services.upload_dump import upload_dump
 
     c = build()
     db = Path(args.db)
     if not db.is_file():
         _err(f"no database file at {db}; give the path of the store's SQLite database")
         return 1
-    bar = tqdm(total=0, unit="B", unit_scale=True, desc=f"upload {db.name}", file=sys.stderr,
-               disable=args.quiet or None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
     try:
-        result = upload_dump(db, args.store, c.lake, scratch=c.scratch_dir, progress=progress)
-    finally:
-        bar.close()
+        with progress_bar(db.name, quiet=args.quiet) as progress:
+            result = upload_dump(db, args.store, c.lake, scratch=c.scratch_dir, progress=progress)
+    except AgentError as exc:
+        _err(str(exc))
+        return 1
     verb = "uploaded" if result.uploaded else "already in the lake (same content); nothing uploaded"
     print(f"{result.path}: {verb}", file=sys.stderr)
     _print_json({"path": result.path, "sha256": result.sha256, "size": result.size,
@@ -677,12 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     from shared.adapters.lake import LakeError
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError
-    from shared.services.upload_dump import AgentError
     from shared.settings import SettingsError
 
     try:
         return args.func(args)
-    except (InvalidStoreId, MappingError, AgentError, FileNotFoundError, SettingsError, LakeError) as exc:
+    except (InvalidStoreId, MappingError, FileNotFoundError, SettingsError, LakeError) as exc:
         _err(str(exc))
         return 1
     except KeyboardInterrupt:

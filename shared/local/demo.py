@@ -110,12 +110,13 @@ def _empty_emulator_lake(lake) -> int | None:  # noqa: ANN001 - a Lake
 
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True,
              pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "") -> int:
+    from inventory_agent import upload_dump
+
     from shared.core.ids import raw_dump_path
     from shared.local.generator import generate_stores
     from shared.local.pos_traffic import pos_traffic
     from shared.local.runner import Runner
     from shared.services.dashboard import write_dashboard
-    from shared.services.upload_dump import upload_dump
 
     started = time.monotonic()
     since = datetime.now(UTC).isoformat()

@@ -24,7 +24,7 @@ SCRATCH_KINDS = {
     "blob-": "the blob trigger's download of a dump (shared/triggers/dumps.py)",
     "aggregates-": "the aggregates' working folder (compute_aggregates)",
     "migrate-": "the Delta migration's working folder (inventory lake migrate)",
-    "agent-upload-": "the dev command `inventory agent upload`'s snapshot copy",
+    "agent-upload-": "the store agent's snapshot copy (inventory_agent, e.g. `inventory agent upload` here)",
 }
 """Prefix -> what makes it. The one list: :func:`scratch_folder` refuses any other prefix."""
 

@@ -49,7 +49,7 @@ def trigger_with(c, functions, path):
 
 
 def test_an_uploaded_dump_is_ingested_exactly_once(functions, azurite_app, tmp_path):
-    from shared.services.upload_dump import upload_dump
+    from inventory_agent import upload_dump
 
     up = upload_dump(make_dump(tmp_path / "d.sqlite"), "S7", azurite_app.lake, scratch=tmp_path)
     trigger_with(azurite_app, functions, up.path)

@@ -1,4 +1,5 @@
-"""The store agent (upload_dump) against both lakes, and its snapshot under a live writer.
+"""The store agent (inventory_agent.upload_dump) against both of the pipeline's lakes and its own two
+destinations, and its snapshot under a live writer.
 
 The store's database is a stand-in with two tables written together in every transaction (orders and
 their lines, with a line count and a total on the order), so a copy that mixes two points in time is
@@ -18,18 +19,19 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-
-from shared.core.ids import InvalidStoreId
-from shared.services.upload_dump import (
+from inventory_agent import (
     AGENT_VERSION,
     AgentError,
+    InvalidStoreId,
     NotASQLiteDatabase,
     SnapshotCheckFailed,
-    check_snapshot,
-    gzip_deterministically,
-    snapshot_database,
+    UploadFailed,
     upload_dump,
 )
+from inventory_agent.destinations import BlobDestination, FolderDestination
+from inventory_agent.snapshot import check_snapshot, gzip_deterministically, snapshot_database
+
+from shared.adapters.lake_folder import FolderLake
 
 NOW = datetime(2026, 11, 27, 23, 30, 5, tzinfo=UTC)
 
@@ -162,6 +164,7 @@ def test_upload_lays_out_the_path_and_metadata(lake, tmp_path):
     assert obj.size == result.size
     restored = gunzip_to(blob, tmp_path / "restored.sqlite")
     assert obj.metadata == {
+        "store_id": "S001",
         "sha256": result.sha256,
         "snapshot_at": "2026-11-27T23:30:05Z",
         "agent_version": AGENT_VERSION,
@@ -408,3 +411,94 @@ def test_a_killed_agents_copy_is_swept_by_a_later_upload(lake, tmp_path):
     os.utime(left, (old, old))
     upload_dump(make_store_db(tmp_path / "pos.db"), "S1", lake, scratch=scratch)
     assert not left.exists()
+
+
+# -- the agent's own destinations (what a store PC uses), read back by the pipeline's lakes ------------
+
+
+@pytest.fixture(params=["folder", pytest.param("blob", marks=pytest.mark.azurite)])
+def agent_destination(request, tmp_path):
+    """(the agent's destination, the pipeline's lake on the same place, to read back what the agent wrote).
+    The Blob destination stages 16 KiB blocks, so a test database goes up in several."""
+    if request.param == "folder":
+        return FolderDestination(tmp_path / "lake"), FolderLake(tmp_path / "lake")
+    lake = request.getfixturevalue("blob_lake")  # creates the container (the agent never does)
+    conn = request.getfixturevalue("azurite_conn")
+    return BlobDestination.from_connection_string(conn, lake.container.container_name, block_size=16 << 10), lake
+
+
+def test_the_agents_destinations_write_what_the_pipeline_reads(agent_destination, tmp_path):
+    destination, lake = agent_destination
+    db = make_store_db(tmp_path / "pos.db", orders=3000, pad=100, journal_mode="delete")
+    sent: list[tuple[int, int]] = []
+    first = upload_dump(db, "S042", destination, scratch=tmp_path / "scratch", now=NOW,
+                        progress=lambda d, t: sent.append((d, t)))
+
+    assert first.uploaded and first.size > 3 * (16 << 10), "the database must need several blocks"
+    obj = lake.head(first.path)
+    assert obj.size == first.size
+    assert obj.metadata["store_id"] == "S042" and obj.metadata["sha256"] == first.sha256
+    assert obj.metadata["uncompressed_bytes"] == str(first.uncompressed_bytes)
+    blob = lake.get_bytes(first.path)
+    assert hashlib.sha256(blob).hexdigest() == first.sha256
+    assert inconsistencies(gunzip_to(blob, tmp_path / "restored.sqlite")) == []
+    assert sent[0] == (0, first.size) and sent[-1] == (first.size, first.size)
+
+    again = upload_dump(db, "S042", destination, scratch=tmp_path / "scratch", now=NOW)
+    assert not again.uploaded and again.path == first.path
+    assert lake.head(first.path).metadata == obj.metadata
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("block_size", [64 << 20, 64 << 10], ids=["one-request", "blocks"])
+def test_a_blob_created_between_the_check_and_the_commit_is_left_alone(blob_lake, azurite_conn, tmp_path,
+                                                                       monkeypatch, block_size):
+    # Two runs racing on one path (a manual run during the nightly one): the check says "missing" to both, and
+    # the conditional commit (If-None-Match: *) lets one win; the other gets False, not an error.
+    source = tmp_path / "dump.gz"
+    source.write_bytes(random.Random(3).randbytes(300_000))
+    destination = BlobDestination.from_connection_string(azurite_conn, blob_lake.container.container_name,
+                                                         block_size=block_size)
+    blob_lake.put_bytes("raw/store=S1/date=2026-11-27/x.gz", b"the winner", metadata={"store_id": "S1"})
+    monkeypatch.setattr(BlobDestination, "_exists", staticmethod(lambda blob: False))
+
+    assert destination.put_file("raw/store=S1/date=2026-11-27/x.gz", source, metadata={"store_id": "S2"},
+                                overwrite=False) is False
+    assert blob_lake.get_bytes("raw/store=S1/date=2026-11-27/x.gz") == b"the winner"
+    assert blob_lake.head("raw/store=S1/date=2026-11-27/x.gz").metadata == {"store_id": "S1"}
+
+
+@pytest.mark.azurite
+def test_blob_failures_name_the_problem_and_the_fix(azurite_conn, blob_lake, tmp_path):
+    from azure.identity import CredentialUnavailableError
+    from azure.storage.blob import ContainerClient, ExponentialRetry
+
+    db = make_store_db(tmp_path / "pos.db")
+    scratch = tmp_path / "scratch"
+
+    missing = BlobDestination.from_connection_string(azurite_conn, "no-such-container")
+    with pytest.raises(UploadFailed, match="the container does not exist"):
+        upload_dump(db, "S1", missing, scratch=scratch)
+
+    wrong_key = azurite_conn.replace("AccountKey=Eby8", "AccountKey=AAAA")
+    with pytest.raises(UploadFailed, match=r"access was refused .*check its account key"):
+        upload_dump(db, "S1", BlobDestination.from_connection_string(wrong_key, blob_lake.container.container_name),
+                    scratch=scratch)
+
+    class NoToken:
+        def get_token(self, *scopes, **kwargs):
+            raise CredentialUnavailableError("EnvironmentCredential: AZURE_TENANT_ID is not set")
+
+    no_token = BlobDestination.from_account_url("https://127.0.0.1:9", "lake", NoToken())
+    started = time.monotonic()
+    with pytest.raises(UploadFailed, match=r"no token for the store's identity \(EnvironmentCredential"):
+        no_token.check()  # what the command does before the snapshot
+    with pytest.raises(UploadFailed, match=r"no token for the store's identity \(EnvironmentCredential"):
+        upload_dump(db, "S1", no_token, scratch=scratch)
+    assert time.monotonic() - started < 5, "a credential that gives no token is not retried for minutes"
+
+    nobody = ContainerClient("http://127.0.0.1:9/devstoreaccount1", "lake",  # a closed port; no retries here
+                             retry_policy=ExponentialRetry(retry_total=0), connection_timeout=2)
+    with pytest.raises(UploadFailed, match="the storage endpoint did not answer"):
+        upload_dump(db, "S1", BlobDestination(nobody), scratch=scratch)
+    assert list(scratch.iterdir()) == [], "no snapshot left behind by a failed upload"

@@ -8,6 +8,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from inventory_agent import upload_dump
+
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
@@ -18,7 +20,6 @@ from shared.services.compute_aggregates import compute_aggregates
 from shared.services.ingest_dump import ingest_landed_dump
 from shared.services.raise_alerts import raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
-from shared.services.upload_dump import upload_dump
 from tests.support.delta import delta_rows
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from inventory_agent import upload_dump
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
@@ -20,7 +21,6 @@ from shared.services.apply_sales import RawEvent, apply_sales
 from shared.services.ingest_dump import ingest_dump, ingest_landed_dump
 from shared.services.raise_alerts import AlertSettings, raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
-from shared.services.upload_dump import upload_dump
 from tests.support.delta import delta_rows
 from tests.support.dumps import make_dump
 

@@ -80,7 +80,7 @@ def test_a_bad_timer_schedule_fails_at_start_up(home, monkeypatch):
 # -- blob trigger ------------------------------------------------------------------------------------------
 
 def test_each_dump_in_raw_is_ingested_once_and_a_changed_blob_again(home, tmp_path):
-    from shared.services.upload_dump import upload_dump
+    from inventory_agent import upload_dump
 
     up = upload_dump(make_dump(tmp_path / "d.sqlite"), "S7", home.lake, scratch=tmp_path)
     r = app_runner()
@@ -146,7 +146,7 @@ def test_the_folder_blob_client_reports_a_missing_blob_as_the_sdk_does(home):
 
 @pytest.mark.azurite
 def test_on_azurite_the_function_gets_a_real_blob_client(azurite_conn, tmp_path, monkeypatch):
-    from shared.services.upload_dump import upload_dump
+    from inventory_agent import upload_dump
 
     with app_container(monkeypatch, tmp_path / "home", LAKE=azurite_conn,
                        LAKE_CONTAINER=f"lake-{uuid.uuid4().hex[:10]}") as c:
@@ -353,7 +353,7 @@ def test_keys_are_kept_between_starts_and_readable_by_the_owner_only(home):
 # -- the command -------------------------------------------------------------------------------------------
 
 def test_inventory_serve_once_from_another_directory(home, tmp_path):
-    from shared.services.upload_dump import upload_dump
+    from inventory_agent import upload_dump
 
     upload_dump(make_dump(tmp_path / "d.sqlite"), "S9", home.lake, scratch=tmp_path)
     home.queue.send([OutgoingEvent("S9", event("c1", "S9", "SKU001", 1, datetime.now(UTC)))])
@@ -367,7 +367,7 @@ def test_inventory_serve_once_from_another_directory(home, tmp_path):
 
 def test_inventory_serve_once_exits_1_when_an_invocation_failed(home, tmp_path):
     # Before, a failed ingest printed FAILED and the command still exited 0, counting the blob as delivered.
-    from shared.services.upload_dump import upload_dump
+    from inventory_agent import upload_dump
 
     home.lake.put_bytes("config/mappings/store=S8.toml", b"tables = 5\n")  # a broken mapping: the ingest fails
     upload_dump(make_dump(tmp_path / "d.sqlite"), "S8", home.lake, scratch=tmp_path)

@@ -1,17 +1,7 @@
-"""The store agent's use case: snapshot a live SQLite database and upload it to the lake's raw zone.
+"""A consistent copy of a live SQLite database, its check, and its deterministic gzip.
 
-``inventory agent upload DB --store ID`` calls :func:`upload_dump`. The steps, and why:
-
-1. Validate the store id first: it becomes part of a lake path, and nothing is read or written for a bad one.
-2. Copy the database with SQLite's online backup API while the store's software keeps writing. The copy
-   runs inside one read transaction on the source, so it is a single consistent point in time (orders and
-   their lines always agree). See :func:`snapshot_database` for why that matters.
-3. ``PRAGMA quick_check`` the copy, so a corrupt database is caught at the store, with a clear message,
-   rather than quarantined in the cloud.
-4. Gzip it deterministically (no timestamp or file name in the gzip header), so an unchanged database
-   gives byte-identical uploads, then name the object after the sha256 of those bytes.
-5. Upload with ``overwrite=False``: same content on the same day means the same path, and the upload is a
-   no-op. The blob trigger therefore never sees the same dump twice from a retrying agent.
+Only the standard library: this is the part that must work on any store PC (Linux or Windows) with
+Python 3.11+.
 """
 
 from __future__ import annotations
@@ -21,56 +11,26 @@ import hashlib
 import shutil
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import quote
 
-from shared import __version__
-from shared.adapters.lake import Lake
-from shared.core.ids import raw_dump_path, utc_iso, validate_store_id
-
-AGENT_VERSION = __version__
-"""Recorded in each dump's metadata, so a bad agent release can be traced to the dumps it sent."""
+from inventory_agent.errors import AgentError, NotASQLiteDatabase, SnapshotCheckFailed
 
 GZIP_LEVEL = 6
 _CHUNK = 1 << 20
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-class AgentError(RuntimeError):
-    """The agent could not produce a dump; the message names the database, the problem and the fix."""
-
-
-class NotASQLiteDatabase(AgentError):
-    """The source file is not a SQLite 3 database."""
-
-
-class SnapshotCheckFailed(AgentError):
-    """The consistent copy failed ``PRAGMA quick_check``: the source database itself is damaged."""
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    path: str
-    """Lake path ``raw/store=<id>/date=<YYYY-MM-DD>/<id>-<sha256[:16]>.sqlite.gz``."""
-    sha256: str
-    """Of the uploaded (gzip) bytes, i.e. of the blob's content."""
-    size: int
-    """Bytes uploaded (gzip)."""
-    snapshot_at: datetime
-    """The moment the copy represents (UTC)."""
-    uploaded: bool
-    """False when the same content was already in the lake at that path (nothing was sent)."""
-
-
 def _ro_uri(path: Path) -> str:
-    # as_uri() percent-encodes '?', '#' and spaces, which SQLite's URI parser would otherwise misread.
+    # as_uri() percent-encodes '?', '#' and spaces, which SQLite's URI parser would otherwise misread; on
+    # Windows it gives file:///C:/..., which SQLite reads as a local path.
     return path.resolve().as_uri() + "?mode=ro"
 
 
-def _check_is_sqlite(db: Path) -> None:
+def check_is_sqlite(db: Path) -> None:
+    """Raise FileNotFoundError, :class:`NotASQLiteDatabase` or :class:`AgentError` unless ``db`` is a
+    readable file that starts with the SQLite 3 header."""
     try:
         with open(db, "rb") as f:
             header = f.read(len(_SQLITE_MAGIC))
@@ -80,7 +40,12 @@ def _check_is_sqlite(db: Path) -> None:
         ) from None
     except IsADirectoryError:
         raise NotASQLiteDatabase(f"{db} is a folder, not a SQLite database: give the database file") from None
-    except OSError as exc:  # permission denied, an I/O error
+    except PermissionError as exc:  # on Windows, also what opening a folder gives
+        if Path(db).is_dir():
+            raise NotASQLiteDatabase(f"{db} is a folder, not a SQLite database: give the database file") from None
+        raise AgentError(f"cannot read the database {db} ({exc.strerror or exc}): check that this account may "
+                         "read it") from None
+    except OSError as exc:  # an I/O error
         raise AgentError(f"cannot read the database {db} ({exc.strerror or exc}): check that this account may "
                          "read it") from None
     if header != _SQLITE_MAGIC:
@@ -126,7 +91,7 @@ def snapshot_database(
     db, target = Path(db), Path(target)
     if pages_per_step == 0 or pages_per_step < -1:
         raise ValueError(f"pages_per_step must be positive (or -1 for all at once), got {pages_per_step}")
-    _check_is_sqlite(db)
+    check_is_sqlite(db)
     _remove_database_files(target)
     # timeout: in rollback-journal mode a writer's commit briefly locks readers out; wait for it.
     src = sqlite3.connect(_ro_uri(db), uri=True, isolation_level=None, timeout=30)
@@ -168,8 +133,9 @@ def snapshot_database(
             src.backup(dst, pages=pages_per_step, progress=step, sleep=0.05)
             dst.execute("PRAGMA journal_mode=DELETE")
         except sqlite3.OperationalError as exc:  # the copy's side: "disk I/O error", "database or disk is full"
-            raise AgentError(f"cannot write the snapshot of {db} to {target} ({exc}): is the disk of "
-                             "INVENTORY_HOME full? The snapshot needs about the database's size") from exc
+            raise AgentError(f"cannot write the snapshot of {db} to {target} ({exc}): is the disk of the "
+                             f"agent's scratch folder ({target.parent}) full? The snapshot needs about the "
+                             "database's size") from exc
         finally:
             dst.close()
         src.execute("COMMIT")
@@ -229,87 +195,3 @@ def gzip_deterministically(source: Path, target: Path) -> tuple[str, int]:
         with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=sink, mtime=0) as gz:
             shutil.copyfileobj(src, gz, _CHUNK)
     return sink.sha256.hexdigest(), sink.size
-
-
-def _header_safe(text: str) -> str:
-    """Blob metadata values must be printable ASCII: percent-encode anything else (and '%' itself), so
-    ``urllib.parse.unquote`` gives the original back. Plain ASCII names stay readable as they are."""
-    return "".join(ch if " " <= ch <= "~" and ch != "%" else quote(ch, safe="") for ch in text)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def upload_dump(
-    db: Path,
-    store_id: str,
-    lake: Lake,
-    *,
-    scratch: Path,
-    now: datetime | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> UploadResult:
-    """Snapshot the live database ``db`` of store ``store_id`` and upload it to the lake's raw zone.
-
-    ``scratch`` holds the copy and its gzip while they are made (removed afterwards, also on failure); it
-    needs room for about 1.3× the database. ``now`` replaces the measured snapshot time (naive means UTC;
-    for tests and replays). ``progress(bytes_sent, bytes_total)`` follows the upload.
-
-    Returns ``uploaded=False`` when the lake already holds this content for this day: re-running the
-    agent is safe. Raises :class:`~shared.core.ids.InvalidStoreId` before touching anything,
-    FileNotFoundError / :class:`NotASQLiteDatabase` for a wrong source, :class:`SnapshotCheckFailed` for
-    a damaged one, and :class:`~shared.adapters.lake.LakeError` when the upload fails.
-    """
-    store_id = validate_store_id(store_id)
-    db = Path(db)
-    _check_is_sqlite(db)
-    from shared.services.ingest_dump import scratch_folder, sweep_stale_scratch
-
-    scratch = Path(scratch)
-    scratch.mkdir(parents=True, exist_ok=True)
-    sweep_stale_scratch(scratch)  # a killed agent's copy (about the database's size) goes once it is stale
-    with scratch_folder("agent-upload-", scratch) as tmp:
-        copy = Path(tmp) / "snapshot.sqlite"
-        measured = snapshot_database(db, copy)
-        snapshot_at = measured if now is None else _as_utc(now)
-        check_snapshot(copy)
-        uncompressed = copy.stat().st_size
-
-        packed = Path(tmp) / "snapshot.sqlite.gz"
-        sha256, size = gzip_deterministically(copy, packed)
-        copy.unlink()  # free the space before the (possibly long) upload
-
-        path = raw_dump_path(store_id, snapshot_at.date(), f"{store_id}-{sha256[:16]}.sqlite.gz")
-        metadata = {
-            "sha256": sha256,
-            "snapshot_at": utc_iso(snapshot_at),
-            "agent_version": AGENT_VERSION,
-            "source_name": _header_safe(db.name),
-            "uncompressed_bytes": str(uncompressed),
-        }
-        on_bytes = None
-        if progress is not None:
-            sent = 0
-            progress(0, size)
-
-            def on_bytes(n: int) -> None:
-                nonlocal sent
-                sent += n
-                progress(sent, size)
-
-        uploaded = lake.put_file(path, packed, metadata=metadata, overwrite=False, progress=on_bytes)
-    return UploadResult(path=path, sha256=sha256, size=size, snapshot_at=snapshot_at, uploaded=uploaded)
-
-
-__all__ = [
-    "AGENT_VERSION",
-    "AgentError",
-    "NotASQLiteDatabase",
-    "SnapshotCheckFailed",
-    "UploadResult",
-    "check_snapshot",
-    "gzip_deterministically",
-    "snapshot_database",
-    "upload_dump",
-]
