@@ -27,7 +27,8 @@ class Baseline:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Order of baselines: later snapshot wins; the dump id breaks ties deterministically."""
+        """Order of baselines: later snapshot wins; the dump id breaks ties deterministically (the greater id,
+        compared as text: the order both stock stores' ``rebase`` keep)."""
         return (time_key(self.snapshot_at), self.dump_id)
 
 
@@ -37,7 +38,15 @@ def latest(baselines: Iterable[Baseline]) -> Baseline | None:
 
 def expected_stock(baselines: Iterable[Baseline], events: Iterable[SaleEvent]) -> dict[str, int]:
     """Stock per sku for one store, from every dump and every delivery seen (in any order, repeats
-    included). Skus whose count is zero and that no dump or counted event names are absent."""
+    included). Skus whose count is zero and that no dump or counted event names are absent.
+
+    ValueError when the baselines and events name more than one store: another store's dump is not a
+    baseline of this one, nor its events (whose ids are only unique per store) deltas of it; use
+    :func:`expected_stock_by_store` for several."""
+    baselines, events = list(baselines), list(events)
+    stores = {b.store_id for b in baselines} | {e.store_id for e in events}
+    if len(stores) > 1:
+        raise ValueError(f"expected_stock is for one store, got {', '.join(sorted(stores))}")
     base = latest(baselines)
     cutoff = time_key(base.snapshot_at) if base else None
     out: dict[str, int] = dict(base.on_hand) if base else {}
@@ -51,3 +60,14 @@ def expected_stock(baselines: Iterable[Baseline], events: Iterable[SaleEvent]) -
         for sku, delta in e.deltas:
             out[sku] = out.get(sku, 0) + delta
     return out
+
+
+def expected_stock_by_store(baselines: Iterable[Baseline], events: Iterable[SaleEvent]) -> dict[str, dict[str, int]]:
+    """:func:`expected_stock` of every store a baseline or an event names: each store on its own latest dump
+    and its own events (an event id counts once per store)."""
+    by_store: dict[str, tuple[list[Baseline], list[SaleEvent]]] = {}
+    for b in baselines:
+        by_store.setdefault(b.store_id, ([], []))[0].append(b)
+    for e in events:
+        by_store.setdefault(e.store_id, ([], []))[1].append(e)
+    return {store: expected_stock(*by_store[store]) for store in sorted(by_store)}

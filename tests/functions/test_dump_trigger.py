@@ -1,14 +1,20 @@
 """The blob-triggered function, found through app.get_functions() and called with a real binding object:
-the SDK-type binding hands the function an azure.storage.blob.BlobClient, here one for Azurite."""
+the SDK-type binding hands the function an azure.storage.blob.BlobClient, here one for Azurite.
+
+The lake is on Azurite on every backend (the binding is a blob; a folder lake has none). An ingested dump
+becomes the store's stock baseline on both stock stores: the embedded one ("local") and the Cosmos-API
+server ("emulators"); the tests that stop before the stock store (quarantines, a vanished blob, a missing
+container) run on the embedded one only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
 import pytest
 
-from tests.support.app import app_container
+from tests.support.app import LOCAL, app_container
 from tests.support.dumps import make_dump
 
 pytestmark = pytest.mark.azurite
@@ -33,13 +39,35 @@ def test_the_parameter_is_an_sdk_type_blob_client(functions):
     assert blob.BlobClientConverter.check_input_type_annotation(annotation)
 
 
+@contextlib.contextmanager
+def lake_on_azurite(monkeypatch, home, azurite_conn, backend=LOCAL):
+    """The app on ``backend``, its lake on Azurite in any case (the emulators backend brings its own
+    container; for the local one an isolated container is made here), deleted afterwards."""
+    if backend.emulated:
+        with app_container(monkeypatch, home, backend) as c:
+            yield c
+        return
+    with app_container(monkeypatch, home, backend, LAKE=azurite_conn,
+                       LAKE_CONTAINER=f"lake-{uuid.uuid4().hex[:10]}") as c:
+        try:
+            yield c
+        finally:
+            c.lake.delete_container()
+
+
 @pytest.fixture
 def azurite_app(azurite_conn, tmp_path, monkeypatch):
-    """The app's container on an isolated Azurite container (the lake) and INVENTORY_HOME."""
-    with app_container(monkeypatch, tmp_path / "home", LAKE=azurite_conn,
-                       LAKE_CONTAINER=f"lake-{uuid.uuid4().hex[:10]}") as c:
+    """The app's container on an isolated Azurite container (the lake) and INVENTORY_HOME; the embedded
+    stock store (for the tests that stop before the stock store)."""
+    with lake_on_azurite(monkeypatch, tmp_path / "home", azurite_conn) as c:
         yield c
-        c.lake.delete_container()
+
+
+@pytest.fixture
+def app_on_azurite(azurite_conn, tmp_path, monkeypatch, app_backend):
+    """:func:`azurite_app` with the stock store of ``app_backend``: embedded, or on the Cosmos-API server."""
+    with lake_on_azurite(monkeypatch, tmp_path / "home", azurite_conn, app_backend) as c:
+        yield c
 
 
 def trigger_with(c, functions, path):
@@ -48,12 +76,13 @@ def trigger_with(c, functions, path):
     functions["ingest_dump"].get_user_function()(client)
 
 
-def test_an_uploaded_dump_is_ingested_exactly_once(functions, azurite_app, tmp_path):
+def test_an_uploaded_dump_is_ingested_exactly_once(functions, app_on_azurite, tmp_path):
     from inventory_agent import upload_dump
 
-    up = upload_dump(make_dump(tmp_path / "d.sqlite"), "S7", azurite_app.lake, scratch=tmp_path)
-    trigger_with(azurite_app, functions, up.path)
-    lake = azurite_app.lake
+    app = app_on_azurite
+    up = upload_dump(make_dump(tmp_path / "d.sqlite"), "S7", app.lake, scratch=tmp_path)
+    trigger_with(app, functions, up.path)
+    lake = app.lake
     manifests = list(lake.list("manifests/store=S7/"))
     assert len(manifests) == 1
     manifest = json.loads(lake.get_bytes(manifests[0].path))
@@ -64,10 +93,15 @@ def test_an_uploaded_dump_is_ingested_exactly_once(functions, azurite_app, tmp_p
 
     sold = delta_rows(lake, "curated/sales", "store_id = 'S7'", "CAST(date AS VARCHAR) AS day, month").to_pylist()
     assert ("2026-11-25", "2026-11") in {(r["day"], r["month"]) for r in sold}
+    # The dump is the store's stock baseline: its counts (no events yet).
+    assert app.stock.baseline("S7").dump_id == manifest["dump_id"]
+    stock = [(d.sku, d.on_hand, d.baseline_dump_id) for d in app.stock.stock("S7")]
+    assert stock == [("A-1", 10, manifest["dump_id"]), ("A-2", 4, manifest["dump_id"])]
     # Delivered again (Event Grid is at-least-once; the host retries): a no-op.
     before = sorted((o.path, o.etag) for o in lake.list(""))
-    trigger_with(azurite_app, functions, up.path)
+    trigger_with(app, functions, up.path)
     assert sorted((o.path, o.etag) for o in lake.list("")) == before
+    assert [(d.sku, d.on_hand, d.baseline_dump_id) for d in app.stock.stock("S7")] == stock
 
 
 def test_a_bad_dump_is_quarantined_without_raising(functions, azurite_app):

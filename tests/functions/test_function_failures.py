@@ -1,7 +1,11 @@
 """Every registered function's failure reaches on-call: the failure is re-raised (the host retries as before)
 and leaves exactly one FunctionFailed event, which the alert rule infra/alerts/FunctionFailures.kql selects
 with the function's name as its dimension. Blob and timer triggers write no failed `requests` rows under
-OpenTelemetry, so this event is the only trace of their failure."""
+OpenTelemetry, so this event is the only trace of their failure.
+
+A broken lake and a successful run are tried on both backends (tests/support/app.py): on the local defaults
+the folder lake is a file, on the emulators the Azurite container is deleted behind the app's back. A
+setting that cannot be used fails before any adapter is built, so those tests need no backend."""
 
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ UNREACHABLE = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;Accou
 DUMP = "raw/store=S001/date=2026-11-26/S001-0123456789abcdef.sqlite.gz"
 
 
-def invocation(name: str) -> dict:
-    """The bindings the host would pass to ``name`` (the blob client points at a closed port, no retries)."""
+def invocation(name: str, blob: BlobClient | None = None) -> dict:
+    """The bindings the host would pass to ``name`` (the blob client: ``blob``, else one pointing at a closed
+    port, no retries)."""
     if name == "ingest_dump":
-        return {"client": BlobClient.from_connection_string(UNREACHABLE, "lake", DUMP, retry_total=0)}
+        return {"client": blob or BlobClient.from_connection_string(UNREACHABLE, "lake", DUMP, retry_total=0)}
     if name == "apply_sales":
         event = func.EventHubEvent(body=b'{"type": "sale"}', sequence_number=1)
         return {"events": [event], "context": LocalContext(name, LocalRetryContext(0, 5))}
@@ -82,15 +87,22 @@ def test_a_setting_that_cannot_be_used_fails_the_function_and_pages(functions, n
 
 
 @pytest.mark.parametrize("name", ["ingest_dump", "compute_aggregates", "raise_alerts", "maintain_lake"])
-def test_an_unreachable_or_broken_lake_fails_the_function_and_pages_once(functions, name, tmp_path, monkeypatch):
-    """A real fault inside the use case: the blob cannot be read, or the folder lake is not a folder."""
+def test_an_unreachable_or_broken_lake_fails_the_function_and_pages_once(functions, name, tmp_path, monkeypatch,
+                                                                         app_backend):
+    """A real fault inside the use case: the blob cannot be read, or the folder lake is not a folder, or
+    the lake's Blob container is gone (the blob trigger's blob with it)."""
     home = tmp_path / "home"
-    with app_container(monkeypatch, home):
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "lake").write_text("not a folder")
+    with app_container(monkeypatch, home, app_backend) as c:
+        blob = None
+        if app_backend.emulated:
+            blob = c.lake.container.get_blob_client(DUMP)
+            c.lake.container.delete_container()
+        else:
+            home.mkdir(parents=True, exist_ok=True)
+            (home / "lake").write_text("not a folder")
         fn = functions[name].get_user_function()
         with pytest.raises(Exception) as raised:
-            fn(**invocation(name))
+            fn(**invocation(name, blob))
         assert not isinstance(raised.value, SettingsError)
     [row] = failures_selected(home)
     assert row["functionName"] == name and row["failures"] == 1
@@ -99,9 +111,9 @@ def test_an_unreachable_or_broken_lake_fails_the_function_and_pages_once(functio
         assert row["subjects"] == [DUMP]
 
 
-def test_a_successful_run_reports_nothing(functions, tmp_path, monkeypatch):
+def test_a_successful_run_reports_nothing(functions, tmp_path, monkeypatch, app_backend):
     home = tmp_path / "home"
-    with app_container(monkeypatch, home):
+    with app_container(monkeypatch, home, app_backend):
         functions["raise_alerts"].get_user_function()(TimerRequest(past_due=False))
     assert failures_selected(home) == []
 

@@ -1,5 +1,7 @@
 """The Event Hub trigger and the HTTP ingress, found through app.get_functions() and called with real
-``azure.functions`` objects (EventHubEvent lists, HttpRequest), on the local defaults under a temp home."""
+``azure.functions`` objects (EventHubEvent lists, HttpRequest), under a temp home: on the local defaults, and
+those that touch the lake or the stock store also on the emulators (the lake on Azurite, the stock store on
+the Cosmos-API server). Accepted events go to the embedded queue on both (no Event Hubs emulator)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,16 @@ def Retry(count: int, max_count: int) -> LocalRetryContext:
 
 
 @pytest.fixture
-def app_home(tmp_path, monkeypatch):
+def app_home(tmp_path, monkeypatch, app_backend):
+    """The app on each backend: for the tests whose outcome is in the lake (dead letters) or the stock."""
+    with app_container(monkeypatch, tmp_path / "home", app_backend, SALES_HTTP_MAX_BYTES="4096") as c:
+        yield c
+
+
+@pytest.fixture
+def local_home(tmp_path, monkeypatch):
+    """The app on the local defaults only: for the tests of the request itself (its shape, its size), which
+    end at the queue and never reach the lake or the stock store."""
     with app_container(monkeypatch, tmp_path / "home", SALES_HTTP_MAX_BYTES="4096") as c:
         yield c
 
@@ -108,7 +119,7 @@ def queued(app_home) -> list[dict]:
 
 
 @pytest.mark.parametrize("shape", ["object", "array", "lines"])
-def test_post_sales_accepts_each_body_shape(functions, app_home, shape: str) -> None:
+def test_post_sales_accepts_each_body_shape(functions, local_home, shape: str) -> None:
     events = [sale("h1"), sale("h2", store="S002")]
     body = {"object": json.dumps(events[0]), "array": json.dumps(events),
             "lines": "\n".join(json.dumps(e) for e in events) + "\n"}[shape].encode()
@@ -116,7 +127,7 @@ def test_post_sales_accepts_each_body_shape(functions, app_home, shape: str) -> 
     expected = events[:1] if shape == "object" else events
     assert status == 202
     assert out["accepted"] == len(expected) and out["rejected"] == 0
-    assert sorted(e["eventId"] for e in queued(app_home)) == [e["eventId"] for e in expected]
+    assert sorted(e["eventId"] for e in queued(local_home)) == [e["eventId"] for e in expected]
 
 
 def test_post_sales_reports_each_bad_event_and_forwards_the_rest(functions, app_home) -> None:
@@ -150,22 +161,23 @@ def test_post_sales_a_bad_encoding_in_one_event_rejects_that_event_only(function
 def test_post_sales_all_invalid_is_422(functions, app_home) -> None:
     status, out = post(functions, json.dumps(sale("neg", qty=-1)).encode())
     assert status == 422 and out["rejected"] == 1 and not queued(app_home)
+    assert len(list(app_home.lake.list("deadletter/events/"))) == 1  # kept, with its reason, for a replay
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"hello", b"42", b'"a string"', b"no\njson\nhere",
                                   b'{"eventId": "\xff"}'])
-def test_post_sales_unparseable_body_is_400(functions, app_home, body: bytes) -> None:
+def test_post_sales_unparseable_body_is_400(functions, local_home, body: bytes) -> None:
     status, out = post(functions, body)
     assert status == 400 and out["error"] == "unparseable_body" and out["message"]
 
 
-def test_post_sales_too_large_is_413(functions, app_home) -> None:
+def test_post_sales_too_large_is_413(functions, local_home) -> None:
     big = json.dumps([sale(f"e{i}") for i in range(40)]).encode()  # > SALES_HTTP_MAX_BYTES=4096
     status, out = post(functions, big)
     assert status == 413 and "4,096" in out["message"]
     status, _ = post(functions, b"{}", headers={"Content-Length": "999999"})
     assert status == 413
-    assert not queued(app_home)
+    assert not queued(local_home)
 
 
 def test_posted_events_reach_stock_through_the_queue(functions, app_home) -> None:
