@@ -23,12 +23,12 @@ BEGIN, END = "<!-- mutation-scores:begin -->", "<!-- mutation-scores:end -->"
 TARGETS = {"shared.core.stock", "shared.core.events", "shared.core.rules"}  # >= 95 % (issue 20)
 
 
-def statuses() -> dict[str, str]:
-    """mutant name -> mutmut's status (killed, survived, no tests, timeout, ...)."""
+def statuses(folders: list[Path]) -> dict[str, str]:
+    """mutant name -> mutmut's status (killed, survived, no tests, timeout, ...), from mutmut's folders."""
     from mutmut.stats import status_by_exit_code
 
     out = {}
-    for meta in (ROOT / "mutants").rglob("*.py.meta"):
+    for meta in (m for folder in folders for m in folder.rglob("*.py.meta")):
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if code is not None:  # not checked: outside this run's selection (make mutation MUTANTS=...)
                 out[name] = status_by_exit_code[code]
@@ -59,8 +59,14 @@ def table(found: dict[str, str], equivalent: dict[str, str]) -> tuple[str, list[
     return "\n".join(rows), survivors
 
 
-def main() -> int:
-    found = statuses()
+def main(argv: list[str]) -> int:
+    """argv: mutmut's result folders (default ``mutants/``; several: runs of one module each, merged), then
+    optionally ``--how TEXT``: how the run was made, if not by ``make mutation``."""
+    how = "`make mutation`"
+    if "--how" in argv:
+        at = argv.index("--how")
+        how, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    found = statuses([Path(a) for a in argv] or [ROOT / "mutants"])
     if not found:
         print("no mutmut results under mutants/: run `make mutation`", file=sys.stderr)
         return 1
@@ -69,7 +75,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
-    lines = [BEGIN, f"Latest run: `make mutation`, commit {commit}, {when}. Score = killed / (mutants - "
+    lines = [BEGIN, f"Latest run: {how}, commit {commit}, {when}. Score = killed / (mutants - "
              "equivalent); *other* = no test reached it, or a timeout.", "", rows, ""]
     lines += ["Survivors still to kill:", ""] + [f"- `{s}`" for s in survivors] if survivors else \
         ["No survivors left but the equivalents (`tests/mutation_equivalents.toml`)."]
@@ -83,4 +89,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
