@@ -229,8 +229,9 @@ or an offset ±HH:MM, ±HHMM, ±HH. DuckDB's cast alone is lenient: 'epoch' (197
 year 10000, single-digit fields, zone names and abbreviations ('IST': which one?)."""
 NOT_A_TIMESTAMP = "not ISO-8601"  # what prepare_batch puts in place of a timestamp ISO_TIMESTAMP refuses
 
-_INT = r"'[+-]?[0-9]{1,18}(\.0*)?'"
-_DEC = r"'[+-]?([0-9]{1,14}(\.[0-9]*)?|\.[0-9]+)'"
+# The limits are on the value: leading zeros are not digits (a till padding 3 to 19 characters wrote a 3).
+_INT = r"'[+-]?0*[0-9]{1,18}(\.0*)?'"
+_DEC = r"'[+-]?(0*[0-9]{1,14}(\.[0-9]*)?|\.[0-9]+)'"
 # The instants a curated timestamp may hold: UTC years 1..9999, what Python's datetime (and date32) can hold.
 _TS_RANGE = "BETWEEN TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'"
 
