@@ -251,13 +251,15 @@ def parse_expr(col: Column, t: str, arrival: Arrival = "text") -> str:
     if arrival == "float":
         if col.kind == "int":  # from 1e15 SQLite writes a REAL in exponent form (1.0e+15), which is refused
             return f"CASE WHEN {t} = trunc({t}) AND abs({t}) < 1e15 THEN CAST({t} AS BIGINT) END"
-        # A direct cast is exact for a value of at most 4 decimals below 9e11 (x * 10^4 stays within the
-        # double's integer precision) and 5x cheaper; others go through the shortest text that reads back as
-        # the same double: a direct cast would turn 3556874280959.97 into 3556874280959.9704. A non-zero
-        # value below 1e-4 is refused, as its text is: SQLite writes it in exponent form (1.0e-05), which
-        # the text rule does not take, and a price that small is no till's.
+        # A direct cast is exact for a value of at most 4 decimals below 5e11 and 5x cheaper: below 2^39
+        # (~5.5e11) a double is within 2^-15 (~3.1e-5, under half a ten-thousandth) of the decimal it was
+        # written from, and x * 10^4 stays within the double's integer precision. From 2^39 it can be 6.1e-5
+        # away, and the cast rounded 702102749366.56 to 702102749366.5601. Others go through the shortest
+        # text that reads back as the same double: a direct cast would turn 3556874280959.97 into
+        # 3556874280959.9704. A non-zero value below 1e-4 is refused, as its text is: SQLite writes it in
+        # exponent form (1.0e-05), which the text rule does not take, and a price that small is no till's.
         return (f"CASE WHEN {t} <> 0 AND abs({t}) < 0.0001 THEN NULL "
-                f"WHEN abs({t}) < 9e11 AND abs({t} * 10000 - round({t} * 10000)) < 0.001 "
+                f"WHEN abs({t}) < 5e11 AND abs({t} * 10000 - round({t} * 10000)) < 0.001 "
                 f"THEN CAST({t} AS DECIMAL(18,4)) "
                 f"WHEN abs({t}) < 1e14 THEN TRY_CAST(CAST({t} AS VARCHAR) AS DECIMAL(18,4)) END")
     if col.kind == "key":  # (skus arrive normalised: prepare_batch)

@@ -40,7 +40,7 @@ from shared.core.rules import (
     rules_for,
     values_hash_sql,
 )
-from shared.core.schema import TABLES, Column
+from shared.core.schema import TABLES, Column, Table
 
 ACTION = {r.code: r.action for r in RULES}
 DESCRIPTION = {r.code: r.description for r in RULES}  # the rejected table's ``reason``
@@ -263,7 +263,7 @@ def test_rules_apply_to_their_tables_only():
 
 # --- numbers ----------------------------------------------------------------------------------------------
 
-INT_TEXT = [  # (text, parsed or None for bad_number): int columns take whole numbers of at most 18 digits
+INT_TEXT = [  # (text, parsed or None for bad_number): int columns take whole numbers below 10^18
     ("999999999999999999", 999999999999999999), ("1000000000000000000", None),
     ("-999999999999999999", -999999999999999999), ("-1000000000000000000", None),
     ("9223372036854775807", None), ("9223372036854775808", None),  # the int64 limits are past the rule's
@@ -375,15 +375,39 @@ def test_reals_stored_as_numbers_at_the_limits():
     assert [parsed[i] for i in (0, 2, 4, 6)] == [999999999999999, -999999999999999, 2, 0]
     # Prices: a non-zero value not below 10^-4 and below 10^14; up to 4 decimals kept, more rounded.
     values = [0.0001, _below(0.0001), -0.0001, -_below(0.0001), 5e-324, 0.0, -0.0, _below(1e14), 1e14, -1e14,
-              899999999999.9999, 9e11, 900000000000.0001, 3556874280959.97, 1.23455, 1.23456, float("nan"),
+              499999999999.999, 5e11, 500000000000.001, 3556874280959.97, 1.23455, 1.23456, float("nan"),
               float("inf")]
     reasons, parsed = clean_typed("sales", "unit_price", pa.array(values, pa.float64()))
     assert reasons == [None, "bad_number", "negative_price", "bad_number", "bad_number", None, None, None,
                        "bad_number", "bad_number", None, None, None, None, None, None, "bad_number", "bad_number"]
     assert parsed[:1] + parsed[5:8] + parsed[10:16] == [
-        Decimal("0.0001"), Decimal(0), Decimal(0), Decimal("99999999999999.98"), Decimal("899999999999.9999"),
-        Decimal(900000000000), Decimal("900000000000.0001"), Decimal("3556874280959.97"), Decimal("1.2346"),
-        Decimal("1.2346")]
+        Decimal("0.0001"), Decimal(0), Decimal(0), Decimal("99999999999999.98"), Decimal("499999999999.999"),
+        Decimal(500000000000), Decimal("500000000000.001"), Decimal("3556874280959.97"), Decimal("1.2346"),
+        Decimal("1.2346")]  # the direct cast below 5e11, the shortest text from there
+
+
+def test_a_real_price_is_read_as_the_decimal_it_was_written_from():
+    # Defect (issue 20): the direct cast of a REAL price (the fast path) was taken below 9e11, but from 2^39
+    # (~5.5e11) a double is up to 6.1e-5 away from the decimal it was written from, which the cast rounded to the
+    # next ten-thousandth: 702102749366.56 became 702102749366.5601 (its text, 702102749366.56). About one such
+    # price in six between 2^39 and 9e11 was off by 0.0001; none below 2^39.
+    texts = ["702102749366.56", "750000000000.07", "899999999999.99", "600000000000.001", "549755813888.001",
+             "549755813887.999", "499999999999.999", "54975581388.7999", "12345678901.2345"]  # up to 15 digits
+    reasons, parsed = clean_typed("sales", "unit_price", pa.array([float(t) for t in texts], pa.float64()))
+    assert (reasons, parsed) == ([None] * len(texts), [Decimal(t) for t in texts])
+
+
+@settings(max_examples=10)
+@given(st.lists(st.tuples(st.integers(0, 10**15 - 1), st.integers(0, 4)).map(lambda t: Decimal(t[0]).scaleb(-t[1]))
+                .filter(lambda d: d < 10**14)
+                | st.integers(2**39 * 100, 10**14 - 1).map(lambda n: Decimal(n).scaleb(-2)),  # where it went wrong
+                min_size=1, max_size=40))
+def test_a_real_of_at_most_15_digits_is_read_as_the_decimal_it_was_written_from(prices):
+    # Up to 15 significant digits a double gives back the decimal it was written from (SQLite writes it so).
+    reasons, parsed = clean_typed("sales", "unit_price", pa.array([float(p) for p in prices], pa.float64()))
+    assert reasons == [None if p == 0 or p >= Decimal("0.0001") else "bad_number" for p in prices]
+    assert [v for v, r in zip(parsed, reasons, strict=True) if r is None] == [p for p in prices
+                                                                             if p == 0 or p >= Decimal("0.0001")]
 
 
 @settings(max_examples=10)
@@ -748,6 +772,32 @@ def test_the_duplicate_stage_with_the_ingest_s_precomputed_hashes():
                       "ORDER BY _row").fetchall()
     assert reasons == [(1, None), (2, "duplicate"), (3, "conflicting_duplicate"), (4, "conflicting_duplicate"),
                        (5, None), (6, None)]
+
+
+def test_the_row_stage_follows_any_schema():
+    # The SQL is generated from the table's columns: two timestamps both take the UTC fast path, a price column
+    # in a table the negative_price rule does not list is not checked, and a table no rule applies to has no
+    # reason at all.
+    spec = Table("log", (Column("id", "key"), Column("opened", "timestamp"), Column("closed", "timestamp"),
+                         Column("unit_price", "decimal")), key=("id",), required=False, fact=False)
+    t = pa.table({"id": ["a", "b"], "opened": ["2026-11-20 10:00:00", "x"], "closed": ["2026-11-20 11:00:00", None],
+                  "unit_price": ["-1", "2"]})
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("b", prepared_as(spec, t))
+    sql = row_stage_sql(spec, "b", items=None, vendors=None, arrived=arrivals(prepared_as(spec, t), spec))
+    assert con.sql(f"SELECT p_opened, p_closed, p_unit_price, reason_code FROM ({sql}) ORDER BY _row").fetchall() == [
+        (utc(2026, 11, 20, 10), utc(2026, 11, 20, 11), Decimal(-1), None), (None, None, Decimal(2), "bad_timestamp")]
+    spec = Table("notes", (Column("id", "key"), Column("note", "text")), key=("id",), required=False, fact=False)
+    t = pa.table({"id": ["a", None], "note": [None, "x"]})
+    con.register("n", prepared_as(spec, t))
+    sql = row_stage_sql(spec, "n", items=None, vendors=None)
+    got = con.sql(f"SELECT p_id, p_note, reason_code, flags, sku_normalised FROM ({sql}) ORDER BY _row").fetchall()
+    assert got == [("a", None, None, "", False), (None, "x", None, "", False)]
+
+
+def prepared_as(spec: Table, t: pa.Table) -> pa.RecordBatch:
+    return prepare_batch(t.to_batches()[0], spec, 1, naive_utc=True)
 
 
 def test_hashes_cover_every_value_and_the_whole_key():
