@@ -754,7 +754,7 @@ class PerStoreStock:
         self.calls: list[tuple[int, int, int]] = []  # per apply call: (events, lines, distinct skus)
 
     def apply_batch(self, events_by_store):
-        from shared.adapters.stock import ApplyResult
+        from shared.ports.stock import ApplyResult
 
         total = ApplyResult()
         for store_id, events in events_by_store.items():

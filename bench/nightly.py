@@ -68,7 +68,7 @@ def next_night(db: Path, out: Path, new: int) -> Path:
 
 def cli(tree: Path) -> list[str]:
     """``inventory`` from the checkout at ``tree`` (its ``shared`` first on the path), with this venv."""
-    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); from shared.cli import main; "
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); from shared.local.cli import main; "
             "raise SystemExit(main())"]
 
 
@@ -95,7 +95,8 @@ import json, sys
 from pathlib import Path
 def rchar():
     return int(next(l for l in open("/proc/self/io") if l.startswith("rchar")).split()[1])
-from shared.adapters.delta_tables import DeltaTables, literal
+from shared.adapters.delta_tables import DeltaTables
+from shared.core.sql import literal
 from shared.adapters.lake_folder import FolderLake
 lake = FolderLake(Path(sys.argv[1]))
 manifest = json.loads(sys.argv[2])

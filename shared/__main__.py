@@ -1,3 +1,3 @@
-from shared.cli import main
+from shared.local.cli import main
 
 raise SystemExit(main())

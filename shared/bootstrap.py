@@ -7,22 +7,24 @@ Azure settings are present:
 - events: ``EVENTS`` (emulator connection string) or ``EVENTS__fullyQualifiedNamespace`` (managed identity).
 Azure SDKs are imported lazily, inside the branch that needs them, to keep cold start low.
 
-One seam for local tools, not an app setting: ``build(cosmos_dev_server=URL)`` puts the stock store on the
-npm Cosmos-API server at that loopback URL (``inventory demo|serve --cosmos-dev-server``; development only,
-batches emulated non-atomically: :mod:`shared.local.cosmos_devserver`), and :func:`use_default_container`
-makes such a container the one the functions' ``default_container()`` returns in that process.
+One seam for local tools, not an app setting: ``build(stock_factory=...)`` builds the stock store another way
+(``inventory demo|serve --cosmos-dev-server`` put it on the npm Cosmos-API server; the dev tooling, which is
+not deployed, supplies that factory), and :func:`use_default_container` makes such a container the one the
+functions' ``default_container()`` returns in that process.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-from shared.adapters.event_sink import EventSink
-from shared.adapters.lake import Lake
-from shared.adapters.stock import StockStore
-from shared.adapters.telemetry import JsonLinesTelemetry, Telemetry
+from shared.adapters.telemetry import JsonLinesTelemetry
+from shared.ports.events import EventSink
+from shared.ports.lake import Lake
+from shared.ports.stock import StockStore
+from shared.ports.telemetry import Telemetry
 from shared.settings import Settings
 
 
@@ -38,7 +40,7 @@ class Container:
     """Adapters built on first use from one Settings object."""
 
     settings: Settings
-    cosmos_dev_server: str = ""  # local tools only (see the module docstring); wins over COSMOS settings
+    stock_factory: Callable[[Settings], StockStore] | None = None  # local tools only (module docstring)
 
     @cached_property
     def lake(self) -> Lake:
@@ -62,10 +64,8 @@ class Container:
         s = self.settings
         ttl_s = s.int("STOCK_LEDGER_TTL_DAYS") * 86400
         db, container = s.get("COSMOS_DATABASE"), s.get("COSMOS_CONTAINER")
-        if self.cosmos_dev_server:
-            from shared.local.cosmos_devserver import dev_server_stock_store
-
-            return dev_server_stock_store(self.cosmos_dev_server, s)
+        if self.stock_factory is not None:
+            return self.stock_factory(s)
         if s.get("COSMOS"):
             from shared.adapters.stock_cosmos import CosmosStockStore
 
@@ -127,13 +127,10 @@ class Container:
         return path
 
 
-def build(env: dict[str, str] | None = None, *, cosmos_dev_server: str = "") -> Container:
-    """A container from ``env`` (the environment by default); ``cosmos_dev_server``: local tools only."""
-    if cosmos_dev_server:
-        from shared.local.cosmos_devserver import check_loopback
-
-        cosmos_dev_server = check_loopback(cosmos_dev_server)  # refused now, not at the first stock access
-    return Container(Settings.from_env(env), cosmos_dev_server)
+def build(env: dict[str, str] | None = None, *,
+          stock_factory: Callable[[Settings], StockStore] | None = None) -> Container:
+    """A container from ``env`` (the environment by default); ``stock_factory``: local tools only."""
+    return Container(Settings.from_env(env), stock_factory)
 
 
 _DEFAULT: Container | None = None

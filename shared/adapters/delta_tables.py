@@ -4,7 +4,7 @@ Every table a reader queries is a Delta table, so Synapse serverless (``OPENROWS
 Spark, Fabric and Power BI see whole commits only: a half-finished ingest is invisible to all of them.
 
 - **Where.** The lake adapter says where a table lives and how delta-rs reaches it
-  (:meth:`~shared.adapters.lake.Lake.delta_location`): a folder on the folder lake; ``az://<container>/<path>``
+  (:meth:`~shared.ports.lake.Lake.delta_location`): a folder on the folder lake; ``az://<container>/<path>``
   on Blob storage / ADLS Gen2 with the app's identity (an Entra token from ``azure-identity``) or, for
   development, Azurite. The same code runs on both.
 - **Written in bounded memory.** :meth:`append_parts` writes the Parquet files with pyarrow, one partition
@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.adapters.lake import Lake, LakeError
+from shared.core.sql import literal
+from shared.ports.lake import Lake, LakeError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -391,16 +392,6 @@ def _stat_value(raw: int | float | bytes, column) -> object:  # noqa: ANN001 - a
     return raw
 
 
-def literal(value: str) -> str:
-    """``value`` as a SQL string literal (quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_list(values: list[str]) -> str:
-    """``('a', 'b')``: string literals for an ``IN`` list (never empty: ``('')`` matches no store or dump)."""
-    return "(" + ", ".join(literal(v) for v in values or [""]) + ")"
-
-
 def column_names(table: DeltaTable) -> list[str]:
     """The table's columns, in schema order."""
     return [f.name for f in table.schema().fields]
@@ -414,4 +405,4 @@ def dump_rows(tables: DeltaTables, path: str, store_id: str, dump_id: str,
     return found if found is not None and found.num_rows else None
 
 
-__all__ = ["TABLE_PROPERTIES", "DeltaTables", "column_names", "delta_ready", "dump_rows", "literal", "sql_list"]
+__all__ = ["TABLE_PROPERTIES", "DeltaTables", "column_names", "delta_ready", "dump_rows"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from shared.adapters.event_sink import OutgoingEvent
+from shared.ports.events import OutgoingEvent
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
@@ -79,7 +79,7 @@ def _too_large(key: str, body: bytes, batch: object) -> ValueError:
 
 
 class EventHubSink:
-    """The :class:`~shared.adapters.event_sink.EventSink` on an ``EventHubProducerClient``."""
+    """The :class:`~shared.ports.events.EventSink` on an ``EventHubProducerClient``."""
 
     def __init__(self, producer: Any, *, fully_qualified_namespace: str, eventhub_name: str) -> None:
         self._producer = producer

@@ -58,14 +58,14 @@ from azure.storage.blob import (
     StorageStreamDownloader,
 )
 
-from shared.adapters.lake import (
+from shared.adapters.lake_locks import wait_for_lock
+from shared.ports.lake import (
     DEFAULT_LOCK_WAIT_S,
     LakeError,
     LakeObject,
     Progress,
     check_lake_path,
     check_lock_name,
-    wait_for_lock,
 )
 from shared.settings import export_to_libraries
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.lake import (
+from shared.adapters.lake_locks import wait_for_lock
+from shared.ports.lake import (
     DEFAULT_LOCK_WAIT_S,
     LakeError,
     LakeObject,
     Progress,
     check_lake_path,
     check_lock_name,
-    wait_for_lock,
 )
 
 _CHUNK = 1 << 20

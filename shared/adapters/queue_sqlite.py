@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.event_sink import OutgoingEvent
 from shared.core.events import time_key
+from shared.ports.events import OutgoingEvent
 
 QUEUE_KIND = "inventory-embedded-queue"
 SCHEMA_VERSION = "1"
@@ -94,7 +94,7 @@ def _now_key() -> str:
 
 
 class EmbeddedQueue:
-    """An :class:`~shared.adapters.event_sink.EventSink` with the consumer side of Event Hubs, on SQLite."""
+    """An :class:`~shared.ports.events.EventSink` with the consumer side of Event Hubs, on SQLite."""
 
     def __init__(self, path: Path, partitions: int = 4) -> None:
         if isinstance(partitions, bool) or not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:

@@ -61,9 +61,9 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
 from shared.core.events import SaleEvent, coalesce, dedupe, event_content, time_key
 from shared.core.stock import Baseline
+from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
 
 PARTITION_KEY_PATH = "/storeId"
 BASELINE_ID = "baseline"
@@ -169,7 +169,7 @@ def _retry_after_s(error: HttpResponseError, attempt: int) -> float:
 
 
 class CosmosStockStore:
-    """The :class:`~shared.adapters.stock.StockStore` on one Cosmos DB for NoSQL container."""
+    """The :class:`~shared.ports.stock.StockStore` on one Cosmos DB for NoSQL container."""
 
     def __init__(self, container: ContainerProxy, ledger_ttl_s: int, *, client: CosmosClient | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:

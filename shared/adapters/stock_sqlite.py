@@ -18,9 +18,9 @@ from pathlib import Path
 
 import orjson
 
-from shared.adapters.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
 from shared.core.events import SaleEvent, counts_after, event_content, time_key
 from shared.core.stock import Baseline
+from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline (
@@ -57,7 +57,7 @@ def _now() -> str:
 
 
 class SqliteStockStore:
-    """The :class:`~shared.adapters.stock.StockStore` on a local SQLite file."""
+    """The :class:`~shared.ports.stock.StockStore` on a local SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

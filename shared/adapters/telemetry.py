@@ -1,4 +1,4 @@
-"""The telemetry port and its local adapter (JSON lines under $INVENTORY_HOME + readable console lines).
+"""The local telemetry adapter (JSON lines under $INVENTORY_HOME + readable console lines).
 
 The Application Insights adapter (azure-monitor-opentelemetry) implements the same two calls.
 """
@@ -10,17 +10,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TextIO
-
-
-class Telemetry(Protocol):
-    def event(self, name: str, **properties: object) -> None:
-        """A named business event (DumpIngested, DumpQuarantined, ...) with custom dimensions."""
-        ...
-
-    def metric(self, name: str, value: float, **dimensions: object) -> None:
-        """A measurement, e.g. rows_ingested=1200 for store=S001."""
-        ...
+from typing import TextIO
 
 
 class JsonLinesTelemetry:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from shared.core import layout
 from shared.core.schema import TABLES
 
 if TYPE_CHECKING:
@@ -420,7 +421,7 @@ def synapse_views_sql() -> str:
         what = (f"curated {name}: every line once, with the dump that brought it (partitioned by {parts})"
                 if t.fact else f"curated {name}: every dump's snapshot (partitioned by {parts}); {name}_latest "
                 f"has each store's latest")
-        out.append(_view("curated", name, f"curated/{name}", cols, what))
+        out.append(_view("curated", name, layout.curated(name), cols, what))
         if not t.fact:
             names = ", ".join(f"[{c}]" for c, _ in cols)
             out.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 
 STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -32,39 +32,6 @@ def dump_id_from_sha256(sha256_hex: str) -> str:
         raise ValueError(f"not a sha256 hex digest: {sha256_hex!r}")
     return sha256_hex[:24]
 
-
-
-
-_DUMP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-
-
-def raw_dump_path(store_id: str, day: date, name: str) -> str:
-    """``raw/store=<id>/date=<YYYY-MM-DD>/<name>``, the place a store agent uploads a dump to."""
-    validate_store_id(store_id)
-    if not _DUMP_NAME.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"invalid dump file name {name!r}: use letters, digits, '_', '-' and '.'")
-    return f"raw/store={store_id}/date={day.isoformat()}/{name}"
-
-
-_RAW_PATH = re.compile(r"^(?:lake/)?raw/store=(?P<store>[^/]*)/date=(?P<date>[^/]*)/(?P<name>[^/]+)$")
-
-
-def parse_raw_dump_path(path: str) -> tuple[str, date, str]:
-    """Split ``raw/store=<id>/date=<date>/<name>`` (optionally prefixed by the container) into parts.
-
-    Raises :class:`InvalidStoreId` for an unsafe store id and ``ValueError`` for any other shape.
-    """
-    m = _RAW_PATH.match(path)
-    if not m:
-        raise ValueError(
-            f"unexpected raw dump path {path!r}: expected raw/store=<id>/date=<YYYY-MM-DD>/<file>"
-        )
-    store = validate_store_id(m["store"])
-    try:
-        day = date.fromisoformat(m["date"])
-    except ValueError:
-        raise ValueError(f"unexpected date {m['date']!r} in raw dump path {path!r}") from None
-    return store, day, m["name"]
 
 
 def utc_iso(moment: datetime) -> str:

@@ -16,7 +16,7 @@ from typing import IO, Any
 import azure.functions as func
 from azure.functions._abc import RetryContext
 
-from shared.adapters.lake import Lake, LakeObject
+from shared.ports.lake import Lake, LakeObject
 
 
 class LocalRetryContext(RetryContext):

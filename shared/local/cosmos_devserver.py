@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from shared.adapters.stock_cosmos import CosmosStockStore
+    from shared.bootstrap import Container
     from shared.settings import Settings
 
 # The Cosmos DB emulator's published well-known key. Microsoft documents it; it only works against an
@@ -344,3 +345,15 @@ class ServerShimContainer:
                 current[item_id] = body
             return (204 if kind == "delete" else 200), body
         raise ValueError(f"(server shim) unknown batch operation {kind!r}")
+
+
+def build_on_dev_server(env: dict[str, str] | None, endpoint: str) -> Container:
+    """The app's container with its stock store on the npm server at ``endpoint`` (``""``: the settings'
+    choice). The endpoint is checked now (loopback only); the store is reached at its first use."""
+    from functools import partial
+
+    from shared.bootstrap import build
+
+    if not endpoint:
+        return build(env)
+    return build(env, stock_factory=partial(dev_server_stock_store, check_loopback(endpoint)))

@@ -40,8 +40,9 @@ import urllib.request
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from shared.bootstrap import build, use_default_container
-from shared.local.cosmos_devserver import LOOPBACK_HOSTS
+from shared.bootstrap import use_default_container
+from shared.core import layout
+from shared.local.cosmos_devserver import LOOPBACK_HOSTS, build_on_dev_server
 
 
 def _say(msg: str = "") -> None:
@@ -112,7 +113,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
              pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "") -> int:
     from inventory_agent import upload_dump
 
-    from shared.core.ids import raw_dump_path
+    from shared.core.layout import raw_dump_path
     from shared.local.generator import generate_stores
     from shared.local.pos_traffic import pos_traffic
     from shared.local.runner import Runner
@@ -123,7 +124,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     # The environment with one default of its own: no telemetry line per event on the console unless asked
     # for (the runner's one line per invocation is the progress). Adapters are built on first use: nothing
     # is opened yet.
-    c = build({"TELEMETRY_CONSOLE": "0", **dict(os.environ)}, cosmos_dev_server=cosmos_dev_server)
+    c = build_on_dev_server({"TELEMETRY_CONSOLE": "0", **dict(os.environ)}, cosmos_dev_server)
     home = c.settings.home
     demo_dir = home / "demo"
     cleaned: list[str] = []
@@ -261,10 +262,10 @@ def _outcomes(lake, uploads: list[tuple[str, str]]) -> list[tuple[str, str, obje
     """Per upload (store, sha256 as received): ("ingested", manifest), ("quarantined", reason) or ("missing", ...),
     found by the received sha256 the manifests and quarantine reasons record."""
     found: dict[str, tuple[str, object]] = {}
-    for obj in lake.list("manifests/"):
+    for obj in lake.list(layout.MANIFESTS):
         m = json.loads(lake.get_bytes(obj.path))
         found[m.get("received_sha256", "")] = ("ingested", m)
-    for obj in lake.list("quarantine/"):
+    for obj in lake.list(layout.QUARANTINE):
         if obj.path.endswith("/reason.json"):
             q = json.loads(lake.get_bytes(obj.path))
             found.setdefault(q.get("received_sha256", ""), ("quarantined", f"{q['reason_code']}: {q['reason']}"))

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.adapters.lake import Lake
-from shared.adapters.stock import StockStore
-from shared.adapters.telemetry import Telemetry
+from shared.core import layout
 from shared.core.events import InvalidEvent, SaleEvent, dedupe, event_content, parse_event, time_key
+from shared.ports.lake import Lake
+from shared.ports.stock import StockStore
+from shared.ports.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def write_deadletters(lake: Lake, invalid: Sequence[InvalidEvent], *, now: datet
     digest = hashlib.sha256()
     for bad in invalid:
         digest.update(bad.source.encode() + b"\0" + bad.body + b"\0")
-    path = f"deadletter/events/date={now.date().isoformat()}/{digest.hexdigest()[:24]}.jsonl"
+    path = layout.dead_lettered_events(now.date(), digest.hexdigest()[:24])
     received_at = time_key(now)
     lines = [json.dumps(deadletter_record(bad, received_at), ensure_ascii=False) for bad in invalid]
     lake.put_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
@@ -162,7 +163,7 @@ def deadletter_failed_batch(lake: Lake, raw: Sequence[RawEvent], error: BaseExce
     anything that did apply are recognised)."""
     now = now or datetime.now(UTC)
     digest = hashlib.sha256(b"".join(r.source.encode() + b"\0" + r.body + b"\0" for r in raw)).hexdigest()[:24]
-    path = f"deadletter/failed-batches/date={now.date().isoformat()}/{digest}.jsonl"
+    path = layout.failed_batch(now.date(), digest)
     detail = f"{type(error).__name__}: {error}"[:500]
     lines = [json.dumps({"reason": "apply_failed", "detail": detail, "source": r.source, "storeId": None,
                          "receivedAt": time_key(now), **_body_fields(r.body)}, ensure_ascii=False) for r in raw]

@@ -51,10 +51,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.adapters.delta_tables import column_names, literal, sql_list
-from shared.adapters.lake import Lake
-from shared.adapters.stock import StockStore
-from shared.adapters.telemetry import Telemetry
+from shared.adapters.delta_tables import column_names
+from shared.core import layout
 from shared.core.aggregates import (
     AGGREGATES_VERSION,
     DEFAULT_LEAD_TIME_DAYS,
@@ -73,6 +71,10 @@ from shared.core.aggregates import (
     with_margin_sql,
 )
 from shared.core.ids import utc_iso
+from shared.core.sql import literal, sql_list
+from shared.ports.lake import Lake
+from shared.ports.stock import StockStore
+from shared.ports.telemetry import Telemetry
 from shared.services.lake_tables import Snapshots
 from shared.services.scratch import scratch_folder
 
@@ -319,7 +321,7 @@ class _Run:
     def committed_dumps(self) -> dict[str, set[str]]:
         """store -> dump ids that have a manifest (the ingest's commit marker)."""
         out: dict[str, set[str]] = {}
-        for o in self.lake.list("manifests/"):
+        for o in self.lake.list(layout.MANIFESTS):
             parts = o.path.split("/")
             if len(parts) != 3 or not parts[1].startswith("store=") or not parts[2].endswith(".json"):
                 continue
@@ -347,7 +349,7 @@ class _Run:
 
         rows, days, new = [], set(), sorted(set(dump_ids) - set(st.dumps))
         for dump_id in new:
-            manifest = json.loads(self.lake.get_bytes(f"manifests/store={store}/{dump_id}.json"))
+            manifest = json.loads(self.lake.get_bytes(layout.manifest(store, dump_id)))
             for r in data_quality_rows(manifest):
                 rows.append({**r, "date": date.fromisoformat(r["date"]), "snapshot_at": _parse_ts(r["snapshot_at"]),
                              "ingested_at": _parse_ts(r["ingested_at"])})
@@ -372,7 +374,8 @@ class _Run:
         if "days_written" in sales:
             return {d: int(n) for d, n in sales["days_written"].items() if n}
         found = self.tables.read(f"SELECT CAST(date AS VARCHAR) AS day, count(*) AS n FROM s WHERE store_id = "
-                                 f"{literal(store)} AND dump_id = {literal(dump_id)} GROUP BY date", s="curated/sales")
+                                 f"{literal(store)} AND dump_id = {literal(dump_id)} GROUP BY date",
+                                 s=layout.curated("sales"))
         return {} if found is None else dict(zip(found.column("day").to_pylist(), found.column("n").to_pylist(),
                                                  strict=True))
 
@@ -409,9 +412,9 @@ class _Run:
         months = sql_list(sorted({d[:7] for d in batch}))
         where = f"store_id = {literal(store)} AND dump_id IN {dumps}"
         sales = self.tables.query(f"SELECT store_id, sku, qty, unit_price, dump_id, date FROM s WHERE {where} "
-                                  f"AND month IN {months} AND {days_clause(batch)}", s="curated/sales")
+                                  f"AND month IN {months} AND {days_clause(batch)}", s=layout.curated("sales"))
         items = self.tables.query(f"SELECT dump_id, sku, category, unit_price, unit_cost, snapshot_at FROM i "
-                                  f"WHERE {where}", i="curated/items")
+                                  f"WHERE {where}", i=layout.curated("items"))
         self.con.register("sales_in", sales if sales is not None else _schema("sales").empty_table())
         self.con.register("items_in", items if items is not None else _schema("items").empty_table())
         try:
@@ -431,7 +434,7 @@ class _Run:
         found = None
         if dump_id is not None:
             found = self.tables.read(f"SELECT {', '.join(schema.names)} FROM t WHERE store_id = {literal(store)} "
-                                     f"AND dump_id = {literal(dump_id)}", t=f"curated/{table}")
+                                     f"AND dump_id = {literal(dump_id)}", t=layout.curated(table))
         return found.cast(schema) if found is not None else schema.empty_table()
 
     def stock_current(self, store: str, st: StoreState, days: list[str], fresh: pa.Table | None,

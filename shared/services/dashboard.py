@@ -8,7 +8,7 @@ what to reorder) and on-call (is every store's data fresh, what was rejected, wh
 
 Why it is built this way:
 
-* **Two steps.** :func:`gather_dashboard_data` does all the reading (the :class:`~shared.adapters.lake.Lake`
+* **Two steps.** :func:`gather_dashboard_data` does all the reading (the :class:`~shared.ports.lake.Lake`
   port, and the Delta tables through delta-rs at the lake's own location, so a Blob lake works like the folder
   one; each table opened once, read for one store at a time) and returns plain data; the ``render_*`` functions
   are pure functions of that data, so the page can be unit-tested without a lake and a broken input spoils
@@ -39,12 +39,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.delta_tables import literal
-from shared.adapters.lake import Lake
-from shared.adapters.stock import StockStore
+from shared.core import layout
 from shared.core.aggregates import OUTPUTS, data_quality_rows
 from shared.core.aggregates import ROOT as AGGREGATES_ROOT
 from shared.core.alerts import ALERT_KINDS, SEVERITY_NAMES
+from shared.core.sql import literal
+from shared.ports.lake import Lake
+from shared.ports.stock import StockStore
 from shared.services.compute_aggregates import aggregated_stores
 from shared.services.lake_tables import Snapshots
 from shared.services.raise_alerts import STATE_PATH as ALERTS_STATE_PATH
@@ -230,7 +231,7 @@ def read_quality(lake: Lake, store_id: str, tables: Snapshots | None = None) -> 
                  f"LIMIT {QUALITY_DAYS}) SELECT {cols} FROM t JOIN d ON t.date = d.date WHERE t.store_id = {store}")
     if rows:
         return _quality_from_rows(rows), "aggregates"
-    manifests = [o for o in lake.list(f"manifests/store={store_id}/") if o.path.endswith(".json")]
+    manifests = [o for o in lake.list(layout.manifests(store_id)) if o.path.endswith(".json")]
     manifests.sort(key=lambda o: (o.last_modified or datetime.min.replace(tzinfo=UTC), o.path))
     rows = []
     for obj in manifests[-MANIFEST_FALLBACK:]:

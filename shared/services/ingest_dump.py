@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from shared import __version__
-from shared.adapters.delta_tables import DeltaTables, literal
-from shared.adapters.lake import Lake, LockTimeout
+from shared.adapters.delta_tables import DeltaTables
 from shared.adapters.parquet_files import PartitionSpool
 from shared.adapters.sqlite_dump import DumpReader, DumpRejected, ReadLimits
-from shared.adapters.telemetry import Telemetry
+from shared.core import layout
 from shared.core.arrow_values import (
     RowSet,
     date_scalar,
@@ -54,7 +53,6 @@ from shared.core.ids import (
     STORE_ID_PATTERN,
     InvalidStoreId,
     dump_id_from_sha256,
-    parse_raw_dump_path,
     parse_utc,
     utc_iso,
     validate_store_id,
@@ -78,6 +76,9 @@ from shared.core.rules import (
     values_hash_sql,
 )
 from shared.core.schema import READ_ORDER, SCHEMA_VERSION, TABLES, Table
+from shared.core.sql import literal
+from shared.ports.lake import Lake, LockTimeout
+from shared.ports.telemetry import Telemetry
 from shared.services.ingest_history import (
     HistoryCheck,
     ReadPlan,
@@ -744,7 +745,7 @@ def _not_rejected_before(con, tables: DeltaTables, table: Table, *, store_id: st
     where = f"store_id = {literal(store_id)} AND dump_id <> {literal(dump_id)}"
     if window is not None:
         where += f" AND {table.event_time} > {literal(window)}"
-    prior = tables.query(f"SELECT DISTINCT {cols}, reason_code FROM t WHERE {where}", t=f"rejected/{table.name}")
+    prior = tables.query(f"SELECT DISTINCT {cols}, reason_code FROM t WHERE {where}", t=layout.rejected(table.name))
     if prior is None:
         return "true"
     con.register("prior_stream", prior)
@@ -802,7 +803,7 @@ def _match_lake(con, tables: DeltaTables, staged: StagedTable, *, store_id: str,
         looked_up = con.sql(f"SELECT min(p_{first}), max(p_{first}) FROM keys_{name}").fetchall()[0]
         where += f" AND {first} >= {literal(looked_up[0])} AND {first} <= {literal(looked_up[1])}"
     lake = tables.query(f"SELECT {', '.join(table.column_names)}, dump_id FROM t WHERE {where}",
-                        t=f"curated/{name}")
+                        t=layout.curated(name))
     if lake is None:
         return LakeMatch(looked_up=looked_up)
     limit = _memory_limit_bytes(con)
@@ -921,11 +922,11 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
             snapshot = _snapshot_rows(st, fin, store_id=store_id, dump_id=dump_id, snapshot_at=snapshot_at)
             curated = [snapshot] if snapshot is not None else []
         common = {"store_id": store_id, "dump_id": dump_id, "held": held, "versions": versions, "scratch": scratch}
-        _commit(tables, f"curated/{name}", curated, plain=(st.table.key[0], st.table.event_time or ""),
+        _commit(tables, layout.curated(name), curated, plain=(st.table.key[0], st.table.event_time or ""),
                 partition_by=FACT_PARTITIONS if st.table.fact else SNAPSHOT_PARTITIONS, **common)
         rejected = _rejected_rows(con, tables, st, fin, store_id=store_id, dump_id=dump_id,
                                   window=windowed.get(name))
-        _commit(tables, f"rejected/{name}", rejected, partition_by=SNAPSHOT_PARTITIONS, **common)
+        _commit(tables, layout.rejected(name), rejected, partition_by=SNAPSHOT_PARTITIONS, **common)
         counts = fin.counts
         say(f"{name}: {counts['curated']:,} curated, {counts['rejected']:,} rejected"
             + (f", {counts['written']:,} new to the lake" if st.table.fact else ""))
@@ -934,7 +935,7 @@ def _commit_tables(con, tables: DeltaTables, staged: dict[str, StagedTable],  # 
 
 def _quarantine(lake: Lake, telemetry: Telemetry, *, store_id: str, key: str, source: Path,
                 source_name: str, exc: DumpRejected, started: float, received_sha: str) -> IngestResult:
-    folder = f"quarantine/store={store_id}/{key}"
+    folder = layout.quarantine(store_id, key)
     reason = {
         "store_id": store_id, "reason_code": exc.code, "reason": exc.detail,
         "reason_description": QUARANTINE_REASONS.get(exc.code, exc.code),
@@ -1017,7 +1018,7 @@ def ingest_dump(
             return _quarantine(lake, telemetry, store_id=store_id, key=received_sha[:24], source=source,
                                source_name=source_name, exc=exc, started=started, received_sha=received_sha)
         dump_id = dump_id_from_sha256(sha)
-        manifest_path = f"manifests/store={store_id}/{dump_id}.json"
+        manifest_path = layout.manifest(store_id, dump_id)
         if lake.head(manifest_path) is not None:
             manifest = json.loads(lake.get_bytes(manifest_path))
             say(f"dump {dump_id} of store {store_id} was already ingested; nothing to do")
@@ -1174,7 +1175,7 @@ def ingest_landed_dump(
     metadata = metadata or {}
     started = time.monotonic()
     try:
-        store_id, _day, name = parse_raw_dump_path(lake_path)
+        store_id, _day, name = layout.parse_raw_dump_path(lake_path)
     except ValueError as exc:  # InvalidStoreId, or a path of another shape (a date that does not exist)
         sha = sha256_file(local)
         found = re.match(r"^(?:lake/)?raw/store=(.*?)/date=", lake_path)

@@ -40,11 +40,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.delta_tables import literal
-from shared.adapters.lake import Lake
 from shared.adapters.sqlite_dump import DumpReader, ReadLimits
-from shared.core.ids import utc_iso, validate_store_id
+from shared.core import layout
+from shared.core.ids import utc_iso
 from shared.core.schema import Table
+from shared.core.sql import literal
+from shared.ports.lake import Lake
 
 STATE_VERSION = 2  # of the digest: a state of another version means a full night
 WINDOW_LAG_DAYS = 2  # the mark: this many days before the snapshot's day
@@ -65,7 +66,7 @@ class ReadPlan:
 
 
 def state_path(store_id: str) -> str:
-    return f"state/ingest/store={validate_store_id(store_id)}.json"
+    return layout.ingest_state(store_id)
 
 
 def load_state(lake: Lake, store_id: str) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.adapters.delta_tables import DeltaTables
-from shared.adapters.lake import Lake
+from shared.ports.lake import Lake
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable

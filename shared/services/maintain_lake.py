@@ -21,9 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from shared.adapters.delta_tables import DeltaTables, writer_properties
-from shared.adapters.lake import Lake
-from shared.adapters.telemetry import Telemetry
+from shared.core import layout
 from shared.core.schema import TABLES
+from shared.ports.lake import Lake
+from shared.ports.telemetry import Telemetry
 
 MIN_RETENTION_HOURS = 168
 """Vacuum never removes a file unreferenced for less than 7 days (Delta's default safety margin)."""
@@ -57,7 +58,7 @@ def lake_tables(lake: Lake) -> list[str]:
     from shared.core.aggregates import OUTPUTS
 
     candidates = [f"{zone}/{name}" for zone in ("curated", "rejected") for name in TABLES]
-    candidates += [f"aggregates/{name}" for name in OUTPUTS]
+    candidates += [layout.aggregate(name) for name in OUTPUTS]
     return [path for path in candidates if next(iter(lake.list(f"{path}/_delta_log/")), None) is not None]
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.adapters.delta_tables import DeltaTables
-from shared.adapters.lake import Lake
 from shared.adapters.parquet_files import read_parquet_bytes
+from shared.core import layout
 from shared.core.arrow_values import date_scalar, string_scalar
 from shared.core.schema import TABLES
+from shared.ports.lake import Lake
 from shared.services.scratch import scratch_folder
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None,
     old = {(zone, table): _old_files(lake, zone, table) for zone in ("curated", "rejected") for table in TABLES}
     stores = sorted({store for by_store in old.values() for store in by_store})
     for store in stores:
-        committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(f"manifests/store={store}/")
+        committed = {o.path.rsplit("/", 1)[1][:-len(".json")] for o in lake.list(layout.manifests(store))
                      if o.path.endswith(".json")}
         days_by_dump: dict[str, dict[str, dict[str, int]]] = {}
         for (zone, table), by_store in old.items():
@@ -137,7 +138,7 @@ def _update_manifests(lake: Lake, store: str, committed: set[str], days_by_dump:
     """The store's manifests gain what the consumers now read: the days each dump wrote to (its old files'
     days) and, as its Delta versions, none (the migration's commit holds every dump's rows)."""
     for dump in sorted(committed):
-        path = f"manifests/store={store}/{dump}.json"
+        path = layout.manifest(store, dump)
         manifest = json.loads(lake.get_bytes(path))
         if "delta_versions" in manifest:
             continue

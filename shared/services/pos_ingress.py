@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.adapters.event_sink import EventSink, OutgoingEvent
-from shared.adapters.lake import Lake
-from shared.adapters.telemetry import Telemetry
 from shared.core.events import InvalidEvent, SaleEvent, parse_event
+from shared.ports.events import EventSink, OutgoingEvent
+from shared.ports.lake import Lake
+from shared.ports.telemetry import Telemetry
 from shared.services.apply_sales import write_deadletters
 
 

@@ -25,11 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.delta_tables import literal, sql_list
-from shared.adapters.lake import Lake, LakeError, LakeObject
 from shared.adapters.sqlite_dump import DumpRejected
-from shared.adapters.stock import StockStore
-from shared.adapters.telemetry import Telemetry
+from shared.core import layout
 from shared.core.aggregates import OUTPUTS
 from shared.core.alerts import (
     SEVERITY_NAMES,
@@ -43,7 +40,12 @@ from shared.core.alerts import (
     unusual_sales_alerts,
 )
 from shared.core.events import time_key
-from shared.core.ids import InvalidStoreId, parse_raw_dump_path
+from shared.core.ids import InvalidStoreId
+from shared.core.layout import parse_raw_dump_path
+from shared.core.sql import literal, sql_list
+from shared.ports.lake import Lake, LakeError, LakeObject
+from shared.ports.stock import StockStore
+from shared.ports.telemetry import Telemetry
 from shared.services.lake_tables import Snapshots
 
 STATE_PATH = "alerts/state.json"
@@ -75,13 +77,6 @@ class AlertRun:
     by_kind: dict[str, int] = field(default_factory=dict)  # true now, per kind
 
 
-def _store_of(path: str, zone: str) -> str | None:
-    parts = path.split("/")
-    if len(parts) > 1 and parts[0] == zone and parts[1].startswith("store="):
-        return parts[1][len("store="):]
-    return None
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -98,7 +93,7 @@ def _cached_records(lake: Lake, records: dict[str, dict], zone: str, suffix: str
     ``stores``."""
     listed: set[str] = set()
     for obj in lake.list(f"{zone}/"):
-        store = _store_of(obj.path, zone)
+        store = layout.store_in(obj.path, zone)
         if store is None or not obj.path.endswith(suffix):
             continue
         stores.add(store)
@@ -221,7 +216,7 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
             recent_q.setdefault(q["store"], []).append((key, q["code"], q["reason"]))
     unprocessed: dict[str, list[tuple[str, datetime]]] = {}
     seen, kept = cache.get("raw", {}), {}
-    for obj in lake.list("raw/"):
+    for obj in lake.list(layout.RAW):
         try:
             store, _day, name = parse_raw_dump_path(obj.path)
         except (InvalidStoreId, ValueError):
@@ -247,7 +242,7 @@ def _changed_lines(manifest: dict) -> list[list]:
 def _baseline_rows(tables: Snapshots, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:
     """The rows of ``curated/<table>`` that the store's baseline dump committed (none: an empty list)."""
     found = tables.read(f"SELECT {columns} FROM t WHERE store_id = {literal(store_id)} "
-                        f"AND dump_id = {literal(dump_id)}", t=f"curated/{table}")
+                        f"AND dump_id = {literal(dump_id)}", t=layout.curated(table))
     return found.to_pylist() if found is not None else []
 
 

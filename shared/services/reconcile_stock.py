@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.adapters.delta_tables import DeltaTables, dump_rows
-from shared.adapters.lake import Lake
-from shared.adapters.stock import RebaseResult, StockStore
-from shared.adapters.telemetry import Telemetry
+from shared.core import layout
 from shared.core.stock import Baseline
+from shared.ports.lake import Lake
+from shared.ports.stock import RebaseResult, StockStore
+from shared.ports.telemetry import Telemetry
 from shared.services.ingest_dump import IngestResult
 
 
@@ -21,7 +22,7 @@ def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
     """The dump's curated stock counts (its rows of the ``curated/stock`` Delta table)."""
     store_id, dump_id = manifest["store_id"], manifest["dump_id"]
     on_hand: dict[str, int] = {}
-    rows = dump_rows(DeltaTables(lake), "curated/stock", store_id, dump_id, ["sku", "on_hand"])
+    rows = dump_rows(DeltaTables(lake), layout.curated("stock"), store_id, dump_id, ["sku", "on_hand"])
     if rows is not None:
         for sku, count in zip(rows.column("sku").to_pylist(), rows.column("on_hand").to_pylist(), strict=True):
             on_hand[sku] = on_hand.get(sku, 0) + int(count)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.stock import StockStore
 from shared.adapters.stock_sqlite import SqliteStockStore
+from shared.ports.stock import StockStore
 from tests.support.cosmos import (  # noqa: F401 - fixtures, used through request.getfixturevalue
     cosmos_real_container,
     cosmos_real_store,

@@ -19,7 +19,6 @@ import pyarrow as pa
 import pytest
 
 from shared.adapters.delta_tables import DeltaTables
-from shared.adapters.lake import Lake
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
@@ -27,6 +26,7 @@ from shared.core.aggregates import OUTPUTS, STATE_PATH, arrow_schema, schemas_ma
 from shared.core.events import parse_event
 from shared.core.forecast import HORIZON, cover_and_reorder, forecast_demand
 from shared.local.generator import generate_store
+from shared.ports.lake import Lake
 from shared.services.compute_aggregates import compute_aggregates
 from shared.services.ingest_dump import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.event_sink import EventSink, OutgoingEvent
 from shared.adapters.queue_sqlite import EmbeddedQueue, PartitionCountMismatch, QueueError, partition_for
+from shared.ports.events import EventSink, OutgoingEvent
 
 GROUP = "stock"
 KEYS = [f"S{i:03d}" for i in range(1, 9)]

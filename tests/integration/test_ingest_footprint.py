@@ -51,7 +51,7 @@ def test_inventory_ingest_with_its_stock_rebase_never_imports_pandas(tmp_path):
     found = run_python(f"""
 import json, os, sys
 os.environ["INVENTORY_HOME"] = {str(tmp_path / 'home')!r}
-from shared.cli import main
+from shared.local.cli import main
 code = main(["ingest", {str(tmp_path / 's.sqlite')!r}, "--store", "S1", "--quiet"])
 print(json.dumps({{"exit": code, "pandas": "pandas" in sys.modules}}))
 """)
@@ -106,7 +106,7 @@ print(json.dumps({{"app": app_pool, "child": b"ARROW_DEFAULT_MEMORY_POOL=system"
     assert found == {"app": "system", "child": True}
     cli = subprocess.run([sys.executable, "-c", """
 import contextlib, io, os
-from shared.cli import main
+from shared.local.cli import main
 before = os.environ.get("ARROW_DEFAULT_MEMORY_POOL")
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     main(["--help"])

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.lake import LakeError
 from shared.adapters.lake_folder import FolderLake
+from shared.ports.lake import LakeError
 
 MB = 1 << 20
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from shared.adapters.lake import LakeError, LockTimeout
 from shared.adapters.lake_folder import FolderLake
+from shared.ports.lake import LakeError, LockTimeout
 
 
 def _try_lock(lake, name, timeout_s):

@@ -15,7 +15,7 @@ from inventory_agent import upload_dump
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.core.ids import raw_dump_path
+from shared.core.layout import raw_dump_path
 from shared.local.generator import generate_store
 from shared.services.apply_sales import RawEvent, apply_sales
 from shared.services.ingest_dump import ingest_dump, ingest_landed_dump

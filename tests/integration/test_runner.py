@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
-from shared.adapters.event_sink import OutgoingEvent
 from shared.core.events import parse_event
 from shared.core.stock import expected_stock
 from shared.local import runner as runner_mod
 from shared.local.runner import Function, RetryPolicy, Runner, RunnerError, discover
+from shared.ports.events import OutgoingEvent
 from tests.support.app import AZURE_SETTINGS, app_container
 from tests.support.dumps import make_dump
 

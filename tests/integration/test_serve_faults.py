@@ -34,7 +34,6 @@ from pathlib import Path
 import pytest
 from inventory_agent import upload_dump
 
-from shared.adapters.event_sink import OutgoingEvent
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.bootstrap import build
@@ -44,6 +43,7 @@ from shared.core.stock import Baseline, expected_stock
 from shared.local.generator import StoreTruth, catalogue_skus, generate_store
 from shared.local.pos_traffic import VALID, pos_traffic
 from shared.local.runner import Receipts
+from shared.ports.events import OutgoingEvent
 from tests.support.delta import delta_count, delta_rows
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.stock import StockStore
 from shared.core.events import SaleEvent
 from shared.core.stock import Baseline, expected_stock
+from shared.ports.stock import StockStore
 
 T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 

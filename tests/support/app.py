@@ -5,7 +5,7 @@ Two backends (the ``app_backend`` fixture's params, for tests that touch the lak
 
 - ``local``: the local defaults under the home (a folder lake, the embedded stock store);
 - ``emulators``: the lake on Azurite (a uniquely named Blob container) and the stock store on the npm
-  Cosmos-API server (a uniquely named database, through ``build(cosmos_dev_server=URL)``, as
+  Cosmos-API server (a uniquely named database, through ``build_on_dev_server(env, URL)``, as
   ``inventory demo|serve --cosmos-dev-server`` does), both deleted afterwards. The servers are the session's
   (``azurite_conn``, ``cosmos_server_port``: those of ``make test`` when AZURITE_BLOB_PORT and
   COSMOS_SERVER_PORT name running ones, else started for the session); on CI a missing server fails.
@@ -42,7 +42,7 @@ class Backend:
 
     name: str
     env: dict[str, str] = field(default_factory=dict)
-    cosmos_url: str = ""  # the npm Cosmos-API server (build(cosmos_dev_server=...)), or "" for the default
+    cosmos_url: str = ""  # the npm Cosmos-API server (build_on_dev_server), or "" for the default
     cosmos_port: int = 0
 
     @property
@@ -76,6 +76,7 @@ def app_container(monkeypatch: pytest.MonkeyPatch, home: Path, backend: Backend 
     ``backend``, plus ``env``; forgotten again afterwards. On the emulators, the lake container and the Cosmos
     database it created are deleted at the end."""
     import shared.bootstrap
+    from shared.local.cosmos_devserver import build_on_dev_server
 
     for name in AZURE_SETTINGS:
         monkeypatch.delenv(name, raising=False)
@@ -87,7 +88,7 @@ def app_container(monkeypatch: pytest.MonkeyPatch, home: Path, backend: Backend 
     c = None
     try:
         if backend.cosmos_url:
-            c = shared.bootstrap.build(cosmos_dev_server=backend.cosmos_url)
+            c = build_on_dev_server(None, backend.cosmos_url)
             shared.bootstrap.use_default_container(c)
         else:
             c = shared.bootstrap.default_container()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from inventory_agent import ids as agent_ids
 
 from shared.core import ids as app_ids
+from shared.core import layout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,10 +54,10 @@ def test_both_raw_paths_agree(store, day, name):
         except ValueError as exc:
             return f"refused: {type(exc).__name__}"
 
-    agent, app = build(agent_ids), build(app_ids)
+    agent, app = build(agent_ids), build(layout)
     assert agent == app
     if not agent.startswith("refused"):
-        assert app_ids.parse_raw_dump_path(agent) == (store, day, name)
+        assert layout.parse_raw_dump_path(agent) == (store, day, name)
 
 
 def test_both_name_the_same_error_for_a_bad_store_id():

@@ -10,9 +10,9 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.storage.blob import ContainerClient
 
-from shared.adapters.lake import LakeError
 from shared.adapters.lake_blob import BlobLake
 from shared.adapters.lake_folder import FolderLake
+from shared.ports.lake import LakeError
 
 
 class FakeIdentity:

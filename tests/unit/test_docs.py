@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.cli import main
+from shared.local.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

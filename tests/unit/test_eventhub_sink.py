@@ -9,8 +9,8 @@ from azure.eventhub import EventData, EventDataBatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.event_sink import EventSink, OutgoingEvent
 from shared.adapters.eventhub_sink import EventHubSink, plan_batches
+from shared.ports.events import EventSink, OutgoingEvent
 
 
 class SizedBatch:

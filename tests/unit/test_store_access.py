@@ -33,7 +33,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from shared.core import ids
+from shared.core import ids, layout
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "scripts" / "store_access.py"
@@ -356,7 +356,7 @@ def test_path_traversal_names_never_reach_another_stores_data(a, b):
         assert not allowed(cond, put(resolved))
         assert allowed(cond, put(name))  # literal: a name inside A's own folder ...
         with pytest.raises(ValueError):
-            ids.parse_raw_dump_path(name)  # ... that the ingest refuses (quarantined as bad_path, under A)
+            layout.parse_raw_dump_path(name)  # ... that the ingest refuses (quarantined as bad_path, under A)
     for name in (f"raw/store={b}/../store={a}/x", f"raw/store={a}%2F..%2Fstore={b}/x"):
         assert not allowed(cond, put(name))  # B's folder literally, or a folder named "store=A%2F.." under raw/
 

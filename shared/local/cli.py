@@ -237,11 +237,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from shared.bootstrap import build, use_default_container
+    from shared.bootstrap import use_default_container
+    from shared.local.cosmos_devserver import build_on_dev_server
     from shared.local.runner import Runner, RunnerError
 
     try:
-        c = build(cosmos_dev_server=args.cosmos_dev_server or "")
+        c = build_on_dev_server(None, args.cosmos_dev_server or "")
         if args.cosmos_dev_server:
             c.stock  # noqa: B018 - reach the dev server now, not at the first invocation (which would fail)
     except (ValueError, ConnectionError) as exc:
@@ -324,9 +325,9 @@ def cmd_pos_send(args: argparse.Namespace) -> int:
     import dataclasses
     from datetime import UTC, datetime
 
-    from shared.adapters.event_sink import OutgoingEvent
     from shared.bootstrap import build
     from shared.core.events import MAX_EVENT_BYTES, InvalidEvent, parse_event
+    from shared.ports.events import OutgoingEvent
     from shared.services.apply_sales import write_deadletters
 
     c = build()
@@ -363,9 +364,9 @@ def cmd_pos_simulate(args: argparse.Namespace) -> int:
     import time
     from datetime import UTC, datetime
 
-    from shared.adapters.event_sink import OutgoingEvent
     from shared.bootstrap import build
     from shared.local.pos_traffic import pos_traffic
+    from shared.ports.events import OutgoingEvent
 
     if args.duplicates + args.malformed > 1:
         _err(f"--duplicates {args.duplicates:g} and --malformed {args.malformed:g} add up to more than 1")
@@ -673,9 +674,9 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_process()
     args = build_parser().parse_args(argv)
-    from shared.adapters.lake import LakeError
     from shared.core.ids import InvalidStoreId
     from shared.core.mapping import MappingError
+    from shared.ports.lake import LakeError
     from shared.settings import SettingsError
 
     try:

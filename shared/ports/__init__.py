@@ -1,0 +1,1 @@
+"""The small interfaces (typing.Protocol) the services depend on; adapters implement them."""
