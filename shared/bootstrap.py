@@ -1,4 +1,4 @@
-"""The composition root: settings in, adapters and services out. The only place that chooses.
+"""The composition root: settings in, adapters and use cases out. The only place that chooses.
 
 Local defaults (a folder lake, an embedded stock store and queue, JSON-lines telemetry) are used unless
 Azure settings are present:
@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shared.adapters.telemetry import JsonLinesTelemetry
 from shared.ports.events import EventSink
@@ -26,6 +27,9 @@ from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
 from shared.ports.telemetry import Telemetry
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.use_cases import UseCases
 
 
 def azure_credential(client_id: str = ""):  # noqa: ANN201 - azure.identity type imported lazily
@@ -149,6 +153,13 @@ def use_default_container(c: Container) -> None:
     tools that run the functions in-process with a container they built: ``inventory demo|serve``)."""
     global _DEFAULT
     _DEFAULT = c
+
+
+def use_cases(c: Container | None = None) -> UseCases:
+    """The application's use cases bound to ``c``'s adapters (the process-wide container by default)."""
+    from shared.use_cases import UseCases
+
+    return UseCases(c if c is not None else default_container())
 
 
 def telemetry_from(s: Settings) -> Telemetry:

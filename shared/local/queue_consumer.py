@@ -53,13 +53,15 @@ def apply_queue(c, *, batch_size: int = 100, follow: bool = False, stop: threadi
     the summed ApplyCounts (``counts``, when given, is filled batch by batch, so a caller interrupted meanwhile
     still has them). ``on_batch(partition, events, counts so far)`` reports progress.
     ``c`` is the bootstrap Container."""
-    from shared.services.apply_sales import ApplyCounts, RawEvent, apply_sales
+    from shared.bootstrap import use_cases
+    from shared.services.apply_sales import ApplyCounts, RawEvent
 
     counts = counts if counts is not None else ApplyCounts()
+    apply = use_cases(c).apply_sales
 
     def handle(partition: int, events: Sequence[_Queued]) -> None:
         raw = [RawEvent(e.body, f"queue:{partition}:{e.sequence}") for e in events]
-        counts.add(apply_sales(raw, stock=c.stock, lake=c.lake, telemetry=c.telemetry))
+        counts.add(apply(raw))
         if on_batch is not None:
             on_batch(partition, len(raw), counts)
 

@@ -1,4 +1,4 @@
-"""Blob trigger for nightly dumps: translate the binding, call the ingest service, nothing else."""
+"""Blob trigger for nightly dumps: translate the binding (stream the blob to a scratch file), call the use case."""
 
 
 import logging
@@ -31,9 +31,7 @@ def ingest_dump(client: blob.BlobClient) -> None:
     poisons the message."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.bootstrap import default_container
-    from shared.services.ingest_dump import ingest_landed_dump
-    from shared.services.reconcile_stock import reconcile_after_ingest
+    from shared.bootstrap import default_container, use_cases
     from shared.services.scratch import scratch_folder
 
     c = default_container()
@@ -53,15 +51,13 @@ def ingest_dump(client: blob.BlobClient) -> None:
             log.warning("dump %s is gone (deleted before it could be read): nothing to ingest", lake_path)
             c.telemetry.event("DumpVanished", path=lake_path)
             return
-        result = ingest_landed_dump(lake_path, local, dict(props.metadata or {}), lake=c.lake,
-                                    telemetry=c.telemetry, limits=c.ingest_limits, scratch=c.scratch_dir)
-    if result.status == "quarantined":
+        receipt = use_cases(c).receive_dump(lake_path, local, dict(props.metadata or {}))
+    result, rebase = receipt.ingest, receipt.rebase
+    if rebase is None:
         log.warning("dump %s quarantined: %s: %s", lake_path, result.reason_code, result.reason)
         return
-    log.info("dump %s %s as %s", lake_path, result.status, result.dump_id)
-    # Also for a dump already ingested: a retry after a crash between manifest and rebase finishes the job.
-    rebase = reconcile_after_ingest(result, lake=c.lake, stock=c.stock, telemetry=c.telemetry)
-    log.info("stock of store %s: %s on dump %s", result.store_id, rebase.status, rebase.dump_id)
+    log.info("dump %s %s as %s; stock of store %s: %s", lake_path, result.status, result.dump_id,
+             result.store_id, rebase.status)
 
 
 def _if_not_modified() -> "MatchConditions":  # noqa: F821 (imported lazily)

@@ -1,6 +1,6 @@
 """Real-time sales: the Event Hub trigger ``apply_sales`` and the HTTP ingress ``POST /api/sales``.
 
-Thin: translate the bindings, call the services in ``shared.services``, translate the result back.
+Thin: translate the bindings, call the use cases (``shared.use_cases``), translate the result back.
 """
 
 import logging
@@ -32,14 +32,13 @@ def apply_sales(events: List[func.EventHubEvent], context: func.Context) -> None
 
     The host checkpoints after this returns *or raises*; so a failure is retried by the retry policy, and on
     the last attempt the batch is written to ``deadletter/failed-batches/`` rather than dropped."""
-    from shared.bootstrap import default_container
-    from shared.services.apply_sales import RawEvent, apply_delivered_batch
+    from shared.bootstrap import use_cases
+    from shared.services.apply_sales import RawEvent
 
-    c = default_container()
     raw = [RawEvent(e.get_body(), f"eventhub:seq={e.sequence_number}") for e in events]
     retry = getattr(context, "retry_context", None)
     last = retry is None or retry.retry_count >= retry.max_retry_count
-    outcome = apply_delivered_batch(raw, stock=c.stock, lake=c.lake, telemetry=c.telemetry, last_attempt=last)
+    outcome = use_cases().apply_delivered_batch(raw, last_attempt=last)
     if isinstance(outcome, str):
         log.error("batch of %d events set aside after %d retries: %s", len(raw), MAX_RETRIES, outcome)
     else:
@@ -53,8 +52,7 @@ def post_sales(req: func.HttpRequest) -> func.HttpResponse:
     """POS systems without AMQP: one event, a JSON array, or JSON lines; 202 with per-event results."""
     import json
 
-    from shared.bootstrap import default_container
-    from shared.services.pos_ingress import accept_sales
+    from shared.bootstrap import default_container, use_cases
 
     c = default_container()
     limit = c.settings.int("SALES_HTTP_MAX_BYTES")
@@ -63,5 +61,5 @@ def post_sales(req: func.HttpRequest) -> func.HttpResponse:
         body = {"error": "payload_too_large", "message": f"the body is {int(declared):,} bytes; the limit is "
                                                          f"{limit:,}. Split the events over several requests."}
         return func.HttpResponse(json.dumps(body), status_code=413, mimetype="application/json")
-    resp = accept_sales(req.get_body() or b"", sink=c.events, lake=c.lake, telemetry=c.telemetry, max_bytes=limit)
+    resp = use_cases(c).accept_sales(req.get_body() or b"")
     return func.HttpResponse(resp.json(), status_code=resp.status, mimetype="application/json", headers=resp.headers)
