@@ -50,8 +50,12 @@ demo: $(BIN)/.installed
 	$(BIN)/inventory demo
 endif
 
+# ruff; the layer contracts (import-linter, [tool.importlinter] in pyproject.toml); every adapter against its
+# port (mypy on tests/typecheck/ports_conformance.py); the Bicep (checkov and check_bicep).
 lint: $(BIN)/.installed infra-check
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy --follow-imports=silent --ignore-missing-imports --no-incremental tests/typecheck/ports_conformance.py
 
 # checkov scans the Bicep offline. Its own venv: its pins (e.g. packaging<24) conflict with pytest's.
 INFRA_VENV := .venv-infra

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
+    from shared.core.events import RawEvent
     from shared.core.mapping import Mapping
     from shared.ports.stock import RebaseResult
-    from shared.services.apply_sales import ApplyCounts, RawEvent
+    from shared.services.apply_sales import ApplyCounts
     from shared.services.compute_aggregates import AggregateResult
     from shared.services.ingest_dump import IngestResult
     from shared.services.maintain_lake import MaintainResult
@@ -51,16 +52,25 @@ class UseCases:
 
     # --- nightly dumps -----------------------------------------------------------------------------------
 
-    def receive_dump(self, lake_path: str, local: Path, metadata: dict[str, str]) -> DumpReceipt:
-        """A dump that landed at ``lake_path`` (downloaded to ``local``): ingest it, then rebase its store.
+    def receive_dump(self, lake_path: str, fetch: Callable[[Path], dict[str, str] | None]) -> DumpReceipt | None:
+        """A dump that landed at ``lake_path``: ingest it, then rebase its store.
 
-        Also rebases for a dump already ingested: a retry after a crash between manifest and rebase finishes
-        the job (a rebase is idempotent)."""
+        ``fetch(local)`` writes the dump to the scratch file ``local`` and returns its metadata, or None when
+        the dump is gone (deleted before it could be read: then nothing is ingested, a ``DumpVanished`` event
+        says so, and None is returned). Also rebases for a dump already ingested: a retry after a crash between
+        manifest and rebase finishes the job (a rebase is idempotent)."""
         from shared.services.ingest_dump import ingest_landed_dump
+        from shared.services.scratch import scratch_folder
 
         c = self.c
-        result = ingest_landed_dump(lake_path, local, metadata, lake=c.lake, telemetry=c.telemetry,
-                                    limits=c.ingest_limits, scratch=c.scratch_dir)
+        with scratch_folder("blob-", c.scratch_dir) as tmp:  # marked in use: a scratch sweep leaves it alone
+            local = Path(tmp) / "dump"
+            metadata = fetch(local)
+            if metadata is None:
+                c.telemetry.event("DumpVanished", path=lake_path)
+                return None
+            result = ingest_landed_dump(lake_path, local, metadata, lake=c.lake, telemetry=c.telemetry,
+                                        limits=c.ingest_limits, scratch=c.scratch_dir)
         return self._rebased(result)
 
     def ingest_file(self, dump: Path, store_id: str, *, mapping: Mapping | None = None,

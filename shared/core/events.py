@@ -59,6 +59,14 @@ EVENT_REASONS: tuple[EventReason, ...] = (
 REASON_CODES = frozenset(r.code for r in EVENT_REASONS)
 
 
+@dataclass(frozen=True)
+class RawEvent:
+    """One delivered message: its body as received and where it came from (for the dead-letter record)."""
+
+    body: bytes
+    source: str = ""
+
+
 @dataclass(slots=True)
 class SaleEvent:
     """A valid event: skus normalised, quantities as signed stock deltas, time in UTC.

@@ -54,7 +54,8 @@ def apply_queue(c, *, batch_size: int = 100, follow: bool = False, stop: threadi
     still has them). ``on_batch(partition, events, counts so far)`` reports progress.
     ``c`` is the bootstrap Container."""
     from shared.bootstrap import use_cases
-    from shared.services.apply_sales import ApplyCounts, RawEvent
+    from shared.core.events import RawEvent
+    from shared.services.apply_sales import ApplyCounts
 
     counts = counts if counts is not None else ApplyCounts()
     apply = use_cases(c).apply_sales

@@ -39,7 +39,10 @@ section (seconds to a few minutes), well inside the function timeout (30 min).""
 class HeldLock(Protocol):
     """A lock while it is held (what :meth:`Lake.lock` yields)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The lock's name, as given to :meth:`Lake.lock` (read-only: a held lock is not renamed)."""
+        ...
 
     def check(self) -> None:
         """Raise :class:`LakeError` if the lock can no longer be trusted to be held (a Blob lease that could

@@ -21,18 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.core import layout
-from shared.core.events import InvalidEvent, SaleEvent, dedupe, event_content, parse_event, time_key
+from shared.core.events import InvalidEvent, RawEvent, SaleEvent, dedupe, event_content, parse_event, time_key
 from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
 from shared.ports.telemetry import Telemetry
-
-
-@dataclass(frozen=True)
-class RawEvent:
-    """One delivered message: its body as received and where it came from (for the dead-letter record)."""
-
-    body: bytes
-    source: str = ""
 
 
 @dataclass

@@ -29,35 +29,35 @@ def ingest_dump(client: blob.BlobClient) -> None:
     """A dump landed under raw/: ingest it, then make it the store's stock baseline. Quarantines are results,
     not failures (no retry); unexpected errors (lake unreachable, ...) raise so the host retries and finally
     poisons the message."""
-    from azure.core.exceptions import ResourceNotFoundError
+    from shared.bootstrap import use_cases
 
-    from shared.bootstrap import default_container, use_cases
-    from shared.services.scratch import scratch_folder
-
-    c = default_container()
-    lake_path = client.blob_name
-    with scratch_folder("blob-", c.scratch_dir) as tmp:  # marked in use: a scratch sweep leaves it alone
-        local = Path(tmp) / "dump"
-        try:
-            props = client.get_blob_properties()
-            with open(local, "wb") as out:  # streamed in chunks, pinned to the etag we saw
-                client.download_blob(max_concurrency=2, etag=props.etag,
-                                     match_condition=_if_not_modified()).readinto(out)
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) != "BlobNotFound":  # e.g. ContainerNotFound: a real fault
-                raise
-            # Deleted before it was read (by hand, or a lifecycle rule before a late redelivery): retrying
-            # cannot help, and the host's retries would end in a poison message and a page for nothing.
-            log.warning("dump %s is gone (deleted before it could be read): nothing to ingest", lake_path)
-            c.telemetry.event("DumpVanished", path=lake_path)
-            return
-        receipt = use_cases(c).receive_dump(lake_path, local, dict(props.metadata or {}))
+    receipt = use_cases().receive_dump(client.blob_name, lambda local: _download(client, local))
+    if receipt is None:
+        log.warning("dump %s is gone (deleted before it could be read): nothing to ingest", client.blob_name)
+        return
     result, rebase = receipt.ingest, receipt.rebase
     if rebase is None:
-        log.warning("dump %s quarantined: %s: %s", lake_path, result.reason_code, result.reason)
+        log.warning("dump %s quarantined: %s: %s", client.blob_name, result.reason_code, result.reason)
         return
-    log.info("dump %s %s as %s; stock of store %s: %s", lake_path, result.status, result.dump_id,
+    log.info("dump %s %s as %s; stock of store %s: %s", client.blob_name, result.status, result.dump_id,
              result.store_id, rebase.status)
+
+
+def _download(client: blob.BlobClient, local: Path) -> dict[str, str] | None:
+    """Stream the blob to ``local`` in chunks, pinned to the etag first seen; its metadata, or None if it is gone."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        props = client.get_blob_properties()
+        with open(local, "wb") as out:
+            client.download_blob(max_concurrency=2, etag=props.etag, match_condition=_if_not_modified()).readinto(out)
+    except ResourceNotFoundError as exc:
+        if getattr(exc, "error_code", None) != "BlobNotFound":  # e.g. ContainerNotFound: a real fault
+            raise
+        # Deleted before it was read (by hand, or a lifecycle rule before a late redelivery): retrying cannot
+        # help, and the host's retries would end in a poison message and a page for nothing.
+        return None
+    return dict(props.metadata or {})
 
 
 def _if_not_modified() -> "MatchConditions":  # noqa: F821 (imported lazily)

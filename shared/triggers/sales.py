@@ -33,7 +33,7 @@ def apply_sales(events: List[func.EventHubEvent], context: func.Context) -> None
     The host checkpoints after this returns *or raises*; so a failure is retried by the retry policy, and on
     the last attempt the batch is written to ``deadletter/failed-batches/`` rather than dropped."""
     from shared.bootstrap import use_cases
-    from shared.services.apply_sales import RawEvent
+    from shared.core.events import RawEvent
 
     raw = [RawEvent(e.get_body(), f"eventhub:seq={e.sequence_number}") for e in events]
     retry = getattr(context, "retry_context", None)

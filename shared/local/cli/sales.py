@@ -16,7 +16,7 @@ def _read_event_lines(path: str, *, deadletter: bool):  # generator of (RawEvent
     import base64
     import json
 
-    from shared.services.apply_sales import RawEvent
+    from shared.core.events import RawEvent
 
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
     try:

@@ -1,0 +1,34 @@
+"""Checked by mypy in `make lint`: every adapter satisfies the port it implements (structurally, method by method).
+
+Not a test module (pytest does not collect it): mypy reports an adapter whose method drops a parameter, renames
+one or returns another type than its Protocol says. docs/architecture.md lists the ports and their adapters.
+"""
+
+from shared.adapters.eventhub_sink import EventHubSink
+from shared.adapters.lake_blob import BlobLake
+from shared.adapters.lake_folder import FolderLake
+from shared.adapters.queue_sqlite import EmbeddedQueue
+from shared.adapters.stock_cosmos import CosmosStockStore
+from shared.adapters.stock_sqlite import SqliteStockStore
+from shared.adapters.telemetry import JsonLinesTelemetry, MemoryTelemetry
+from shared.adapters.telemetry_azure import AzureMonitorTelemetry
+from shared.ports.events import EventSink
+from shared.ports.lake import Lake
+from shared.ports.stock import StockStore
+from shared.ports.telemetry import Telemetry
+
+
+def lakes(folder: FolderLake, blob: BlobLake) -> list[Lake]:
+    return [folder, blob]
+
+
+def stock_stores(embedded: SqliteStockStore, cosmos: CosmosStockStore) -> list[StockStore]:
+    return [embedded, cosmos]
+
+
+def event_sinks(queue: EmbeddedQueue, hubs: EventHubSink) -> list[EventSink]:
+    return [queue, hubs]
+
+
+def telemetries(local: JsonLinesTelemetry, memory: MemoryTelemetry, azure: AzureMonitorTelemetry) -> list[Telemetry]:
+    return [local, memory, azure]
