@@ -24,7 +24,7 @@ version; reruns reuse it.
   on (store, sku), ``groupby(...).agg`` per (store, date, sku) and per (store, date, category), and
   ``to_parquet(partition_cols=["store_id", "date"])`` — the same two outputs, as Hive-partitioned Parquet.
 
-Wall time and peak RSS (the process's VmHWM, sampled every 50 ms, as bench/ingest.py measures) are
+Wall time, CPU time and peak RSS (the process's VmHWM, sampled every 50 ms: ``harness.measure``) are
 reported with rows/s and the speed-up; the reach targets are ≥ 3× faster than pandas and ≤ 1 GB peak RSS
 for ours. The correctness check compares both outputs: rows, and units, lines, revenue, cost and margin per
 store, of both aggregates. If pandas needs more memory than the machine can give (``--pandas-max-gb``,
@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -47,7 +45,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness  # bench/harness.py, beside this file
+from harness import ROOT, mb, measure, say
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 GENERATOR_VERSION = 2  # bump when make_lake() changes what it writes (2: Delta tables)
@@ -57,22 +57,6 @@ TARGET_SPEEDUP = 3.0
 TARGET_RSS_MB = 1024.0
 CATEGORIES = ("Dairy", "Bakery", "Produce", "Beverages", "Snacks", "Household", "Frozen", "Personal Care")
 WEEKDAY_WEIGHTS = (0.95, 1.0, 1.0, 1.05, 1.2, 1.4, 0.7)
-
-
-def _load_ingest_bench():  # measure() and say() from bench/ingest.py: one way of measuring for every bench
-    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ingest"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_ingest = _load_ingest_bench()
-measure, say = _ingest.measure, _ingest.say
-
-
-def _mb(kb: float) -> float:
-    return kb / 1024
 
 
 # --- the synthetic curated zone -------------------------------------------------------------------------------
@@ -216,14 +200,6 @@ def _money(values, dec):
     return pa.Array.from_buffers(dec, len(unscaled), [None, pa.py_buffer(words.tobytes())])
 
 
-def _warm(lake: Path) -> None:
-    """Read every curated file once so both paths start with the files in the page cache."""
-    for p in (lake / "curated").rglob("*.parquet"):
-        with open(p, "rb") as f:
-            while f.read(1 << 24):
-                pass
-
-
 # --- the workers (each runs in its own process) -----------------------------------------------------------
 
 def ours_worker(lake_root: Path, scratch: Path) -> dict:
@@ -245,56 +221,53 @@ def pandas_worker(lake_root: Path, out: Path, max_lines: int) -> dict:
     """The plain pandas way: read everything, merge with items, groupby, to_parquet with partition_cols."""
     import pandas as pd
 
-    timings = {}
-    t0 = time.perf_counter()
-    filters = None
-    if max_lines:  # only when the full size would not fit in memory: the first stores, about max_lines lines
-        stores = sorted(p.name.split("=", 1)[1] for p in (lake_root / "curated/sales").iterdir()
-                        if p.name.startswith("store_id="))
-        per_store = json.loads((lake_root.parent / "complete.json").read_text())["lines"] / len(stores)
-        filters = [("store_id", "in", stores[: max(1, round(max_lines / per_store))])]
-    sales = pd.read_parquet(lake_root / "curated/sales", columns=["sku", "qty", "unit_price", "store_id", "date"],
-                            filters=filters)
-    items = pd.read_parquet(lake_root / "curated/items",
-                            columns=["store_id", "sku", "category", "unit_price", "unit_cost"])
-    timings["read"] = round(time.perf_counter() - t0, 2)
+    step = harness.Steps(digits=2)
+    with step("read"):
+        filters = None
+        if max_lines:  # only when the full size would not fit in memory: the first stores, about max_lines lines
+            stores = sorted(p.name.split("=", 1)[1] for p in (lake_root / "curated/sales").iterdir()
+                            if p.name.startswith("store_id="))
+            per_store = json.loads((lake_root.parent / "complete.json").read_text())["lines"] / len(stores)
+            filters = [("store_id", "in", stores[: max(1, round(max_lines / per_store))])]
+        sales = pd.read_parquet(lake_root / "curated/sales", columns=["sku", "qty", "unit_price", "store_id", "date"],
+                                filters=filters)
+        items = pd.read_parquet(lake_root / "curated/items",
+                                columns=["store_id", "sku", "category", "unit_price", "unit_cost"])
 
-    t0 = time.perf_counter()
-    sales["unit_price"] = sales["unit_price"].astype("float64")
-    items["unit_price"] = items["unit_price"].astype("float64")
-    items["unit_cost"] = items["unit_cost"].astype("float64")
-    items = items.rename(columns={"unit_price": "item_price"})
-    items["store_id"] = items["store_id"].astype(sales["store_id"].dtype)
-    df = sales.merge(items, on=["store_id", "sku"], how="left")
-    del sales
-    df["revenue"] = df["qty"] * df["unit_price"].fillna(df["item_price"])
-    df["cost"] = df["qty"] * df["unit_cost"]
-    df["cost_known"] = df["unit_cost"].notna()
-    timings["merge"] = round(time.perf_counter() - t0, 2)
+    with step("merge"):
+        sales["unit_price"] = sales["unit_price"].astype("float64")
+        items["unit_price"] = items["unit_price"].astype("float64")
+        items["unit_cost"] = items["unit_cost"].astype("float64")
+        items = items.rename(columns={"unit_price": "item_price"})
+        items["store_id"] = items["store_id"].astype(sales["store_id"].dtype)
+        df = sales.merge(items, on=["store_id", "sku"], how="left")
+        del sales
+        df["revenue"] = df["qty"] * df["unit_price"].fillna(df["item_price"])
+        df["cost"] = df["qty"] * df["unit_cost"]
+        df["cost_known"] = df["unit_cost"].notna()
 
-    t0 = time.perf_counter()
-    sku = df.groupby(["store_id", "date", "sku"], observed=True, sort=True).agg(
-        category=("category", "first"), units=("qty", "sum"), lines=("qty", "size"), revenue=("revenue", "sum"),
-        cost=("cost", "sum"), costed=("cost_known", "sum")).reset_index()
-    del df
-    sku.loc[sku["costed"] != sku["lines"], "cost"] = float("nan")
-    sku["margin"] = sku["revenue"] - sku["cost"]
-    sku["revenue_with_cost"] = sku["revenue"].where(sku["cost"].notna())
-    cat = sku.groupby(["store_id", "date", "category"], observed=True, sort=True).agg(
-        units=("units", "sum"), lines=("lines", "sum"), skus=("sku", "size"), revenue=("revenue", "sum"),
-        cost=("cost", "sum"), margin=("margin", "sum"), revenue_with_cost=("revenue_with_cost", "sum")
-    ).reset_index()
-    sku = sku.drop(columns=["costed", "revenue_with_cost"])
-    timings["groupby"] = round(time.perf_counter() - t0, 2)
+    with step("groupby"):
+        sku = df.groupby(["store_id", "date", "sku"], observed=True, sort=True).agg(
+            category=("category", "first"), units=("qty", "sum"), lines=("qty", "size"), revenue=("revenue", "sum"),
+            cost=("cost", "sum"), costed=("cost_known", "sum")).reset_index()
+        del df
+        sku.loc[sku["costed"] != sku["lines"], "cost"] = float("nan")
+        sku["margin"] = sku["revenue"] - sku["cost"]
+        sku["revenue_with_cost"] = sku["revenue"].where(sku["cost"].notna())
+        cat = sku.groupby(["store_id", "date", "category"], observed=True, sort=True).agg(
+            units=("units", "sum"), lines=("lines", "sum"), skus=("sku", "size"), revenue=("revenue", "sum"),
+            cost=("cost", "sum"), margin=("margin", "sum"), revenue_with_cost=("revenue_with_cost", "sum")
+        ).reset_index()
+        sku = sku.drop(columns=["costed", "revenue_with_cost"])
 
-    t0 = time.perf_counter()
-    # max_partitions: pyarrow refuses more than 1024 folders per write by default (the first thing one meets).
-    sku.to_parquet(out / "sales_daily_sku", partition_cols=["store_id", "date"], index=False,
-                   max_partitions=1 << 20)
-    cat.to_parquet(out / "sales_daily_category", partition_cols=["store_id", "date"], index=False,
-                   max_partitions=1 << 20)
-    timings["write"] = round(time.perf_counter() - t0, 2)
-    return {"timings_s": timings, "lines": int(sku["lines"].sum()), "sku_rows": len(sku), "category_rows": len(cat)}
+    with step("write"):
+        # max_partitions: pyarrow refuses more than 1024 folders per write by default (the first thing one meets).
+        sku.to_parquet(out / "sales_daily_sku", partition_cols=["store_id", "date"], index=False,
+                       max_partitions=1 << 20)
+        cat.to_parquet(out / "sales_daily_category", partition_cols=["store_id", "date"], index=False,
+                       max_partitions=1 << 20)
+    return {"timings_s": step.timings, "lines": int(sku["lines"].sum()), "sku_rows": len(sku),
+            "category_rows": len(cat)}
 
 
 # --- running and checking --------------------------------------------------------------------------------------
@@ -306,7 +279,7 @@ def run_path(path: str, lake_root: Path, work: Path, pandas_lines: int) -> dict:
            str(pandas_lines)]
     say(f"running {path} ...")
     m = measure(cmd)
-    run = {"path": path, "wall_s": m.wall_s, "peak_kb": max(p.hwm_kb for p in m.procs) if m.procs else 0,
+    run = {"path": path, "wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_kb": m.largest_kb,
            "tree_peak_kb": m.tree_peak_kb, "maxrss_kb": m.maxrss_kb, "ok": m.returncode == 0,
            "scratch": scratch}
     if m.returncode != 0:
@@ -314,7 +287,7 @@ def run_path(path: str, lake_root: Path, work: Path, pandas_lines: int) -> dict:
         say(f"  {path} FAILED: {run['error'][-800:]}")
         return run
     run["detail"] = json.loads(m.stdout)
-    say(f"  {path}: {m.wall_s:.1f} s, peak RSS {_mb(run['peak_kb']):.0f} MB")
+    say(f"  {path}: {m.wall_s:.1f} s, CPU {m.cpu_s:.1f} s, peak RSS {mb(run['peak_kb']):.0f} MB")
     return run
 
 
@@ -370,27 +343,27 @@ def report(cmd: str, info: dict, ours: dict | None, pandas: dict | None, note: s
            problems: list[str] | None) -> str:
     lines = info["lines"]
     pandas_lines = (pandas or {}).get("detail", {}).get("lines", lines)
-    out = [f"# Aggregates benchmark\n\n`{cmd}`\n",
+    out = ["# Aggregates benchmark", "", harness.provenance(cmd), "",
            f"Curated zone: {lines:,} sale lines, {info['stores']} stores × {info['days']} days, {info['skus']:,} "
            f"skus (Zipf), Delta tables: {info['files']:,} sales files, {info['bytes'] / 1e6:.0f} MB of Parquet. "
-           f"Machine: {os.cpu_count()} CPUs.\n",
-           "| path | lines | wall s | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|"]
+           "CPU s = user + system of the path's process; peak RSS = its largest process's VmHWM.", ""]
 
-    def row(r: dict, n: int, detail: str) -> str:
+    def row(r: dict, n: int, detail: str) -> list[str]:
         if not r["ok"]:
-            return f"| {r['path']} | {n:,} | FAILED | | | {r.get('error', '')[-200:]} |"
-        return (f"| {r['path']} | {n:,} | {r['wall_s']:.1f} | {n / r['wall_s']:,.0f} | {_mb(r['peak_kb']):.0f} | "
-                f"{detail} |")
+            return [r["path"], f"{n:,}", "FAILED", "", "", "", r.get("error", "")[-200:]]
+        return [r["path"], f"{n:,}", f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{n / r['wall_s']:,.0f}",
+                f"{mb(r['peak_kb']):.0f}", detail]
 
+    rows = []
     if ours:
         d = ours.get("detail", {})
         t = d.get("timings_s", {})
         commits = sum(d.get("commits", {}).values())
-        out.append(row(ours, lines, ", ".join(f"{k} {v}" for k, v in t.items()) + f"; commits {commits:,}"))
+        rows.append(row(ours, lines, ", ".join(f"{k} {v}" for k, v in t.items()) + f"; commits {commits:,}"))
     if pandas:
         d = pandas.get("detail", {})
-        out.append(row(pandas, pandas_lines, ", ".join(f"{k} {v}" for k, v in d.get("timings_s", {}).items())))
-    out.append("")
+        rows.append(row(pandas, pandas_lines, ", ".join(f"{k} {v}" for k, v in d.get("timings_s", {}).items())))
+    out += [*harness.md_table(["path", "lines", "wall s", "CPU s", "rows/s", "peak RSS MB", "detail"], rows), ""]
     if ours and pandas and ours["ok"] and pandas["ok"]:
         ours_rate = lines / ours["wall_s"]
         pandas_rate = pandas_lines / pandas["wall_s"]
@@ -398,9 +371,9 @@ def report(cmd: str, info: dict, ours: dict | None, pandas: dict | None, note: s
         same = "" if pandas_lines == lines else f" (per line: pandas ran on {pandas_lines:,} lines)"
         out.append(f"- speed-up (rows/s, ours ÷ pandas){same}: **{speedup:.1f}×** — target ≥ {TARGET_SPEEDUP:.0f}×: "
                    f"**{'met' if speedup >= TARGET_SPEEDUP else 'not met'}**")
-        out.append(f"- pandas peak RSS: {_mb(pandas['peak_kb']):,.0f} MB")
+        out.append(f"- pandas peak RSS: {mb(pandas['peak_kb']):,.0f} MB")
     if ours and ours["ok"]:
-        peak = _mb(ours["peak_kb"])
+        peak = mb(ours["peak_kb"])
         out.append(f"- ours peak RSS: {peak:.0f} MB — target ≤ {TARGET_RSS_MB:.0f} MB: "
                    f"**{'met' if peak <= TARGET_RSS_MB else 'not met'}**")
     if note:
@@ -437,14 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout, default=str)
         return 0
 
-    cmd = " ".join(["python bench/aggregate.py", *(argv if argv is not None else sys.argv[1:])])
+    cmd = harness.command(__file__, argv)
     out = args.out.resolve()
     work = out / "runs"
     work.mkdir(parents=True, exist_ok=True)
     root = lake_dir(out, args.lines, args.stores, args.days, args.skus)
     info = make_lake(root, args.lines, args.stores, args.days, args.skus)
     lake = root / "lake"
-    _warm(lake)
+    harness.warm((lake / "curated").rglob("*.parquet"))  # both paths start with the files in the page cache
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
 
     pandas_lines, note = args.pandas_lines, ""
@@ -459,9 +432,9 @@ def main(argv: list[str] | None = None) -> int:
             probe = run_path("pandas", lake, work, 2_000_000)
             if probe["ok"]:
                 probe_lines = probe["detail"]["lines"]
-                need_gb = _mb(probe["peak_kb"]) / 1024 * info["lines"] / probe_lines
+                need_gb = mb(probe["peak_kb"]) / 1024 * info["lines"] / probe_lines
                 say(f"  pandas needs ~{need_gb:.1f} GB at {info['lines']:,} lines (peak RSS grows with the lines: "
-                    f"{_mb(probe['peak_kb']):,.0f} MB at {probe_lines:,})")
+                    f"{mb(probe['peak_kb']):,.0f} MB at {probe_lines:,})")
                 if need_gb > args.pandas_max_gb:
                     pandas_lines = int(info["lines"] * args.pandas_max_gb / need_gb * 0.9)
                     note = (f"pandas would need ~{need_gb:.0f} GB for {info['lines']:,} lines (> "

@@ -32,21 +32,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shlex
 import sqlite3
-import statistics
 import sys
-import time
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
+import harness  # bench/harness.py, beside this file
 import numpy as np
+from harness import ROOT, say
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.core.forecast import (  # noqa: E402
+from shared.core.forecast import (
     DEFAULT_CONFIG,
     ForecastConfig,
     cover_and_reorder,
@@ -56,16 +54,12 @@ from shared.core.forecast import (  # noqa: E402
     seasonal_naive,
     wape,
 )
-from shared.local import generator  # noqa: E402
+from shared.local import generator
 
 ALPHAS = (0.02, 0.05, 0.1, 0.2, 0.3)
 SHRINKS = (0.0, 5.0, 20.0, 50.0, 200.0, 1000.0)
 VALIDATION_WEEKS = 3
 SPEED_WEEKDAY = np.array([0.95, 1.0, 1.0, 1.05, 1.2, 1.4, 0.7])
-
-
-def say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --- data ----------------------------------------------------------------------------------------------------
@@ -80,11 +74,11 @@ def generated_stores(args: argparse.Namespace) -> list[Path]:
         say(f"using cached stores in {folder}")
         return paths
     say(f"generating {args.stores} stores × {args.lines:,} lines in {folder}")
-    t0 = time.perf_counter()
-    generator.generate_stores(folder, args.stores, seed=args.seed, n_items=args.items, days=args.days,
-                              sales_lines=args.lines, dirty_rate=0.0)
+    with harness.stopwatch() as t:
+        generator.generate_stores(folder, args.stores, seed=args.seed, n_items=args.items, days=args.days,
+                                  sales_lines=args.lines, dirty_rate=0.0)
     (folder / "done").write_text("ok\n")
-    say(f"generated in {time.perf_counter() - t0:.1f} s")
+    say(f"generated in {t.wall_s:.1f} s")
     return paths
 
 
@@ -136,15 +130,6 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:
-    walls, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        walls.append(time.perf_counter() - t0)
-    return statistics.median(walls), out
-
-
 def coverage(history: np.ndarray, first_day: date, holdout: int, config: ForecastConfig) -> tuple[float, float]:
     """(share of held-out cells inside [lower, upper], share above upper)."""
     fc = forecast_demand(history[:, :-holdout], first_day, replace(config, horizon=holdout))
@@ -170,12 +155,12 @@ def error_section(stores: list[tuple[str, np.ndarray, date]], repeat: int) -> li
     results = {}
     for name, hist, first in rows:
         r = evaluate_holdout(hist, first)
-        wall, _ = timed(lambda hist=hist, first=first: forecast_demand(hist[:, :-7], first), repeat)
+        t, _ = harness.timed(lambda hist=hist, first=first: forecast_demand(hist[:, :-7], first), repeat)
         cov, above = coverage(hist, first, 7, DEFAULT_CONFIG)
         results[name] = r
         out.append(f"| {name} | {r['series']:,} | {hist.shape[1]} | {r['units']:,.0f} | {pct(r['wape'])} | "
                    f"{pct(r['wape_naive'])} | {r['wape'] / r['wape_naive']:.2f} | {pct(r['mape'])} | "
-                   f"{pct(r['mape_naive'])} | {pct(cov)} | {pct(above)} | {1000 * wall:.1f} ms |")
+                   f"{pct(r['mape_naive'])} | {pct(cov)} | {pct(above)} | {1000 * t.wall_s:.1f} ms |")
 
     # By volume band (all stores): where the gain comes from.
     hist = np.vstack([h for _, h, _ in stores])
@@ -263,13 +248,13 @@ def speed_section(n_series: int, n_days: int, repeat: int, seed: int) -> list[st
            f"{n_series:,} series × {n_days} days of Poisson units with a weekday profile (mean "
            f"{hist.mean():.2f} units a day, {pct(float((hist == 0).mean()))} of sku-days zero), float64 in memory "
            f"({hist.nbytes / 2**20:.0f} MiB); median of {repeat} runs, one process, numpy {np.__version__}.", "",
-           "| call | wall time | per series |", "|---|---:|---:|"]
+           "| call | wall time | CPU time | per series |", "|---|---:|---:|---:|"]
     r = None
     for label, fn in rows:
-        wall, res = timed(fn, repeat)
+        t, res = harness.timed(fn, repeat)
         if label.startswith("`evaluate"):
             r = res
-        out.append(f"| {label} | {wall:.3f} s | {1e6 * wall / n_series:.1f} µs |")
+        out.append(f"| {label} | {t.wall_s:.3f} s | {t.cpu_s:.3f} s | {1e6 * t.wall_s / n_series:.1f} µs |")
     if r:
         out += ["", f"(On this synthetic data: WAPE model {pct(r['wape'])}, naive {pct(r['wape_naive'])}; MAPE model "
                 f"{pct(r['mape'])}, naive {pct(r['mape_naive'])}.)"]
@@ -288,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args(argv)
-    cmdline = "python bench/forecast.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     paths = generated_stores(args)
     stores, skus0 = [], None
@@ -297,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         skus0 = skus0 or skus
         stores.append((p.stem, hist, first))
     say("scoring the held-out week")
-    report = [f"    {cmdline.rstrip()}", "",
-              f"# Demand forecast: {args.stores} generated stores × {args.items} skus × {args.days} days "
+    report = [f"# Demand forecast: {args.stores} generated stores × {args.items} skus × {args.days} days "
               f"(~{args.lines:,} sale lines each, seed {args.seed})", "",
+              harness.provenance(harness.command(__file__, argv)), "",
               f"Model: exponential smoothing (alpha {DEFAULT_CONFIG.alpha}) of deseasonalised units, weekday factors "
               f"from the last {DEFAULT_CONFIG.season_weeks} weeks shrunk toward the pooled profile "
               f"({DEFAULT_CONFIG.shrink:g} units of prior), quasi-Poisson interval z = {DEFAULT_CONFIG.z}.", ""]

@@ -18,18 +18,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness  # bench/harness.py, beside this file
+from harness import ROOT, say
+
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from ingest import head_commit  # noqa: E402 - bench/ingest.py, beside this file
-
-
-def say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def day_rows(day: date, n: int, offset: int):  # a pyarrow.Table of one day's sale lines
@@ -75,24 +70,20 @@ def build(lake_root: Path, partition_by: tuple[str, ...], days: int, per_day: in
 
 
 READ = r"""
-import json, statistics, sys, time
+import json, sys
 from pathlib import Path
-t0 = time.perf_counter()
-from shared.adapters.delta_tables import DeltaTables
-from shared.adapters.lake_folder import FolderLake
-tables = DeltaTables(FolderLake(Path(sys.argv[1])))
-tables.read("SELECT count(*) AS n FROM t WHERE store_id = 'S001' AND month = '2026-06'", t="curated/sales")
-first = time.perf_counter() - t0
-times = {"month": [], "year": []}
-for _ in range(3):
-    t0 = time.perf_counter()
-    tables.read("SELECT sku, sum(qty) AS units FROM t WHERE store_id = 'S001' AND month = '2026-06' GROUP BY sku",
-                t="curated/sales")
-    times["month"].append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    tables.read("SELECT date, sum(qty) AS units FROM t WHERE store_id = 'S001' GROUP BY date", t="curated/sales")
-    times["year"].append(time.perf_counter() - t0)
-print(json.dumps({"first": first, **{k: statistics.median(v) for k, v in times.items()}}))
+sys.path.insert(0, sys.argv[2])
+import harness
+with harness.stopwatch() as first:
+    from shared.adapters.delta_tables import DeltaTables
+    from shared.adapters.lake_folder import FolderLake
+    tables = DeltaTables(FolderLake(Path(sys.argv[1])))
+    tables.read("SELECT count(*) AS n FROM t WHERE store_id = 'S001' AND month = '2026-06'", t="curated/sales")
+month = "SELECT sku, sum(qty) AS units FROM t WHERE store_id = 'S001' AND month = '2026-06' GROUP BY sku"
+year = "SELECT date, sum(qty) AS units FROM t WHERE store_id = 'S001' GROUP BY date"
+times = harness.interleave(3, [(k, lambda n, q=q: harness.timed(lambda: tables.read(q, t="curated/sales"))[0].wall_s)
+                               for k, q in (("month", month), ("year", year))])
+print(json.dumps({"first": first.wall_s, **{k: harness.median(v) for k, v in times.items()}}))
 """
 
 
@@ -102,8 +93,8 @@ def measure(lake_root: Path) -> dict:
     table = DeltaTable(str(lake_root / "curated/sales"))
     files = table.file_uris()
     size = sum(Path(f).stat().st_size for f in files)
-    out = subprocess.run([sys.executable, "-c", READ, str(lake_root)], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", READ, str(lake_root), str(ROOT / "bench")], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
     return {"files": len(files), "mb": size / 1e6, "avg_kb": size / len(files) / 1e3, **json.loads(out.stdout)}
 
 
@@ -127,31 +118,28 @@ def main(argv: list[str] | None = None) -> int:
             root = work / label.split()[2] / "lake"
             root.mkdir(parents=True)
             say(f"{label}: {args.days} nightly commits of {args.lines_per_day:,} lines ...")
-            t0 = time.perf_counter()
-            build(root, partition_by, args.days, args.lines_per_day)
-            built = time.perf_counter() - t0
+            with harness.stopwatch() as built:
+                build(root, partition_by, args.days, args.lines_per_day)
             before = measure(root)
             say(f"{label}: maintain_lake ...")
-            t0 = time.perf_counter()
-            maintain_lake(lake=FolderLake(root), telemetry=MemoryTelemetry())
-            maintained = time.perf_counter() - t0
+            with harness.stopwatch() as maintained:
+                maintain_lake(lake=FolderLake(root), telemetry=MemoryTelemetry())
             after = measure(root)
-            rows.append((label, built, before, maintained, after))
+            rows.append((label, built.wall_s, before, maintained.wall_s, after))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    commit = head_commit()
+    cmd = f"python bench/lake_layout.py --days {args.days} --lines-per-day {args.lines_per_day}"
     print(f"### A year of one store's nightly commits: {args.days} x {args.lines_per_day:,} sale lines\n")
-    print(f"`python bench/lake_layout.py --days {args.days} --lines-per-day {args.lines_per_day}` at {commit}, "
-          f"{time.strftime('%Y-%m-%d')}; folder lake, 2 cores. Reads through delta-rs's engine, median of 3 in "
-          "a fresh process (the process's first read, which loads the engine, apart).\n")
-    print("| partitioned by | when | files | avg file | one month by sku | the year by day | first read |")
-    print("|---|---|---|---|---|---|---|")
-    for label, built, before, maintained, after in rows:
-        for when, m in ((f"after {args.days} nights ({built:.0f} s)", before),
-                        (f"after maintain_lake ({maintained:.1f} s)", after)):
-            print(f"| {label} | {when} | {m['files']:,} | {m['avg_kb']:,.0f} KB | {m['month'] * 1000:.0f} ms | "
-                  f"{m['year'] * 1000:.0f} ms | {m['first'] * 1000:.0f} ms |")
+    print(f"{harness.provenance(cmd)} Folder lake. Reads through delta-rs's engine, median of 3 in a fresh process "
+          "(the process's first read, which loads the engine, apart).\n")
+    table = [[label, when, f"{m['files']:,}", f"{m['avg_kb']:,.0f} KB", f"{m['month'] * 1000:.0f} ms",
+              f"{m['year'] * 1000:.0f} ms", f"{m['first'] * 1000:.0f} ms"]
+             for label, built, before, maintained, after in rows
+             for when, m in ((f"after {args.days} nights ({built:.0f} s)", before),
+                             (f"after maintain_lake ({maintained:.1f} s)", after))]
+    print("\n".join(harness.md_table(["partitioned by", "when", "files", "avg file", "one month by sku",
+                                      "the year by day", "first read"], table)))
     return 0
 
 

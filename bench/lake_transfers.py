@@ -7,8 +7,8 @@ ingest downloads the store's curated sales files to find the lines already in th
 request, so against Azure the round trip sets the pace, not the bandwidth. This starts Azurite (npm, in
 memory, on loopback) and measures, in the same run:
 
-* **publish**: ``ingest_dump._publish`` (the ingest's publishing step: ``Lake.put_files``, ``parallel_files``
-  uploads at once) against the way it worked before, one ``put_file`` after another;
+* **publish**: ``Lake.put_files`` (how the aggregates and the ingest's scratch outputs reach the lake:
+  ``parallel_files`` uploads at once) against one ``put_file`` after another;
 * **local_copy**: ``BlobLake.local_copy`` with its default ``parallel_files`` against ``parallel_files=1``
   (one download after another).
 
@@ -32,6 +32,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+import harness  # bench/harness.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -146,25 +148,21 @@ def _stage(folder: Path, files: int, size: int) -> list[str]:
     return paths
 
 
-def _timed(fn) -> float:
-    t0 = time.monotonic()
-    fn()
-    return time.monotonic() - t0
+def _timed(fn) -> harness.Stopwatch:
+    return harness.timed(fn)[0]
 
 
-def measure(port: int, files: int, size: int, work: Path) -> dict[str, float]:
-    from shared.services.ingest_dump import _publish
-
+def measure(port: int, files: int, size: int, work: Path) -> dict[str, harness.Stopwatch]:
     container = f"bench-{uuid.uuid4().hex[:12]}"
     lake = _lake(port, container)
     one_at_a_time = _lake(port, container, parallel_files=1)
-    out: dict[str, float] = {}
+    out: dict[str, harness.Stopwatch] = {}
     try:
         stage = work / "stage"
         paths = _stage(stage, files, size)
         out["publish, one at a time (before)"] = _timed(
             lambda: [lake.put_file(p, stage / p) for p in paths])
-        out["publish, ingest._publish"] = _timed(lambda: _publish(lake, stage))
+        out["publish, Lake.put_files"] = _timed(lambda: lake.put_files([(p, stage / p) for p in paths]))
         assert sorted(o.path for o in lake.list("curated/")) == sorted(paths)
 
         def copy(which) -> None:
@@ -199,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         for rtt in [float(x) for x in args.rtt_ms.split(",") if x.strip()]:
             proxy = DelayProxy(port, rtt / 2000) if rtt > 0 else None
             with tempfile.TemporaryDirectory(prefix="lake-transfers-") as work:
-                print(f"round trip {rtt:g} ms: {args.files} files of {args.kb} KiB ...", file=sys.stderr)
+                harness.say(f"round trip {rtt:g} ms: {args.files} files of {args.kb} KiB ...")
                 figures = measure(proxy.port if proxy else port, args.files, args.kb << 10, Path(work))
             if proxy:
                 proxy.close()
@@ -208,16 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(10)
         os.unlink(log.name)
-    print(f"\n{args.files} files of {args.kb} KiB, Azurite on loopback, {os.cpu_count()} CPUs\n")
-    print("| round trip ms | path | wall s | files/s | vs one at a time |")
-    print("|---|---|---|---|---|")
+    print(f"### Many small files to and from the Blob lake: {args.files} files of {args.kb} KiB\n")
+    print(f"{harness.provenance(harness.command(__file__, argv))} Azurite on loopback; client CPU s = user + "
+          "system of this process (Azurite apart).\n")
     base: dict[tuple[float, str], float] = {}
-    for rtt, name, secs in rows:
+    table = []
+    for rtt, name, t in rows:
         kind = name.split(",")[0]
         if "before" in name:
-            base[(rtt, kind)] = secs
-        ratio = base.get((rtt, kind), secs) / secs
-        print(f"| {rtt:g} | {name} | {secs:.2f} | {args.files / secs:,.0f} | {ratio:.1f}× |")
+            base[(rtt, kind)] = t.wall_s
+        ratio = base.get((rtt, kind), t.wall_s) / t.wall_s
+        table.append([f"{rtt:g}", name, f"{t.wall_s:.2f}", f"{t.cpu_s:.2f}", f"{args.files / t.wall_s:,.0f}",
+                      f"{ratio:.1f}×"])
+    print("\n".join(harness.md_table(["round trip ms", "path", "wall s", "client CPU s", "files/s",
+                                      "vs one at a time"], table)))
     return 0
 
 

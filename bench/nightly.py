@@ -20,8 +20,8 @@ new lines), against the pipeline as it was before the Delta Lake curated zone, m
   counters cannot tell them apart), measured as the bytes its ``read`` calls returned (``/proc/self/io``
   ``rchar``), against the size of the store's curated history.
 
-Wall time and peak memory as ``bench/ingest.py`` measures them (per-process high-water marks, summed; and
-``/usr/bin/time``'s largest single process). Markdown report on stdout; not part of the tests.
+Wall time, CPU time and peak memory as ``bench/harness.py`` measures them (per-process high-water marks, summed;
+and ``/usr/bin/time``'s largest single process). Markdown report on stdout; not part of the tests.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest as bench_ingest  # bench/ingest.py: the dump cache and the process-tree measurement
+import harness  # bench/harness.py: timing, the process-tree measurement, provenance, tables
+import ingest as bench_ingest  # bench/ingest.py: the dump cache
 
 ROOT = bench_ingest.ROOT
 STORE = bench_ingest.STORE
@@ -46,7 +47,7 @@ NIGHT1_AT, NIGHT2_AT = "2026-11-26T23:00:00Z", "2026-11-27T23:00:00Z"
 TARGET_RATIO = 0.2
 TARGET_RSS_MB = 300
 TARGET_BYTES_SHARE = 0.05
-say = bench_ingest.say
+say = harness.say
 
 
 def next_night(db: Path, out: Path, new: int) -> Path:
@@ -68,15 +69,14 @@ def next_night(db: Path, out: Path, new: int) -> Path:
 
 def cli(tree: Path) -> list[str]:
     """``inventory`` from the checkout at ``tree`` (its ``shared`` first on the path), with this venv."""
-    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); from shared.local.cli import main; "
-            "raise SystemExit(main())"]
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); import shared.__main__"]
 
 
-def ingest(tree: Path, dump: Path, home: Path, at: str) -> bench_ingest.Measured:
+def ingest(tree: Path, dump: Path, home: Path, at: str) -> harness.Measured:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKE")}
     env.update(INVENTORY_HOME=str(home), TELEMETRY_CONSOLE="0")
-    m = bench_ingest.measure([*cli(tree), "ingest", str(dump), "--store", STORE, "--quiet", "--snapshot-at", at],
-                             env=env)
+    m = harness.measure([*cli(tree), "ingest", str(dump), "--store", STORE, "--quiet", "--snapshot-at", at],
+                        env=env)
     if m.returncode != 0:
         raise SystemExit(f"ingest of {dump.name} failed (exit {m.returncode}): {m.stderr[-2000:]}")
     return m
@@ -144,9 +144,9 @@ def peer_venv(path: Path) -> Path | None:
     return python
 
 
-def run_peer(python: Path, db: Path, out: Path) -> bench_ingest.Measured:
+def run_peer(python: Path, db: Path, out: Path) -> harness.Measured:
     out.mkdir()
-    m = bench_ingest.measure([str(python), "-c", DLT_COPY, str(db), str(out)])
+    m = harness.measure([str(python), "-c", DLT_COPY, str(db), str(out)])
     if m.returncode != 0 or m.stdout.strip() != "False":
         raise SystemExit(f"the peer's copy failed (exit {m.returncode}): {m.stderr[-2000:]}")
     return m
@@ -162,16 +162,6 @@ def bytes_read(home: Path, manifest: dict) -> dict:
     history = sum(f.stat().st_size for f in (home / "lake" / "curated" / "sales").rglob("*.parquet")
                   if "_delta_log" not in f.parts)
     return {**found, "history": history}
-
-
-def _median(runs) -> bench_ingest.Measured:
-    """The run of median wall time."""
-    ordered = sorted(runs, key=lambda m: m.wall_s)
-    return ordered[len(ordered) // 2]
-
-
-def mb(kb: int) -> float:
-    return kb / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,25 +185,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline != "none":
             runs.insert(0, (f"baseline {args.baseline}", baseline_checkout(args.baseline, args.out)))
         detail = {}
-        walls: dict[str, list[tuple[bench_ingest.Measured, bench_ingest.Measured]]] = {}
-        for n in range(args.repeat):  # interleaved: the machine's drift hits both codes alike
-            for label, tree in runs:
+
+        def two_nights(label: str, tree: Path):
+            def run(n: int) -> tuple[harness.Measured, harness.Measured]:
                 home = work / f"{label.replace(' ', '-')}-{n}"
                 say(f"{label} ({n + 1}/{args.repeat}): first night ({args.size:,} lines) ...")
                 first = ingest(tree, db, home, NIGHT1_AT)
                 say(f"{label} ({n + 1}/{args.repeat}): next night (+{args.new:,}) ...")
                 second = ingest(tree, night2, home, NIGHT2_AT)
-                walls.setdefault(label, []).append((first, second))
                 detail[label] = (home, json.loads(second.stdout))
+                return first, second
+            return label, run
+
+        # interleaved: the machine's drift hits both codes alike
+        walls = harness.interleave(args.repeat, [two_nights(label, tree) for label, tree in runs])
         for label, pairs in walls.items():
-            rows.append((label, _median(p[0] for p in pairs), _median(p[1] for p in pairs)))
+            rows.append((label, harness.median_run(p[0] for p in pairs), harness.median_run(p[1] for p in pairs)))
         peer = None
         if str(args.peer_venv) != "none" and (python := peer_venv(args.peer_venv)) is not None:
             peers = []
             for n in range(args.repeat):
                 say(f"peer dlt ({n + 1}/{args.repeat}): a plain copy of the first night's dump ...")
                 peers.append(run_peer(python, db, work / f"peer-{n}"))
-            peer = _median(peers)
+            peer = harness.median_run(peers)
         ours_home, ours_manifest = detail["ours"]
         read = bytes_read(ours_home, ours_manifest)
     finally:
@@ -223,18 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    commit = bench_ingest.head_commit()
+    mb = harness.mb
+    cmd = f"python bench/nightly.py --size {args.size} --new {args.new} --repeat {args.repeat}"
     print(f"### Nightly ingest: {args.size:,}-line history + {args.new:,} new lines\n")
-    print(f"`python bench/nightly.py --size {args.size} --new {args.new} --repeat {args.repeat}` at {commit}, "
-          f"{bench_ingest.time.strftime('%Y-%m-%d')}; 2 cores; median of {args.repeat} interleaved pairs.\n")
-    print("| code | first night | next night | next / first | peak RSS first / next (largest process) |")
-    print("|---|---|---|---|---|")
-    for label, first, second in rows:
-        print(f"| {label} | {first.wall_s:.2f} s | {second.wall_s:.2f} s | {second.wall_s / first.wall_s:.2f}x "
-              f"| {mb(first.maxrss_kb):.0f} / {mb(second.maxrss_kb):.0f} MB |")
+    print(f"{harness.provenance(cmd)} Median of {args.repeat} interleaved pairs; CPU = user + system of the "
+          "ingest's process tree, in the run of median wall.\n")
+    table = [[label, f"{first.wall_s:.2f} s", f"{second.wall_s:.2f} s", f"{second.wall_s / first.wall_s:.2f}x",
+              f"{first.cpu_s:.2f} / {second.cpu_s:.2f} s", f"{mb(first.maxrss_kb):.0f} / {mb(second.maxrss_kb):.0f} MB"]
+             for label, first, second in rows]
     if peer is not None:
-        print(f"| peer: dlt 1.31 + connectorx, plain copy to Parquet | {peer.wall_s:.2f} s | - | - "
-              f"| {mb(peer.maxrss_kb):.0f} MB |")
+        table.append(["peer: dlt 1.31 + connectorx, plain copy to Parquet", f"{peer.wall_s:.2f} s", "-", "-",
+                      f"{peer.cpu_s:.2f} s", f"{mb(peer.maxrss_kb):.0f} MB"])
+    print("\n".join(harness.md_table(["code", "first night", "next night", "next / first", "CPU first / next",
+                                      "peak RSS first / next (largest process)"], table)))
     history = ours_manifest["tables"]["sales"]["history"]
     sales = ours_manifest["tables"]["sales"]
     print(f"\nNext night (ours): {history['read']} read, mark {history['mark']}, "
