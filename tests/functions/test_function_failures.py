@@ -19,7 +19,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobClient
 
-from shared.local.bindings import LocalContext, LocalRetryContext
+from shared.local.runner.bindings import LocalContext, LocalRetryContext
 from shared.settings import SettingsError
 from tests.support.app import AZURE_SETTINGS, app_container
 from tests.support.kql import custom_events, run_rule

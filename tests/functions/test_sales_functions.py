@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 from shared.adapters.queue_sqlite import EmbeddedQueue
-from shared.local.bindings import LocalContext, LocalRetryContext
+from shared.local.runner.bindings import LocalContext, LocalRetryContext
 from tests.support.app import app_container
 
 

@@ -121,7 +121,7 @@ def test_the_folder_blob_client_refuses_a_blob_changed_since_its_properties_were
     from azure.core import MatchConditions
     from azure.core.exceptions import ResourceModifiedError
 
-    from shared.local.bindings import FolderBlobClient
+    from shared.local.runner.bindings import FolderBlobClient
 
     home.lake.put_bytes("raw/a", b"one")
     client = FolderBlobClient(home.lake, "raw/a")
@@ -137,7 +137,7 @@ def test_the_folder_blob_client_reports_a_missing_blob_as_the_sdk_does(home):
     # anything else: the folder lake's stand-in must say it the same way.
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.local.bindings import FolderBlobClient
+    from shared.local.runner.bindings import FolderBlobClient
 
     with pytest.raises(ResourceNotFoundError) as caught:
         FolderBlobClient(home.lake, "raw/gone").get_blob_properties()

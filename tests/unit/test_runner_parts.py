@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.local.bindings import route_pattern
-from shared.local.runner import RetryPolicy, RunnerError, _cron, resolve
+from shared.local.runner import RetryPolicy, RunnerError, resolve
+from shared.local.runner.bindings import route_pattern
+from shared.local.runner.timers import _cron
 from shared.settings import Settings
 
 
