@@ -119,7 +119,7 @@ class Container:
 
     @cached_property
     def ingest_limits(self):  # noqa: ANN201
-        from shared.services.ingest_dump import IngestLimits
+        from shared.services.ingest import IngestLimits
 
         return IngestLimits.from_settings(self.settings)
 

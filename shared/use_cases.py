@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from shared.ports.stock import RebaseResult
     from shared.services.apply_sales import ApplyCounts
     from shared.services.compute_aggregates import AggregateResult
-    from shared.services.ingest_dump import IngestResult
+    from shared.services.ingest import IngestResult
     from shared.services.maintain_lake import MaintainResult
     from shared.services.migrate_lake import MigrateResult
     from shared.services.pos_ingress import IngressResponse
@@ -59,7 +59,7 @@ class UseCases:
         the dump is gone (deleted before it could be read: then nothing is ingested, a ``DumpVanished`` event
         says so, and None is returned). Also rebases for a dump already ingested: a retry after a crash between
         manifest and rebase finishes the job (a rebase is idempotent)."""
-        from shared.services.ingest_dump import ingest_landed_dump
+        from shared.services.ingest import ingest_landed_dump
         from shared.services.scratch import scratch_folder
 
         c = self.c
@@ -76,7 +76,7 @@ class UseCases:
     def ingest_file(self, dump: Path, store_id: str, *, mapping: Mapping | None = None,
                     snapshot_at: datetime | None = None, progress: Say | None = None) -> DumpReceipt:
         """``inventory ingest``: a local dump file of ``store_id``, then the store's rebase (as above)."""
-        from shared.services.ingest_dump import ingest_dump
+        from shared.services.ingest import ingest_dump
 
         c = self.c
         result = ingest_dump(dump, store_id, lake=c.lake, telemetry=c.telemetry, limits=c.ingest_limits,

@@ -14,9 +14,12 @@ A dump comes from a store's machine and is treated as hostile input. It is read 
 The child opens the file twice, both times read-only and immutable: once with Python's ``sqlite3`` for the
 checks (``quick_check``, schema listing, an authorizer that allows only reads, ``trusted_schema=OFF``, no
 ATTACH, a length limit), and once with ADBC's SQLite driver, which streams Arrow record batches several
-times faster than a ``sqlite3`` cursor (see FACTS.md). Text columns are read as text; the int and decimal
-columns as the numbers SQLite stored, falling back to text for the rest of a table the moment a value of
-another kind turns up (SQLite columns can mix types from row to row); the rules parse and check both.
+times faster than a ``sqlite3`` cursor (docs/hostile-dumps.md). Text columns are read as text; the int and
+decimal columns as the numbers SQLite stored, falling back to text for the rest of a table the moment a value
+of another kind turns up (SQLite columns can mix types from row to row); the rules parse and check both.
+
+The types the ingest sees (:class:`DumpRejected`, :class:`ReadLimits`, :class:`DumpInfo`) are the port's:
+``shared/ports/dumps.py``.
 
 Wire protocol on the child's stdout: frames of ``b"J" + u32 length + JSON``; a JSON frame with
 ``"stream": true`` is followed by one Arrow IPC stream; after a stream, a frame with ``"more": true`` and
@@ -34,49 +37,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import shared
+from shared.ports.dumps import DumpInfo, DumpRejected, ReadLimits
 from shared.settings import PROCESS_DEFAULTS
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
-
-
-class DumpRejected(Exception):
-    """The dump cannot be ingested; ``code`` is a quarantine reason code, ``detail`` says why and what to do."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    max_cell_bytes: int = 1 << 20
-    max_rows_per_table: int = 100_000_000
-    query_timeout_s: float = 900.0
-    batch_rows: int = 65_536
-    # False only for a second reader of a dump whose first reader runs quick_check (the ingest's history
-    # check): a damaged file still fails the ingest there, and here only makes the check fail.
-    quick_check: bool = True
-    nice: int = 0  # > 0: the child runs at a lower CPU priority (a background check yields to the ingest)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.batch_rows <= 4_194_304:
-            raise ValueError(f"INGEST_BATCH_ROWS={self.batch_rows} is out of range (1 to 4194304 rows)")
-
-
-@dataclass
-class DumpInfo:
-    tables: dict[str, dict]  # lower-cased name -> {"name", "type": "table"|"view", "columns": [...]}
-    triggers: list[str] = field(default_factory=list)
-    sqlite_version: str = ""
-
-    def find(self, name: str) -> dict | None:
-        return self.tables.get(name.lower())
 
 
 def write_frame(out: IO[bytes], obj: dict) -> None:
@@ -96,7 +64,8 @@ def read_frame(inp: IO[bytes]) -> dict | None:
 
 
 class DumpReader:
-    """Context manager around the reader child. ``info`` after start; ``read(jobs)`` streams tables."""
+    """Context manager around the reader child. ``info`` after start; ``read(jobs)`` streams tables.
+    Implements :class:`shared.ports.dumps.DumpSource`."""
 
     def __init__(self, path: Path, limits: ReadLimits | None = None) -> None:
         self.path = Path(path).absolute()  # the child runs in the package's folder

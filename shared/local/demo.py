@@ -1,13 +1,16 @@
 """`inventory demo`: the whole pipeline on generated stores, on this machine's local defaults, driven by the
 local runner (``inventory serve``) the way Azure drives the function app.
 
-Generates a few realistic stores (with about 1 % dirty rows); the store agent uploads each database to the
-lake's raw/ zone, plus one broken upload; then the local runner starts (in this process) and its blob
-trigger ingests each dump and sets the store's stock baseline; simulated POS traffic (with duplicates and
-malformed events) is POSTed over HTTP to the runner's ``/api/sales`` with the function key, lands in the
-embedded queue and reaches ``apply_sales`` in batches; the timers ``compute_aggregates`` and
-``raise_alerts`` are run through the runner's admin endpoint (as with ``func start``); the dashboard is
-written. The summary comes from what the functions left behind: manifests, quarantine reasons, telemetry.
+Generates a few realistic stores (with about 1 % dirty rows) whose sales history ends yesterday (UTC, or
+``end``), counted at 23:00 that night; the store agent uploads each database to the lake's raw/ zone as that
+nightly dump, plus one broken upload; then the local runner starts (in this process) and its blob trigger
+ingests each dump and sets the store's stock baseline; simulated POS traffic (with duplicates and malformed
+events; each store sells what it has on hand) is POSTed over HTTP to the runner's ``/api/sales`` with the
+function key, lands in the embedded queue and reaches ``apply_sales`` in batches; the timers
+``compute_aggregates`` and ``raise_alerts`` are run through the runner's admin endpoint (as with ``func
+start``); the dashboard is written. The summary comes from what the functions left behind: manifests,
+quarantine reasons, telemetry, and the dashboard's read model (units sold in the last 7 days, the share of
+counts low on stock or below zero).
 
 Where: the local defaults (a folder lake, the embedded stock store), or the emulators — ``LAKE`` set to an
 Azurite connection string, and ``cosmos_dev_server`` (``--cosmos-dev-server URL``) for the npm Cosmos-API
@@ -37,26 +40,94 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shared.bootstrap import use_default_container
 from shared.core import layout
 from shared.local.cosmos_devserver import LOOPBACK_HOSTS, build_on_dev_server
 
+if TYPE_CHECKING:
+    from shared.local.generator import StoreTruth
+    from shared.local.pos_traffic import TrafficItem
+
 
 def _say(msg: str = "") -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def skus_by_stock(stock, stores: list[str]) -> list[str]:  # noqa: ANN001 - a StockStore
-    """The stores' skus, most stocked first: a proxy for demand, since pos_traffic's Zipf ranks follow the
-    order given (the best seller should be a well-stocked item, not the first sku in alphabetical order)."""
+def yesterday_utc(now: datetime | None = None) -> date:
+    """The last whole UTC day before ``now`` (default: the present): where the demo's sales history ends."""
+    return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=1)
+
+
+def stock_by_store(stock, stores: list[str]) -> dict[str, dict[str, int]]:  # noqa: ANN001 - a StockStore
+    """Units on hand per store and sku, as the stock store has them now."""
+    return {s: {d.sku: d.on_hand for d in stock.stock(s)} for s in stores}
+
+
+def most_stocked_first(on_hand: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The skus of ``on_hand`` (store -> sku -> units), most stocked over all stores first: a proxy for demand,
+    since pos_traffic's Zipf ranks follow the order given and the generator stocks items by their demand (the
+    best seller should be a well-stocked item, not the first sku in alphabetical order)."""
     stocked: dict[str, int] = {}
-    for s in stores:
-        for d in stock.stock(s):
-            stocked[d.sku] = stocked.get(d.sku, 0) + max(d.on_hand, 0)
+    for counts in on_hand.values():
+        for sku, n in counts.items():
+            stocked[sku] = stocked.get(sku, 0) + max(n, 0)
     return sorted(stocked, key=lambda k: (-stocked[k], k))
+
+
+def skus_by_stock(stock, stores: list[str]) -> list[str]:  # noqa: ANN001 - a StockStore
+    """The stores' skus, most stocked first (see :func:`most_stocked_first`)."""
+    return most_stocked_first(stock_by_store(stock, stores))
+
+
+def generate_demo_stores(folder: Path, stores: int, *, sales_lines: int, days: int,
+                         end: date | None = None) -> list[StoreTruth]:
+    """The demo's stores: ``days`` days of sales ending on ``end`` (default: yesterday, UTC), each counted at
+    23:00 UTC that night, as a nightly dump taken after the day's last sale."""
+    from shared.local.generator import generate_stores
+
+    return generate_stores(folder, stores, sales_lines=sales_lines, days=days, end=end or yesterday_utc())
+
+
+def demo_traffic(on_hand: Mapping[str, Mapping[str, int]], *, count: int, start: datetime, seed: int = 1,
+                 rate_per_s: float = 20.0) -> list[TrafficItem]:
+    """The demo's POS messages for the stores of ``on_hand`` (store -> sku -> units): skus ranked by stock,
+    and each store selling what it has (rarely more)."""
+    from shared.local.pos_traffic import pos_traffic
+
+    return list(pos_traffic(list(on_hand), most_stocked_first(on_hand), count=count, seed=seed, start=start,
+                            rate_per_s=rate_per_s, on_hand=on_hand))
+
+
+def stock_levels(data, stock) -> dict[str, int]:  # noqa: ANN001 - a DashboardData, a StockStore
+    """Counts of the dashboard's stores: how many (store, sku) there are, low on stock (the dashboard's and the
+    alerts' rule) and below zero."""
+    counts = sum(s.skus for s in data.stores)
+    negative = sum(d.on_hand < 0 for s in data.stores for d in stock.stock(s.store_id))
+    return {"counts": counts, "low": sum(s.low_stock for s in data.stores), "negative": negative}
+
+
+def sales_last_7_days(data, last_day: date) -> dict[str, dict[str, int | None]]:  # noqa: ANN001 - DashboardData
+    """Per store: units in the 7 days ending today and in the 7 before, as the dashboard counts them, and the
+    same for the 7 days ending on ``last_day`` (the last day the dumps cover)."""
+    from shared.services.dashboard import units_in_days, week_units
+
+    out: dict[str, dict[str, int | None]] = {}
+    for s in data.stores:
+        week, previous = week_units(s.sales, data.as_of)
+        out[s.store_id] = {"units": week, "previous": previous,
+                           "units_to_last_day": units_in_days(s.sales, last_day, 7),
+                           "previous_to_last_day": units_in_days(s.sales, last_day - timedelta(days=7), 7)}
+    return out
+
+
+def _change(units: int | None, previous: int | None) -> str:
+    return f" ({(units - previous) / previous:+.0%})" if units is not None and previous else ""
 
 
 def _free_port(preferred: int) -> int:
@@ -110,16 +181,16 @@ def _empty_emulator_lake(lake) -> int | None:  # noqa: ANN001 - a Lake
 
 
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True,
-             pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "") -> int:
+             pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "", end: date | None = None) -> int:
+    """The demo; ``end`` is the last day of the generated sales history (default: yesterday, UTC)."""
     from inventory_agent import upload_dump
 
     from shared.core.layout import raw_dump_path
-    from shared.local.generator import generate_stores
-    from shared.local.pos_traffic import pos_traffic
     from shared.local.runner import Runner
-    from shared.services.dashboard import write_dashboard
+    from shared.services.dashboard import gather_dashboard_data, write_dashboard
 
     started = time.monotonic()
+    end = end or yesterday_utc()
     since = datetime.now(UTC).isoformat()
     # The environment with one default of its own: no telemetry line per event on the console unless asked
     # for (the runner's one line per invocation is the progress). Adapters are built on first use: nothing
@@ -152,17 +223,17 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     for line in cleaned:
         _say(f"    ({line})")
 
-    _say("1/6 generating store databases ...")
-    truths = generate_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days)
+    _say(f"1/6 generating store databases: {days} days of sales to {end}, counted at 23:00 UTC that night ...")
+    truths = generate_demo_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days, end=end)
 
     _say("2/6 store agents upload their nightly dumps to raw/ (and one upload is not a database) ...")
     uploads = []
-    for t in truths:
-        r = upload_dump(t.path, t.store_id, lake, scratch=c.scratch_dir)
+    for t in truths:  # taken at the nightly count, after the day's last sale
+        r = upload_dump(t.path, t.store_id, lake, scratch=c.scratch_dir, now=t.snapshot_at)
         uploads.append((t.store_id, r.sha256))
         _say(f"    {t.store_id}: {r.path} ({r.size / 1e6:.1f} MB{'' if r.uploaded else ', already there'})")
     bad = b"this is a spreadsheet export, not a SQLite database\n" * 10
-    lake.put_bytes(raw_dump_path(truths[0].store_id, datetime.now(UTC).date(), "not-a-database.sqlite"), bad)
+    lake.put_bytes(raw_dump_path(truths[0].store_id, end, "not-a-database.sqlite"), bad)
     uploads.append((truths[0].store_id, hashlib.sha256(bad).hexdigest()))
 
     logging.basicConfig(level=logging.WARNING, format="    %(asctime)s %(message)s", datefmt="%H:%M:%S",
@@ -178,8 +249,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
         _say(f"4/6 POS systems POST {pos_events:,} sale events to {runner.base_url}/api/sales; apply_sales gets "
              "them from the queue in batches ...")
         store_ids = [t.store_id for t in truths]
-        items = list(pos_traffic(store_ids, skus_by_stock(c.stock, store_ids), count=pos_events, seed=1,
-                                 start=datetime.now(UTC), rate_per_s=20))
+        items = demo_traffic(stock_by_store(c.stock, store_ids), count=pos_events, start=datetime.now(UTC))
         refused = 0
         for i in range(0, len(items), 200):
             reply = _post(f"{runner.base_url}/api/sales", b"\n".join(x.body for x in items[i:i + 200]),
@@ -197,7 +267,11 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
         runner.stop.set()
         serving.join()
     _say("6/6 writing the dashboard ...")
-    dashboard = write_dashboard(home / "dashboard.html", lake=lake, stock=c.stock).resolve()
+    now = datetime.now(UTC)
+    dashboard = write_dashboard(home / "dashboard.html", lake=lake, stock=c.stock, now=now).resolve()
+    view = gather_dashboard_data(lake=lake, stock=c.stock, now=now)
+    levels = stock_levels(view, c.stock)
+    sales = sales_last_7_days(view, end)
     if runner.stats.failed:
         _say(f"some invocations failed: {runner.stats.failed}; see the log above")
 
@@ -230,6 +304,15 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     for d in [d for d in c.stock.stock(first) if d.events_delta][:3]:
         _say(f"  {first} {d.sku:<8} counted {d.baseline_on_hand:>4} at the snapshot, {d.events_delta:+5} since "
              f"= {d.on_hand:>4} on hand")
+    _say(f"Sales, last 7 days (UTC, to {now.date()}, as the dashboard counts them; today's come with tonight's "
+         "dump): " + ", ".join(f"{s} {_n(v['units'])} units{_change(v['units'], v['previous'])}"
+                               for s, v in sales.items()))
+    _say(f"Sales, the 7 days to {end} (the last day dumped): "
+         + ", ".join(f"{s} {v['units_to_last_day']:,} units{_change(v['units_to_last_day'], v['previous_to_last_day'])}"
+                     for s, v in sales.items()))
+    share = max(levels["counts"], 1)
+    _say(f"Stock: {levels['low']:,} of {levels['counts']:,} counts low (at or below the reorder point, "
+         f"{levels['low'] / share:.1%}), {levels['negative']:,} below zero ({levels['negative'] / share:.1%}).")
     runs = ", ".join(f"{name} {n}" for name, n in sorted(runner.stats.ok.items()))
     by_kind = ", ".join(f"{k} {n}" for k, n in sorted(alerts.items())) or "none"
     _say(f"Alerts raised: {sum(alerts.values())} ({by_kind}). Function runs: {runs}.")
@@ -249,6 +332,7 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     json.dump({"lake": lake.describe(), "stock": c.stock.describe(), "dashboard": str(dashboard),
                "events": {"posted": len(items),
                "refused": refused, **{k: int(v) for k, v in metric.items()}}, "alerts": alerts,
+               "history_end": end.isoformat(), "sales_last_7_days": sales, "stock_levels": levels,
                "function_runs": runner.stats.ok, "function_failures": runner.stats.failed,
                "dumps": [{"store_id": s, "status": st, **({"dump_id": d["dump_id"]} if st == "ingested" else
                                                            {"reason": d})} for s, st, d in outcomes]},
@@ -256,6 +340,10 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     sys.stdout.write("\n")
     ok = not runner.stats.failed and all(st == "ingested" for _, st, _ in outcomes[:-1])
     return 0 if ok else 1
+
+
+def _n(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
 
 
 def _outcomes(lake, uploads: list[tuple[str, str]]) -> list[tuple[str, str, object]]:  # noqa: ANN001 - a Lake

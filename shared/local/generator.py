@@ -11,7 +11,10 @@ What makes the data realistic enough to be worth looking at:
   because the stores of a chain sell the same skus (chain-wide aggregates then make sense);
 * sales follow a Zipf law over items (a few items sell a lot), quantities are mostly 1-3, baskets hold 1-5
   lines, sales happen in opening hours with a lunch and an after-work peak, and Fridays/Saturdays are busy;
-* about 10% of items are at or below their reorder point, so the low-stock alerts have something to say.
+* stock follows demand: an item's count is its reorder point plus one to three weeks of this store's own
+  demand for it (and part of a delivery), so a day or two of extra sales does not push it under; only
+  about 5% of items are at or below their reorder point (the dirty negative counts included), so the
+  low-stock alerts have something to say without flagging a fifth of the shop.
 
 What makes it useful as a test fixture:
 
@@ -34,7 +37,7 @@ import numpy as np
 
 from shared.core.ids import validate_store_id
 
-DEFAULT_END = date(2026, 11, 26)
+DEFAULT_END = date(2026, 11, 26)  # fixed, so a seed gives the same file on any day (the demo passes yesterday)
 SNAPSHOT_TIME = time(23, 0)  # the nightly count/export, after closing
 CHUNK_LINES = 200_000  # sale lines per executemany: bounds memory, big enough to amortise the calls
 MAX_DIRTY_RATE = 0.25  # above this the "about dirty_rate" budget could exceed the clean lines to dirty
@@ -51,9 +54,11 @@ MEAN_LINES_PER_SALE = float(np.dot(np.arange(1, 6), LINES_PER_SALE_P))
 # Quantity per line, 1..12, Zipf-ish: P(q) ~ q^-2.3, so ~94% of lines have qty 1-3.
 _QTY_P = np.arange(1, 13, dtype=float) ** -2.3
 QTY_CDF = np.cumsum(_QTY_P / _QTY_P.sum())
+MEAN_QTY = float(np.dot(np.arange(1, 13), _QTY_P / _QTY_P.sum()))  # ~1.69 units a line
 ZIPF_A = 1.1  # item popularity ~ rank^-a
 INACTIVE_SHARE = 0.03
-LOW_STOCK_SHARE = 0.10
+LOW_STOCK_SHARE = 0.05  # items at or below their reorder point in a dump (dirty negative counts included)
+COVER_DAYS = (7.0, 21.0)  # the other items hold this many days of the store's demand above the reorder point
 
 # category -> (sku letter, vendor name suffix, products with their typical shelf price)
 CATEGORIES: dict[str, tuple[str, str, dict[str, float]]] = {
@@ -298,22 +303,34 @@ def _write_items(
 
 
 def _write_stock(
-    con: sqlite3.Connection, rng: np.random.Generator, cat: _Catalogue, snapshot_at: datetime, dirty_rate: float
+    con: sqlite3.Connection, rng: np.random.Generator, cat: _Catalogue, snapshot_at: datetime, dirty_rate: float,
+    daily_units: np.ndarray,
 ) -> tuple[TableTruth, int]:
-    """One count per item. Most were counted at the nightly snapshot, some in a cycle count earlier."""
+    """One count per item. Most were counted at the nightly snapshot, some in a cycle count earlier.
+
+    ``daily_units`` is the store's expected demand per item and day: a healthy item holds its reorder point,
+    one unit more, ``COVER_DAYS`` of that demand and part of a delivery. ``LOW_STOCK_SHARE`` of the items are
+    at or below their reorder point: the dirty negative counts that fall on watched items, and enough
+    others (active, reorder point above zero) to make up the share.
+    """
     n = len(cat.skus)
     rp, rq = cat.reorder_point, cat.reorder_qty
-    on_hand = rp + 1 + rng.integers(0, 2 * rq + 1)
-    # ~10% low on stock (0..reorder point), chosen where "low" can apply: active, reorder point above zero.
-    eligible = np.flatnonzero(cat.active & (rp > 0))
-    low = rng.choice(eligible, size=min(len(eligible), max(1, round(LOW_STOCK_SHARE * n))), replace=False)
-    on_hand[low] = rng.integers(0, rp[low] + 1)
+    cover = rng.uniform(*COVER_DAYS, size=n)
+    on_hand = rp + 1 + np.ceil(daily_units * cover).astype(np.int64) + rng.integers(0, rq + 1)
 
     # Dirty: negative counts (kept, flagged) and sloppy skus (kept, normalised), on distinct items.
     k = _small_dirty_count(n, dirty_rate)
     picked = rng.choice(n, size=2 * k, replace=False)
     negative, sloppy = picked[:k], picked[k:]
     on_hand[negative] = -rng.integers(1, 6, size=k)
+
+    watched = cat.active & (rp > 0)
+    eligible = watched.copy()
+    eligible[negative] = False
+    target = max(1, round(LOW_STOCK_SHARE * n)) - int(watched[negative].sum())
+    low = rng.choice(np.flatnonzero(eligible), size=min(int(eligible.sum()), max(0, target)), replace=False)
+    on_hand[low] = rng.integers(0, rp[low] + 1)
+
     skus = list(cat.skus)
     for i in sloppy.tolist():
         skus[i] = _pad_or_lower(skus[i], int(rng.integers(4)))
@@ -369,9 +386,10 @@ def _write_receipts(
 
 def _write_sales(
     con: sqlite3.Connection, rng: np.random.Generator, cat: _Catalogue, store_id: str, start: date, days: int,
-    sales_lines: int, dirty_rate: float,
+    sales_lines: int, dirty_rate: float, weights: np.ndarray,
 ) -> tuple[TableTruth, int]:
-    """Exactly ``sales_lines`` rows: clean baskets, with a dirty budget of ~dirty_rate spread over defects."""
+    """Exactly ``sales_lines`` rows: clean baskets, with a dirty budget of ~dirty_rate spread over defects.
+    Items are drawn in proportion to ``weights`` (the store's demand, see :func:`_store_demand`)."""
     # The dirty plan first, so the number of clean lines to generate is known: duplicates add rows.
     n_events = round(dirty_rate * sales_lines)
     per_kind = _apportion(n_events, [w for _, w in SALES_DEFECTS])
@@ -405,8 +423,7 @@ def _write_sales(
     day_text = [f"{start + timedelta(days=d)} " for d in range(days)]
     clock_text = _opening_hours_clock()
 
-    # What: Zipf popularity with a little store-to-store variation.
-    weights = cat.popularity * rng.lognormal(0.0, 0.25, size=len(cat.skus))
+    # What: the store's demand (Zipf popularity with a little store-to-store variation).
     sku_cdf = np.cumsum(weights / weights.sum())
     sku_obj = np.array(cat.skus, dtype=object)
     width = max(6, len(str(n_sales)))
@@ -478,6 +495,11 @@ def _write_sales(
     return TableTruth(input=sales_lines, rejected=_nonzero(counts)), normalised
 
 
+def _store_demand(rng: np.random.Generator, cat: _Catalogue) -> np.ndarray:
+    """The store's relative demand per item: the chain's Zipf popularity with a little local variation."""
+    return cat.popularity * rng.lognormal(0.0, 0.25, size=len(cat.skus))
+
+
 # -------------------------------------------------------------------------------------------- public API
 
 
@@ -495,9 +517,11 @@ def generate_store(
 ) -> StoreTruth:
     """Write one store's dump to ``path`` (replacing it) and return what its ingestion must produce.
 
-    Sales span ``days`` days ending on ``end`` (inclusive, default 2026-11-26); the snapshot is taken at
-    23:00 UTC on ``end``. The sales table holds exactly ``sales_lines`` rows; about ``dirty_rate`` of them
-    are dirty (plus a couple of rows in items and stock), none when it is 0.
+    Sales span ``days`` days ending on ``end`` (inclusive; default 2026-11-26, a fixed day so that a seed's
+    file does not depend on the day it is made: the demo passes yesterday); the snapshot is taken at 23:00
+    UTC on ``end``. The sales table holds exactly ``sales_lines`` rows; about ``dirty_rate`` of them are
+    dirty (plus a couple of rows in items and stock), none when it is 0. The stock counts do not depend on
+    ``end``: the same seed and sizes count the same units, whichever day the history ends on.
     """
     validate_store_id(store_id)
     if not 10 <= n_items <= 99_999:
@@ -523,9 +547,12 @@ def generate_store(
         con.executescript(SCHEMA)
         items, unknown_vendor_items = _write_items(con, rng, cat, dirty_rate)
         vendors = _write_vendors(con, cat)
-        stock, stock_normalised = _write_stock(con, rng, cat, snapshot_at, dirty_rate)
+        demand = _store_demand(rng, cat)
+        daily_units = demand / demand.sum() * (sales_lines * MEAN_QTY / days)
+        stock, stock_normalised = _write_stock(con, rng, cat, snapshot_at, dirty_rate, daily_units)
         receipts = _write_receipts(con, rng, cat, store_id, start, days, unknown_vendor_items)
-        sales, sales_normalised = _write_sales(con, rng, cat, store_id, start, days, sales_lines, dirty_rate)
+        sales, sales_normalised = _write_sales(con, rng, cat, store_id, start, days, sales_lines, dirty_rate,
+                                               demand)
         con.commit()
     finally:
         con.close()

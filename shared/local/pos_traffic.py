@@ -10,6 +10,11 @@ traffic realistic enough to find bugs with:
   appear twice in one basket, quantities are mostly 1; about 90 % sales, 3 % returns, 5 % receipts (case
   quantities) and 2 % signed stock adjustments (mostly shrinkage);
 * resends: a till that timed out sends a recent event again, byte for byte (same ``eventId``);
+* with ``on_hand`` (the stores' counts), a store sells what it has: each store's stock is tracked through
+  its valid events, a sale line wanting an item the shelf no longer holds goes to another item (drawn by
+  demand again), its quantity is cut to what is left, and shrinkage never takes more than is there. Only
+  about ``oversell_share`` of the lines that find the shelf short are sold anyway (the count was wrong):
+  stock rarely goes below zero;
 * malformed events, each built to fail :func:`~shared.core.events.parse_event` with exactly one reason code
   (truncated or concatenated JSON, a missing field, a bad store id, an unknown type, a zero or fractional
   qty, too many lines, a line without sku).
@@ -28,12 +33,12 @@ import math
 import random
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
 
-from shared.core.events import MAX_LINES, SaleEvent, parse_event
+from shared.core.events import EVENT_TYPES, MAX_LINES, SaleEvent, parse_event
 from shared.core.ids import validate_store_id
 
 VALID = "valid"
@@ -53,6 +58,8 @@ UTC_SHARE = 0.3  # tills that send UTC ("Z") rather than the store's local offse
 STORE_OFFSETS = (timedelta(0), timedelta(hours=1), timedelta(hours=1), timedelta(hours=2), timedelta(hours=-5),
                  timedelta(hours=5, minutes=30))
 RESEND_WINDOW = 100  # a resend repeats one of the last valid events (a retry after a timeout, not days later)
+OVERSELL_SHARE = 0.02  # with on_hand: lines finding the shelf short that are sold anyway (a miscounted shelf)
+MAX_DRAWS = 12  # with on_hand: draws for an item in stock before a line is sold anyway
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,15 @@ def pos_traffic(
     rate_per_s: float = 50.0,
     duplicate_share: float = 0.02,
     malformed_share: float = 0.01,
+    on_hand: Mapping[str, Mapping[str, int]] | None = None,
+    oversell_share: float = OVERSELL_SHARE,
 ) -> Iterator[TrafficItem]:
     """``count`` POS messages from ``start`` on; about ``duplicate_share`` resends and ``malformed_share``
-    malformed events (the malformed kinds take turns, shuffled, so every kind shows up early)."""
+    malformed events (the malformed kinds take turns, shuffled, so every kind shows up early).
+
+    ``on_hand`` maps a store to its counts per sku (skus spelled as in ``skus``; one the map lacks counts 0):
+    that store then sells what it has (see the module's notes), with ``oversell_share`` of the short lines
+    sold anyway. Stores the map lacks, and every store without it, sell regardless of stock."""
     for store in stores:
         validate_store_id(store)
     if not stores:
@@ -97,13 +110,19 @@ def pos_traffic(
         raise ValueError(f"rate_per_s must be a positive number, not {rate_per_s!r}")
     if not (0 <= duplicate_share <= 1 and 0 <= malformed_share <= 1 and duplicate_share + malformed_share <= 1):
         raise ValueError("duplicate_share and malformed_share must be between 0 and 1 and add up to at most 1")
+    if not 0 <= oversell_share <= 1:
+        raise ValueError(f"oversell_share must be between 0 and 1, not {oversell_share!r}")
+    stock = None
+    if on_hand is not None:
+        stock = {store: {sku: int(n) for sku, n in on_hand[store].items()} for store in stores if store in on_hand}
     return _traffic(list(stores), list(skus), count, random.Random(seed), start, rate_per_s, duplicate_share,
-                    malformed_share)
+                    malformed_share, stock, oversell_share)
 
 
 def _traffic(stores: list[str], skus: list[str], count: int, rng: random.Random, start: datetime,
-             rate: float, duplicate_share: float, malformed_share: float) -> Iterator[TrafficItem]:
-    gen = _Builder(stores, skus, rng)
+             rate: float, duplicate_share: float, malformed_share: float, stock: dict[str, dict[str, int]] | None,
+             oversell_share: float) -> Iterator[TrafficItem]:
+    gen = _Builder(stores, skus, rng, stock, oversell_share)
     recent: deque[TrafficItem] = deque(maxlen=RESEND_WINDOW)
     malformed_turns: list[str] = []
     elapsed = 0.0
@@ -123,7 +142,7 @@ def _traffic(stores: list[str], skus: list[str], count: int, rng: random.Random,
             yield TrafficItem(gen.malformed(kind, till, moment), till.store, kind)
         else:  # valid; also a "duplicate" drawn before anything valid exists
             till = gen.till()
-            item = TrafficItem(_dumps(gen.event(till, moment)), till.store, VALID)
+            item = TrafficItem(_dumps(gen.event(till, moment, sell=True)), till.store, VALID)
             recent.append(item)
             yield item
 
@@ -142,9 +161,12 @@ def _price(sku: str) -> float:
 class _Builder:
     """Tills, ids and event documents; all randomness comes from the one ``rng``."""
 
-    def __init__(self, stores: list[str], skus: list[str], rng: random.Random) -> None:
+    def __init__(self, stores: list[str], skus: list[str], rng: random.Random,
+                 stock: dict[str, dict[str, int]] | None = None, oversell_share: float = OVERSELL_SHARE) -> None:
         self.rng = rng
         self.skus = skus
+        self.stock = stock or {}  # store -> sku -> units on hand, updated by the valid events built
+        self.oversell_share = oversell_share
         self.sku_cum = list(accumulate((rank + 1) ** -ZIPF_A for rank in range(len(skus))))
         self.tills: list[_Till] = []
         self.till_cum: list[float] = []
@@ -178,10 +200,45 @@ class _Builder:
             lines.append(line)
         return lines
 
-    def event(self, till: _Till, moment: datetime, kind: str | None = None) -> dict:
+    def _stocked_lines(self, kind: str, n: int, stock: dict[str, int]) -> list[dict]:
+        """Like :meth:`_lines`, for a store that sells what it has; ``stock`` is updated line by line."""
+        rng = self.rng
+        qtys, weights = {"receipt": RECEIPT_QTY, "adjustment": ADJUSTMENT_QTY}.get(kind, SALE_QTY)
+        sign = EVENT_TYPES[kind]
+        lines = []
+        for _ in range(n):
+            qty = rng.choices(qtys, weights)[0]
+            taking = sign * qty < 0  # a sale, or shrinkage
+            for _ in range(MAX_DRAWS):  # the customer takes another item when the shelf is empty
+                sku = rng.choices(self.skus, cum_weights=self.sku_cum)[0]
+                if not taking or stock.get(sku, 0) > 0 or rng.random() < self.oversell_share:
+                    break
+            else:  # the popular items are gone: one of those left, by demand (or, if nothing is left, this one)
+                sku = self._in_stock(stock) or sku
+            left = stock.get(sku, 0)
+            if taking and 0 < left < -sign * qty and rng.random() >= self.oversell_share:
+                qty = -left * sign  # what is left on the shelf
+            line: dict = {"sku": sku, "qty": qty}
+            if kind in ("sale", "return"):
+                line["unitPrice"] = _price(sku)
+            stock[sku] = left + sign * qty
+            lines.append(line)
+        return lines
+
+    def _in_stock(self, stock: dict[str, int]) -> str | None:
+        """A sku the store still has, drawn by demand; None when it has nothing left."""
+        ranks = [r for r, sku in enumerate(self.skus) if stock.get(sku, 0) > 0]
+        if not ranks:
+            return None
+        return self.skus[self.rng.choices(ranks, [(r + 1) ** -ZIPF_A for r in ranks])[0]]
+
+    def event(self, till: _Till, moment: datetime, kind: str | None = None, *, sell: bool = False) -> dict:
+        """An event document; ``sell``: it will be sent as valid, so it moves the store's tracked stock."""
         kind = kind or self.rng.choices(list(EVENT_TYPE_WEIGHTS), list(EVENT_TYPE_WEIGHTS.values()))[0]
         doc = self._header(till, kind, moment)
-        doc["lines"] = self._lines(kind, self.rng.choices(range(1, len(LINES_P) + 1), LINES_P)[0])
+        n = self.rng.choices(range(1, len(LINES_P) + 1), LINES_P)[0]
+        stock = self.stock.get(till.store) if sell else None
+        doc["lines"] = self._lines(kind, n) if stock is None else self._stocked_lines(kind, n, stock)
         return doc
 
     def malformed(self, reason: str, till: _Till, moment: datetime) -> bytes:

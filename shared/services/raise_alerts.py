@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.sqlite_dump import DumpRejected
 from shared.core import layout
 from shared.core.aggregates import OUTPUTS
 from shared.core.alerts import (
@@ -43,6 +42,7 @@ from shared.core.events import time_key
 from shared.core.ids import InvalidStoreId
 from shared.core.layout import parse_raw_dump_path
 from shared.core.sql import literal, sql_list
+from shared.ports.dumps import DumpRejected
 from shared.ports.lake import Lake, LakeError, LakeObject
 from shared.ports.stock import StockStore
 from shared.ports.telemetry import Telemetry
@@ -128,7 +128,7 @@ def _metadata_sha(lake: Lake, obj: LakeObject) -> str | None:
 def _file_shas(local: Path) -> set[str]:
     """The sha256 of a file and, when it is gzip, of what it decompresses to: what the ingest records as a
     dump's ``received_sha256`` and ``sha256`` (the same functions as ``prepare_source``)."""
-    from shared.services.ingest_dump import gunzip_sha256, is_gzip, sha256_file
+    from shared.services.ingest.source import gunzip_sha256, is_gzip, sha256_file
 
     shas = {sha256_file(local)}
     if is_gzip(local):

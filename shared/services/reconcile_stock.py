@@ -15,7 +15,7 @@ from shared.core.stock import Baseline
 from shared.ports.lake import Lake
 from shared.ports.stock import RebaseResult, StockStore
 from shared.ports.telemetry import Telemetry
-from shared.services.ingest_dump import IngestResult
+from shared.services.ingest import IngestResult
 
 
 def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:

@@ -9,7 +9,7 @@ import json
 from azure.functions.timer import TimerRequest
 
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from tests.support.app import app_container
 from tests.support.delta import delta_count
 from tests.support.dumps import next_night

@@ -12,7 +12,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.core.aggregates import OUTPUTS
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.app import app_container
 from tests.support.delta import delta_count

@@ -28,7 +28,7 @@ from shared.core.forecast import HORIZON, cover_and_reorder, forecast_demand
 from shared.local.generator import generate_store
 from shared.ports.lake import Lake
 from shared.services.compute_aggregates import compute_aggregates
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.delta import delta_rows
 

@@ -13,7 +13,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.services.apply_sales import RawEvent, apply_delivered_batch, apply_sales
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.dumps import make_dump
 

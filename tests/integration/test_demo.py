@@ -3,7 +3,8 @@ Azurite and the npm Cosmos-API server as ``make demo EMULATORS=1`` runs it.
 
 Checked from what the demo prints: every generated store's dump ingested and the broken upload quarantined,
 every POSTed event accounted for, alerts raised, the dashboard written, no function failing, the six
-progress steps in order; and a second run (which starts clean) prints the same counts.
+progress steps in order; and a second run (which starts clean) prints the same counts. The stores' history ends
+yesterday (UTC) and is counted at 23:00 that night, and the POS traffic leaves hardly any count below zero.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,10 +36,27 @@ def demo_env(home: Path, **settings: str) -> dict[str, str]:
 
 def run_demo(env: dict[str, str], *args: str, cwd: Path) -> dict:
     """Run the demo; check what every run must show; return the counts that must not change between runs."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     result = subprocess.run([sys.executable, "-m", "shared", *DEMO, *args], capture_output=True, text=True,
                             env=env, cwd=cwd, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout)
+
+    # The history ends yesterday (the day before the run, UTC; either day if the run crossed midnight) and each
+    # dump is that night's count, taken after the day's last sale.
+    end = date.fromisoformat(out["history_end"])
+    assert end in {yesterday, datetime.now(UTC).date() - timedelta(days=1)}
+    for store in STORES:
+        with sqlite3.connect(Path(env["INVENTORY_HOME"]) / "demo" / "stores" / f"{store}.sqlite") as con:
+            last_sale = con.execute("SELECT max(date(sold_at)) FROM sales "
+                                    "WHERE datetime(julianday(sold_at)) IS sold_at").fetchone()[0]
+            assert last_sale == end.isoformat()
+            assert con.execute("SELECT max(counted_at) FROM stock").fetchone()[0] == f"{end} 23:00:00"
+        week = out["sales_last_7_days"][store]
+        assert week["units_to_last_day"] > 0 and week["units"] > 0, week
+    levels = out["stock_levels"]
+    assert levels["counts"] == 300 * len(STORES), levels
+    assert levels["negative"] <= 0.02 * levels["counts"], levels  # the dumps' ~1 % of dirty rows, few oversells
 
     ingested = {d["store_id"]: d["dump_id"] for d in out["dumps"] if d["status"] == "ingested"}
     assert sorted(ingested) == STORES, out["dumps"]

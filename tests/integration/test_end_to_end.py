@@ -17,7 +17,7 @@ from shared.local.generator import generate_stores
 from shared.local.pos_traffic import expected_deltas, pos_traffic
 from shared.services.apply_sales import RawEvent, apply_sales
 from shared.services.compute_aggregates import compute_aggregates
-from shared.services.ingest_dump import ingest_landed_dump
+from shared.services.ingest import ingest_landed_dump
 from shared.services.raise_alerts import raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.delta import delta_rows

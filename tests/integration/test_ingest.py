@@ -14,7 +14,7 @@ import pytest
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from tests.support.delta import delta_count, delta_rows
 from tests.support.dumps import next_night
 
@@ -160,7 +160,7 @@ def test_a_dump_with_every_sale_line_twice_is_ingested_and_its_duplicates_reject
     # DuckDB out of memory (128 MB) in the rejected file's sort; that size is measured (README), not run here.
     # Both ways of finding the repeated keys: the key hashes sorted with numpy, and (a table too large for
     # that within the memory limit) DuckDB's grouping.
-    from shared.services import ingest_dump as module
+    from shared.services.ingest import duplicates as module
 
     monkeypatch.setattr(module, "HASH_SORT_SHARE", 0.5 if hashes_in_memory else 0.0)
     chosen = []
@@ -192,7 +192,7 @@ def test_a_dump_with_every_sale_line_twice_is_ingested_and_its_duplicates_reject
 @pytest.mark.parametrize(("setting", "expected"), [("128MB", 128_000_000), ("64MiB", 64 << 20), ("2GiB", 2 << 30)])
 def test_the_engines_memory_limit_reads_back_in_bytes(setting, expected):
     # The lake join runs under half of INGEST_MEMORY_LIMIT, read back from DuckDB (it reports "122.0 MiB").
-    from shared.services.ingest_dump import _memory_limit_bytes
+    from shared.services.ingest.engine import memory_limit_bytes as _memory_limit_bytes
 
     con = duckdb.connect(config={"memory_limit": setting})
     assert abs(_memory_limit_bytes(con) - expected) <= expected * 0.001

@@ -29,7 +29,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.ids import dump_id_from_sha256
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from tests.support.delta import delta_rows
 from tests.support.dumps import next_night
 

@@ -37,7 +37,7 @@ import json, sys
 from pathlib import Path
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 lake = FolderLake(Path({str(tmp_path / 'lake')!r}))
 results = [ingest_dump(Path({str(tmp_path / 's.sqlite')!r}), "S1", lake=lake, telemetry=MemoryTelemetry(),
                        scratch=Path({str(tmp_path)!r})).status for _ in range(2)]

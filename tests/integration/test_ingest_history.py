@@ -9,7 +9,7 @@ import pytest
 
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from tests.support.delta import delta_count, delta_rows
 from tests.support.dumps import next_night
 

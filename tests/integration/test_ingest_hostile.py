@@ -9,11 +9,11 @@ import time
 import pytest
 
 from shared.adapters.lake_folder import FolderLake
-from shared.adapters.sqlite_dump import ReadLimits
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.ids import InvalidStoreId
 from shared.core.mapping import parse_mapping
-from shared.services.ingest_dump import IngestLimits, ingest_dump, ingest_landed_dump
+from shared.ports.dumps import ReadLimits
+from shared.services.ingest import IngestLimits, ingest_dump, ingest_landed_dump
 from tests.support.dumps import MINIMAL, make_dump
 
 

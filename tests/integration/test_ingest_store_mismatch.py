@@ -14,7 +14,7 @@ import json
 import pytest
 
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.services.ingest_dump import QUARANTINE_REASONS, ingest_landed_dump
+from shared.services.ingest import QUARANTINE_REASONS, ingest_landed_dump
 from tests.support.dumps import make_dump
 
 PATH = "raw/store=S1/date=2026-11-27/S1-0123456789abcdef.sqlite"

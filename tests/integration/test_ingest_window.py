@@ -13,8 +13,8 @@ import pytest
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import IngestLimits, ingest_dump
-from shared.services.ingest_history import load_state, state_path
+from shared.services.ingest import IngestLimits, ingest_dump
+from shared.services.ingest.history import load_state, state_path
 from tests.support.delta import delta_rows
 
 NIGHT1 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.schema import TABLES
 from shared.local.generator import generate_store
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from shared.services.maintain_lake import maintain_lake
 from shared.services.migrate_lake import migrate_lake
 from tests.support.delta import delta_count, delta_rows

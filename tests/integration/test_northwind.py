@@ -12,7 +12,7 @@ import pytest
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.mapping import parse_mapping
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 
 ROOT = Path(__file__).resolve().parents[2]
 NORTHWIND_SQL = ROOT.parent / "shared" / "datasets" / "northwind" / "northwind.sql"

@@ -18,7 +18,7 @@ from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.layout import raw_dump_path
 from shared.local.generator import generate_store
 from shared.services.apply_sales import RawEvent, apply_sales
-from shared.services.ingest_dump import ingest_dump, ingest_landed_dump
+from shared.services.ingest import ingest_dump, ingest_landed_dump
 from shared.services.raise_alerts import AlertSettings, raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.delta import delta_rows
@@ -164,7 +164,7 @@ def test_a_dump_that_changed_history_alerts_once_and_a_later_night_with_the_same
     night3 = next_night(edited, tmp_path / "n3.sqlite", 0)  # the same edit again, and a new count time
     with sqlite3.connect(night3) as con:
         con.execute("UPDATE stock SET counted_at = '2026-11-28 23:00:00'")
-    from shared.services.ingest_dump import IngestLimits
+    from shared.services.ingest import IngestLimits
 
     # Read whole (a full night: the change is seen again), it counts the change but reports nothing new.
     third = ingest_dump(night3, "S001", lake=lake, telemetry=telemetry, scratch=tmp_path,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shared.adapters.lake_folder import FolderLake
 from shared.adapters.telemetry import MemoryTelemetry
-from shared.services.ingest_dump import ingest_dump
+from shared.services.ingest import ingest_dump
 from shared.services.scratch import STALE_SCRATCH_S, scratch_folder, sweep_stale_scratch
 from tests.support.dumps import make_dump
 

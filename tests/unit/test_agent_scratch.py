@@ -145,7 +145,7 @@ def test_locks_exclude_other_open_files_until_released(platform, tmp_path):
 
 def test_the_pipelines_sweep_respects_a_live_agent_run_in_a_shared_scratch(tmp_path):
     # The dev command and the demo put the agent's folders in $INVENTORY_HOME/tmp, which the ingest sweeps too.
-    from shared.services.ingest_dump import sweep_stale_scratch as pipeline_sweep
+    from shared.services.scratch import sweep_stale_scratch as pipeline_sweep
 
     with scratch_folder(tmp_path) as live:
         (live / "snapshot.sqlite").write_bytes(b"x")

@@ -399,7 +399,7 @@ def build_lake(tmp_path: Path, *, stores: int = 2, n_items: int = 60, days: int 
     """Generate and ingest ``stores`` stores, rebase the stock store, compute the aggregates (when the service
     exists) and run the alerts: a lake as a day of the pipeline leaves it. Returns (lake, stock, aggregated)."""
     from shared.local.generator import generate_store
-    from shared.services.ingest_dump import ingest_dump
+    from shared.services.ingest import ingest_dump
     from shared.services.raise_alerts import raise_alerts
     from shared.services.reconcile_stock import reconcile_after_ingest
 

@@ -465,7 +465,7 @@ def test_the_fast_path_normalises_skus_on_a_cold_cache() -> None:
 
 
 def test_ascii_in_python_and_the_arrow_kernel_once_per_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
-    # README: ASCII skus are normalised in Python; a non-ASCII one by the Arrow kernel, once per spelling.
+    # docs/stock-and-events.md: ASCII skus normalised in Python; non-ASCII ones by the Arrow kernel, once per spelling.
     kernel_calls: list[str] = []
     kernel = events._upper_as_the_dump_rule
 

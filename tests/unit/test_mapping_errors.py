@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.lake_folder import FolderLake
-from shared.adapters.sqlite_dump import ReadLimits
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.core.mapping import MappingError, parse_mapping
-from shared.services.ingest_dump import IngestLimits, ingest_dump, load_store_mapping
+from shared.ports.dumps import ReadLimits
+from shared.services.ingest import IngestLimits, ingest_dump, load_store_mapping
 from tests.support.dumps import make_dump
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -199,3 +199,93 @@ def test_any_traffic_is_judged_as_its_kind(seed, count, stores, n_skus, duplicat
         expected = "ok" if item.kind in (VALID, DUPLICATE) else item.kind
         assert (result.reason if isinstance(result, InvalidEvent) else "ok") == expected, item
     assert expected_deltas(items, now=NOW + timedelta(days=400)) == independent_deltas(items)
+
+
+# --- stores that sell what they have (on_hand) -------------------------------------------------------------
+
+HARMONIC = sum((r + 1) ** -1.1 for r in range(len(SKUS)))
+# Stock that follows demand (the order of SKUS), as the generator's: ~3,000 units a store, a few of everything.
+STOCKED = {store: {sku: 5 + int(3000 * (r + 1) ** -1.1 / HARMONIC) for r, sku in enumerate(SKUS)} for store in STORES}
+
+
+def replay(items: list[TrafficItem], on_hand: dict[str, dict[str, int]]) -> tuple[dict, int, int]:
+    """(stock per (store, sku) after the valid events, lines that took more than was left, lines that took)."""
+    stock = {(s, k): n for s, counts in on_hand.items() for k, n in counts.items()}
+    short = taking = 0
+    for item in items:
+        if item.kind != VALID:  # resends and malformed events move nothing
+            continue
+        doc = json.loads(item.body)
+        for line in doc["lines"]:
+            key = (doc["storeId"], line["sku"])
+            delta = EVENT_TYPES[doc["type"]] * line["qty"]
+            if delta < 0:
+                taking += 1
+                short += stock.get(key, 0) + delta < 0
+            stock[key] = stock.get(key, 0) + delta
+    return stock, short, taking
+
+
+@pytest.fixture(scope="module")
+def stocked() -> list[TrafficItem]:
+    return traffic(4000, seed=5, on_hand=STOCKED)
+
+
+def test_with_on_hand_stores_sell_what_they_have(stocked):
+    stock, short, taking = replay(stocked, STOCKED)
+    deltas = expected_deltas(stocked, now=NOW)
+    assert stock == {(s, k): n + deltas.get((s, k), 0) for s, counts in STOCKED.items() for k, n in counts.items()}
+    assert taking > 5000
+    assert short <= 0.005 * taking, "a very few lines sell more than the shelf holds (a miscounted shelf)"
+    negative = sum(n < 0 for n in stock.values())
+    assert negative <= 0.01 * len(stock)
+    # The same traffic regardless of stock takes several best sellers below zero.
+    blind, _, _ = replay(traffic(4000, seed=5), STOCKED)
+    assert sum(n < 0 for n in blind.values()) > 3 * max(negative, 1)
+    # Shelves that run empty send customers to other items: the sales still follow demand, and happen.
+    sold = Counter()
+    for item in stocked:
+        if item.kind == VALID and json.loads(item.body)["type"] == "sale":
+            for line in json.loads(item.body)["lines"]:
+                sold[line["sku"]] += line["qty"]
+    assert sold.most_common(1)[0][0] in SKUS[:5]
+    assert sum(sold.values()) > 0.6 * sum(-d for d in expected_deltas(traffic(4000, seed=5), now=NOW).values() if d < 0)
+
+
+def test_with_on_hand_every_body_is_still_judged_as_its_kind(stocked):
+    kinds = Counter(i.kind for i in stocked)
+    assert set(kinds) == {VALID, DUPLICATE, *MALFORMED_KINDS}
+    for item in stocked:
+        result = parse_event(item.body, now=NOW)
+        expected = "ok" if item.kind in (VALID, DUPLICATE) else item.kind
+        assert (result.reason if isinstance(result, InvalidEvent) else "ok") == expected, item
+    assert expected_deltas(stocked, now=NOW) == independent_deltas(stocked)
+
+
+def test_with_on_hand_same_seed_same_bytes_and_the_counts_given_are_not_changed(stocked):
+    before = json.dumps(STOCKED, sort_keys=True)
+    assert traffic(4000, seed=5, on_hand=STOCKED) == stocked
+    assert json.dumps(STOCKED, sort_keys=True) == before
+    assert traffic(500, seed=6, on_hand=STOCKED) != traffic(500, seed=6)
+
+
+def test_without_oversells_stock_never_goes_below_zero():
+    # The 30 best sellers are out: most draws find an empty shelf, and some lines find every shelf they try empty
+    # (then an item still in stock is taken).
+    on_hand = {store: {sku: 0 if r < 30 else 12 for r, sku in enumerate(SKUS)} for store in STORES}
+    items = traffic(3000, seed=2, on_hand=on_hand, oversell_share=0.0)
+    stock, short, taking = replay(items, on_hand)
+    assert taking > 3000 and short == 0
+    assert min(stock.values()) >= 0
+    sold = {k for k, d in expected_deltas(items, now=NOW).items() if d < 0}
+    assert sold and all(k[1] not in SKUS[:30] for k in sold if stock[k] < on_hand[k[0]][k[1]])
+
+
+def test_an_empty_on_hand_or_other_stores_change_nothing():
+    assert traffic(800, on_hand={}) == traffic(800)
+    assert traffic(800, on_hand={"S999": {"A-0000": 0}}) == traffic(800)
+
+
+def test_oversell_share_must_be_a_share():
+    with pytest.raises(ValueError, match="oversell_share"):
+        pos_traffic(STORES, SKUS, count=1, start=START, on_hand=STOCKED, oversell_share=1.5)

@@ -41,7 +41,7 @@ def cmd_agent_upload(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from shared.bootstrap import build, use_cases
-    from shared.services.ingest_dump import DatabaseInUse
+    from shared.services.ingest import DatabaseInUse
 
     c = build()
     dump = Path(args.dump)
@@ -101,7 +101,7 @@ _REBASE_SAYS = {"rebased": "set from this dump", "current": "already this dump",
 
 def cmd_rules(args: argparse.Namespace) -> int:
     from shared.core.rules import RULES
-    from shared.services.ingest_dump import QUARANTINE_REASONS
+    from shared.services.ingest import QUARANTINE_REASONS
 
     if args.markdown:
         print("| code | tables | action | description |\n|---|---|---|---|")

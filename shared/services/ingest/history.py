@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.sqlite_dump import DumpReader, ReadLimits
 from shared.core import layout
 from shared.core.ids import utc_iso
 from shared.core.schema import Table
 from shared.core.sql import literal
+from shared.ports.dumps import OpenDump, ReadLimits
 from shared.ports.lake import Lake
 
 STATE_VERSION = 2  # of the digest: a state of another version means a full night
@@ -174,15 +174,15 @@ class HistoryCheck:
 
     NICE = 10
 
-    def __init__(self, db: Path, limits: ReadLimits, jobs: Callable[[Callable[[str], dict | None]], list[dict]]
-                 ) -> None:
+    def __init__(self, db: Path, limits: ReadLimits, jobs: Callable[[Callable[[str], dict | None]], list[dict]],
+                 *, open_dump: OpenDump) -> None:
         """Start at once; ``jobs`` builds the digest jobs from the dump's tables (``DumpInfo.find``)."""
         from dataclasses import replace
 
         self.digests: dict[str, list[str]] = {}
         self.error: str | None = None
         # The ingest's own reader runs quick_check; this one yields the CPU to the ingest when both want it.
-        self._reader = DumpReader(db, replace(limits, quick_check=False, nice=self.NICE))
+        self._reader = open_dump(db, replace(limits, quick_check=False, nice=self.NICE))
         self._thread = threading.Thread(target=self._run, args=(jobs,), daemon=True, name="history-check")
         self._thread.start()
 
@@ -205,5 +205,48 @@ class HistoryCheck:
         self._thread.join(timeout=10)
 
 
-__all__ = ["HistoryCheck", "ReadPlan", "digest_job", "digest_of", "history_rows", "load_state", "plan_reads",
-           "recorded", "save_state", "state_path", "window_mark", "window_sql"]
+def history_note(plan: ReadPlan, digest: list[str] | None) -> dict:
+    """The manifest's account of how a fact table was read tonight."""
+    note = {"read": "window" if plan.incremental else "whole", "mark": plan.hwm, "reason": plan.reason}
+    if plan.incremental and digest is not None:
+        note["history_rows_checked"] = history_rows(digest)  # not read: summed in SQLite, equal to the record
+    return note
+
+
+def record_history(lake: Lake, store_id: str, plans: dict[str, ReadPlan], digests: dict[str, list[str]], *,
+                   dump_id: str) -> None:
+    """After a dump's commits: the tables read whole leave their mark and history digest for the next nights
+    (called under the store's lock)."""
+    state = load_state(lake, store_id)
+    full = {name: plan for name, plan in plans.items() if not plan.incremental and name in digests}
+    if not full:
+        return
+    now = datetime.now(UTC)
+    state["tables"] = {**state.get("tables", {}),
+                       **{name: recorded(plan, digests[name], dump_id=dump_id, now=now) for name, plan in full.items()}}
+    save_state(lake, store_id, state)
+
+
+def history_changed(plans: dict[str, ReadPlan], digests: dict[str, list[str]]) -> list[str]:
+    """The tables read as a window whose history digest is not the one the last full read recorded (or could
+    not be computed)."""
+    return [name for name, plan in plans.items() if plan.incremental and digests.get(name) != plan.expected]
+
+
+def read_whole_plan(plan: ReadPlan, digest: list[str] | None, snapshot_at: datetime) -> ReadPlan:
+    """The plan for a table whose history differs from the one recorded: read whole after all, with a new mark."""
+    return ReadPlan(plan.table, window_mark(snapshot_at), None, f"the history up to {plan.hwm} differs from the "
+                    f"one recorded on the last full read ({_differs(plan, digest)})")
+
+
+def _differs(plan: ReadPlan, digest: list[str] | None) -> str:
+    """What differs, for the manifest: e.g. ``rows 1,999,980 -> 1,999,978``."""
+    if digest is None:
+        return "the check could not be computed"
+    was, now = history_rows(plan.expected or ["0"]), history_rows(digest)
+    return f"rows {was:,} -> {now:,}" if was != now else "same row count, other values"
+
+
+__all__ = ["HistoryCheck", "ReadPlan", "digest_job", "digest_of", "history_changed", "history_note", "history_rows",
+           "load_state", "plan_reads", "read_whole_plan", "record_history", "recorded", "save_state", "state_path",
+           "window_mark", "window_sql"]
