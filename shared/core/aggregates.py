@@ -27,6 +27,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from shared.core import layout
+from shared.core.manifest import Manifest
 from shared.core.schema import TABLES
 
 if TYPE_CHECKING:
@@ -309,21 +310,21 @@ ORDER BY j.sku"""
 
 # --- data quality from a manifest ----------------------------------------------------------------------------
 
-def data_quality_rows(manifest: dict) -> list[dict]:
-    """The data_quality rows of one manifest: per table a totals row (rule ''), then one row per rule."""
+def data_quality_rows(manifest: Manifest | dict) -> list[dict]:
+    """The data_quality rows of one manifest (typed, or its JSON): per table a totals row (rule ''), then one
+    row per rule."""
     from shared.core.rules import RULES
 
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
     action = {r.code: r.action for r in RULES}
-    snapshot_at = manifest["snapshot_at"]
-    common = {"store_id": manifest["store_id"], "date": snapshot_at[:10], "dump_id": manifest["dump_id"],
-              "snapshot_at": snapshot_at, "ingested_at": manifest.get("ingested_at")}
+    common = {"store_id": m.store_id, "date": m.snapshot_at[:10], "dump_id": m.dump_id,
+              "snapshot_at": m.snapshot_at, "ingested_at": m.ingested_at}
     rows = []
-    for table in sorted(manifest.get("tables", {})):
-        t = manifest["tables"][table]
-        base = {**common, "table_name": table, "rows_in": t.get("input", 0), "curated": t.get("curated", 0),
-                "rejected": t.get("rejected", 0), "written": t.get("written")}
-        rows.append({**base, "rule": "", "action": "total", "rule_count": t.get("rejected", 0)})
-        for code, n in sorted(t.get("by_rule", {}).items()):
+    for table, t in sorted(m.tables.items()):
+        base = {**common, "table_name": table, "rows_in": t.input, "curated": t.curated, "rejected": t.rejected,
+                "written": t.written}
+        rows.append({**base, "rule": "", "action": "total", "rule_count": t.rejected})
+        for code, n in sorted(t.by_rule.items()):
             rows.append({**base, "rule": code, "action": action.get(code, "other"), "rule_count": n})
     return rows
 

@@ -41,6 +41,7 @@ from shared.core.alerts import (
 from shared.core.events import time_key
 from shared.core.ids import InvalidStoreId
 from shared.core.layout import parse_raw_dump_path
+from shared.core.manifest import TableCounts
 from shared.core.sql import literal, sql_list
 from shared.ports.dumps import DumpRejected
 from shared.ports.lake import Lake, LakeError, LakeObject
@@ -234,9 +235,11 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
 
 
 def _changed_lines(manifest: dict) -> list[list]:
-    """[[table, lines]] of the fact tables in which the dump brought changes not reported before."""
-    return [[name, t["changed_written"]] for name, t in sorted(manifest.get("tables", {}).items())
-            if isinstance(t, dict) and t.get("changed_written")]
+    """[[table, lines]] of the fact tables in which the dump brought changes not reported before (read leniently:
+    a manifest too damaged for :class:`Manifest` still counts as processed here)."""
+    tables = {name: TableCounts.from_json(t) for name, t in (manifest.get("tables") or {}).items()
+              if isinstance(t, dict)}
+    return [[name, t.changed_written] for name, t in sorted(tables.items()) if t.changed_written]
 
 
 def _baseline_rows(tables: Snapshots, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from shared.core import layout
 from shared.core.aggregates import data_quality_rows
+from shared.core.manifest import Manifest
 from shared.core.sql import literal
 from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
@@ -243,7 +244,7 @@ def _quality_from_manifests(lake: Lake, store_id: str) -> tuple[list[QualityDay]
     manifests.sort(key=lambda o: (o.last_modified or datetime.min.replace(tzinfo=UTC), o.path))
     rows = []
     for obj in manifests[-MANIFEST_FALLBACK:]:
-        rows += data_quality_rows(json.loads(lake.get_bytes(obj.path)))
+        rows += data_quality_rows(Manifest.from_json(lake.get_bytes(obj.path), where=obj.path))
     quality = _quality_from_rows(rows)
     days = sorted({q.day for q in quality})[-QUALITY_DAYS:]
     return [q for q in quality if q.day in set(days)], "manifests" if quality else ""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from shared import __version__
 from shared.core import layout
 from shared.core.ids import utc_iso
+from shared.core.manifest import Manifest
 from shared.core.schema import SCHEMA_VERSION
 from shared.services.ingest.duplicates import Finishing
 from shared.services.ingest.history import history_note
@@ -89,16 +90,13 @@ def note_history(read: DumpRead, tables: dict[str, dict]) -> None:
 
 def report_ingested(job: DumpJob, result: IngestResult) -> None:
     """The telemetry of a dump ingested: one event, and the rows curated and rejected per table."""
-    manifest, store_id = result.manifest, job.store_id
-    tables = manifest["tables"]
-    rows_in = sum(t["input"] for t in tables.values())
-    rejected = sum(t["rejected"] for t in tables.values())
-    job.telemetry.event("DumpIngested", storeId=store_id, dumpId=result.dump_id, rowsIn=rows_in,
-                        rowsRejected=rejected, durationS=manifest["timings_s"]["total"],
-                        snapshotAt=manifest["snapshot_at"])
-    for name, t in tables.items():
-        job.telemetry.metric("rows_ingested", t["curated"], storeId=store_id, table=name)
-        job.telemetry.metric("rows_rejected", t["rejected"], storeId=store_id, table=name)
+    manifest, store_id = Manifest.from_json(result.manifest), job.store_id
+    job.telemetry.event("DumpIngested", storeId=store_id, dumpId=result.dump_id, rowsIn=manifest.rows_in(),
+                        rowsRejected=manifest.rows_rejected(), durationS=manifest.raw["timings_s"]["total"],
+                        snapshotAt=manifest.snapshot_at)
+    for name, t in manifest.tables.items():
+        job.telemetry.metric("rows_ingested", t.curated, storeId=store_id, table=name)
+        job.telemetry.metric("rows_rejected", t.rejected, storeId=store_id, table=name)
 
 
 __all__ = ["Snapshot", "already_ingested", "build_manifest", "note_history", "report_ingested", "snapshot_of"]
