@@ -206,7 +206,7 @@ def ours_worker(lake_root: Path, scratch: Path) -> dict:
     from shared.adapters.lake_folder import FolderLake
     from shared.adapters.stock_sqlite import SqliteStockStore
     from shared.adapters.telemetry import MemoryTelemetry
-    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.aggregates import compute_aggregates
 
     stock = SqliteStockStore(scratch / "stock.sqlite")
     try:

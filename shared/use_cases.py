@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from shared.core.events import RawEvent
     from shared.core.mapping import Mapping
     from shared.ports.stock import RebaseResult
+    from shared.services.aggregates import AggregateResult
     from shared.services.apply_sales import ApplyCounts
-    from shared.services.compute_aggregates import AggregateResult
     from shared.services.ingest import IngestResult
     from shared.services.maintain_lake import MaintainResult
     from shared.services.migrate_lake import MigrateResult
@@ -118,7 +118,7 @@ class UseCases:
     # --- timers ------------------------------------------------------------------------------------------
 
     def compute_aggregates(self, progress: Say | None = None) -> AggregateResult:
-        from shared.services.compute_aggregates import compute_aggregates
+        from shared.services.aggregates import compute_aggregates
 
         c = self.c
         return compute_aggregates(lake=c.lake, stock=c.stock, telemetry=c.telemetry, scratch=c.scratch_dir,

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.core.sql import literal
 from shared.ports.lake import Lake, LakeError
+from shared.ports.tables import Maintained
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,7 +45,7 @@ TABLE_PROPERTIES = {
 
 ROW_GROUP_ROWS = 65_536
 """Rows per Parquet row group of the files this module writes (and compaction rewrites: see
-``maintain_lake``). A store's month of sale lines is a few row groups; a reader that names a range of ids or
+:meth:`DeltaTables.maintain`). A store's month of sale lines is a few row groups; a reader that names a range of ids or
 times (the ingest's lookup of a window night's lines) reads the row groups that hold it, not the month:
 with 262,144 the lookup (and the rejected rows') read 10.4 % of a 2M-line history, with 65,536 4.5 %
 (bench/nightly.py)."""
@@ -266,6 +266,38 @@ class DeltaTables:
         found = self.query(sql, **tables)
         return found.read_all() if found is not None else None
 
+    def columns(self, path: str) -> list[str] | None:
+        """The table's columns in schema order (of the version :meth:`open` gives), or None when no table."""
+        table = self.open(path)
+        return None if table is None else [f.name for f in table.schema().fields]
+
+    def maintain(self, path: str, *, retention_hours: int) -> Maintained | None:
+        """Compact, vacuum and checkpoint the table; None when there is none (the daily ``maintain_lake``).
+
+        - compaction (``OPTIMIZE``) rewrites a partition's small files into few large ones, never across
+          partitions, with this module's writer settings; readers keep their snapshot (the old files are only
+          marked removed);
+        - vacuum deletes the files no version has referenced for ``retention_hours`` (delta-rs refuses less
+          than the table's ``delta.deletedFileRetentionDuration``), and, being ``full``, the data files of
+          commits that failed, which no version ever named;
+        - a checkpoint, then the log entries older than ``delta.logRetentionDuration`` go.
+        """
+        table = self.open(path, fresh=True)
+        if table is None:
+            return None
+        version, files_before = table.version(), len(table.file_uris())
+        compacted = table.optimize.compact(writer_properties=writer_properties())
+        table = self.open(path, fresh=True)
+        vacuumed = table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True,
+                                full=True)
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        self._opened.pop(path, None)
+        files_after = len(self.open(path, fresh=True).file_uris())
+        return Maintained(version_before=version, files_before=files_before, files_after=files_after,
+                          files_compacted=int(compacted.get("numFilesRemoved", 0)),
+                          files_added=int(compacted.get("numFilesAdded", 0)), files_vacuumed=len(vacuumed))
+
 
 class _PartitionFile:
     """One Parquet file of a commit: the rows of one partition, written as they come, in row groups of about
@@ -392,17 +424,4 @@ def _stat_value(raw: int | float | bytes, column) -> object:  # noqa: ANN001 - a
     return raw
 
 
-def column_names(table: DeltaTable) -> list[str]:
-    """The table's columns, in schema order."""
-    return [f.name for f in table.schema().fields]
-
-
-def dump_rows(tables: DeltaTables, path: str, store_id: str, dump_id: str,
-              columns: Sequence[str]) -> pa.Table | None:
-    """The rows one dump committed to a snapshot table (``curated/items`` …), or None when there are none."""
-    found = tables.read(f"SELECT {', '.join(columns)} FROM t WHERE store_id = {literal(store_id)} "
-                        f"AND dump_id = {literal(dump_id)}", t=path)
-    return found if found is not None and found.num_rows else None
-
-
-__all__ = ["TABLE_PROPERTIES", "DeltaTables", "column_names", "delta_ready", "dump_rows"]
+__all__ = ["TABLE_PROPERTIES", "DeltaTables", "delta_ready"]

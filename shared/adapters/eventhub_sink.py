@@ -1,4 +1,4 @@
-"""Event Hubs as the events port (handbook §1: events in Azure), with ``azure-eventhub`` 5.x.
+"""Event Hubs as the events port (in Azure: docs/architecture.md), with ``azure-eventhub`` 5.x.
 
 Events are grouped by partition key (the store id) and each group goes out in as few
 ``EventDataBatch`` objects as they fill: one ``create_batch(partition_key=key)`` per batch, so Event Hubs hashes the

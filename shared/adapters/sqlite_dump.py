@@ -38,11 +38,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import shared
 from shared.ports.dumps import DumpInfo, DumpRejected, ReadLimits
 from shared.settings import PROCESS_DEFAULTS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 
@@ -162,7 +165,7 @@ class DumpReader:
             raise DumpRejected(frame["error"], frame["detail"])
 
     # -- reading -------------------------------------------------------------------------------------
-    def read(self, jobs: list[dict]) -> Iterator[tuple[str, Iterator]]:
+    def read(self, jobs: list[dict]) -> Iterator[tuple[str, pa.Schema, Iterator[pa.RecordBatch]]]:
         """Send ``jobs`` and yield ``(table, schema, batches)`` in order.
 
         A job is ``{"table", "sql", "want": [canonical columns], "required": [columns], "numeric": [columns]}``;

@@ -16,8 +16,9 @@ Definitions that matter to a reader of the numbers:
   At category level they cover the skus whose cost is known, and ``revenue_with_cost`` is the revenue of
   those skus, so ``margin / revenue_with_cost`` is an honest margin rate.
 * Dates are UTC days (the ``date`` column of ``curated/sales``).
-* Stock figures come from the stock store (handbook §5) at ``as_of``; an item is **low on stock** when it
-  is active, its reorder point is above zero and its on-hand count is at or below the reorder point.
+* Stock figures come from the stock store (the stock invariant, docs/stock-and-events.md) at ``as_of``; an
+  item is **low on stock** when it is active, its reorder point is above zero and its on-hand count is at or
+  below the reorder point.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
             ("reorder_qty", "BIGINT", "the item's reorder quantity"),
             ("lead_time_days", "BIGINT", f"the vendor's lead time (from the latest vendors snapshot; "
                                          f"{DEFAULT_LEAD_TIME_DAYS} when unknown)"),
-            ("low_stock", "BOOLEAN", "active AND reorder_point > 0 AND on_hand <= reorder_point (handbook §2); "
+            ("low_stock", "BOOLEAN", "active AND reorder_point > 0 AND on_hand <= reorder_point (docs/ingestion.md); "
                                      "false when on_hand is NULL"),
             ("units_28d", "BIGINT", f"units sold in the {WINDOW_DAYS} days ending on sales_through"),
             ("avg_daily_units_28d", "DOUBLE", f"units_28d / {WINDOW_DAYS}"),

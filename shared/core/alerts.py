@@ -35,7 +35,7 @@ class AlertKind:
 
 ALERT_KINDS: tuple[AlertKind, ...] = (
     AlertKind("LowStock", WARNING, "an active item with a reorder point above zero has on hand <= reorder "
-              "point (handbook §2); error when it has run out (on hand <= 0)",
+              "point (docs/ingestion.md); error when it has run out (on hand <= 0)",
               "reorder from the vendor (the alert suggests a quantity covering lead time + safety days)"),
     AlertKind("NegativeStock", ERROR, "on hand is below zero: more was sold than the counts and receipts "
               "explain", "recount the item in the store; check for unrecorded receipts or wrong skus at the till"),
@@ -138,7 +138,7 @@ class DaySales:
 
 
 def is_low_stock(item: ItemStock) -> bool:
-    """Handbook §2: active, reorder point above zero, on hand at or below the reorder point."""
+    """Low on stock (docs/ingestion.md): active, reorder point above zero, on hand at or below the reorder point."""
     return item.active and item.reorder_point > 0 and item.on_hand <= item.reorder_point
 
 

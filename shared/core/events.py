@@ -1,4 +1,4 @@
-"""Sale events (handbook §4): validation against the contract, reason codes as data, and the delta math.
+"""Sale events (docs/stock-and-events.md): validation against the contract, reason codes as data, and the delta math.
 
 Pure: bytes in, :class:`SaleEvent` or :class:`InvalidEvent` out. No I/O, no Azure. Every adapter and
 service that touches events goes through :func:`parse_event`, so the HTTP ingress, the Event Hub trigger
@@ -324,7 +324,7 @@ def coalesce(events: Iterable[SaleEvent]) -> dict[str, int]:
 
 
 def counts_after(baseline_key: str | None, events: Sequence[SaleEvent]) -> list[SaleEvent]:
-    """The events that add to a baseline taken at ``baseline_key`` (handbook §5: occurredAt > T)."""
+    """The events that add to a baseline taken at ``baseline_key`` (the stock invariant: occurredAt > T)."""
     if baseline_key is None:
         return list(events)
     return [e for e in events if e.occurred_key > baseline_key]

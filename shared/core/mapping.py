@@ -1,4 +1,4 @@
-"""Mapping files: how a store whose software uses another schema is read (handbook §2).
+"""Mapping files: how a store whose software uses another schema is read (docs/ingestion.md).
 
 A TOML file with an optional top-level ``timezone`` and, per canonical table, a ``query``: one read-only
 SELECT over the dump whose result columns carry the canonical names. Tables it does not name are read as

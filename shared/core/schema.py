@@ -1,4 +1,4 @@
-"""The canonical dump schema (handbook §2), as data: tables, columns, types, keys.
+"""The canonical dump schema (docs/ingestion.md), as data: tables, columns, types, keys.
 
 Every column is read from a dump as text (SQLite is dynamically typed: one column can hold integers in
 one row and text in the next), then parsed by the rules into the curated type given here.

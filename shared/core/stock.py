@@ -1,4 +1,4 @@
-"""The stock invariant of handbook §5, executable: what every stock store must end up holding.
+"""The stock invariant (docs/stock-and-events.md), executable: what every stock store must end up holding.
 
     stock(s, k) = on_hand_D(k) + Σ delta(e, k)  over distinct events e of s with occurredAt > T
 

@@ -286,7 +286,7 @@ class _Builder:
 def expected_deltas(items: Iterable[TrafficItem], *, now: datetime | None = None) -> dict[tuple[str, str], int]:
     """The true stock change per (store, normalised sku): the deltas of the distinct valid events.
 
-    Distinct by (storeId, eventId), as the stock invariant counts them (handbook §5); resends count once,
+    Distinct by (storeId, eventId), as the stock invariant counts them (docs/stock-and-events.md); resends count once,
     malformed events not at all. Zero sums are kept (the sku was touched). ``now`` is passed to
     ``parse_event`` (for the future-timestamp check). Raises ValueError if a valid or duplicate item does not
     parse, since the truth would then be wrong.

@@ -1,4 +1,4 @@
-"""The events port: where POS sale events go on their way to the Event Hub trigger (handbook §4).
+"""The events port: where POS sale events go on their way to the Event Hub trigger (docs/stock-and-events.md).
 
 In Azure the sink is Event Hubs (:mod:`shared.adapters.eventhub_sink`); locally it is the embedded durable
 queue (:mod:`shared.adapters.queue_sqlite`). Both take the same :class:`OutgoingEvent`: the raw body, kept
@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 class OutgoingEvent:
     """One event to publish. Not validated here: the consumer's ``parse_event`` is the only judge."""
 
-    partition_key: str  # = storeId (handbook: Event Hubs partition key = storeId)
+    partition_key: str  # = storeId: one store's events stay in order in one partition
     body: bytes  # one event's JSON, UTF-8, exactly as received
 
 

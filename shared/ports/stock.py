@@ -1,4 +1,4 @@
-"""The stock-store port: per-store stock documents kept equal to the invariant of handbook §5.
+"""The stock-store port: per-store stock documents kept equal to the stock invariant (docs/stock-and-events.md).
 
 Two adapters implement it: :mod:`shared.adapters.stock_sqlite` (embedded, the local default) and
 :mod:`shared.adapters.stock_cosmos` (Azure Cosmos DB for NoSQL). One contract test suite

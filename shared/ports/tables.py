@@ -8,6 +8,7 @@ The adapters are :class:`shared.adapters.delta_tables.DeltaTables` (delta-rs; do
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
 
 DeltaTable = Any
 """A table as :meth:`Tables.open` returns it (a ``deltalake.DeltaTable``): only handed back to the port."""
+
+
+@dataclass(frozen=True)
+class Maintained:
+    """What :meth:`Tables.maintain` did to one table: its files before and after, and what changed them."""
+
+    version_before: int  # the table's version before the maintenance
+    files_before: int  # data files of that version
+    files_after: int  # data files of the version after it
+    files_compacted: int  # small files compaction rewrote (removed from the table)
+    files_added: int  # the files compaction wrote in their place
+    files_vacuumed: int  # unreferenced files deleted
 
 
 class Tables(Protocol):
@@ -58,6 +71,15 @@ class Tables(Protocol):
         """:meth:`query`, read whole."""
         ...
 
+    def columns(self, path: str) -> list[str] | None:
+        """The table's columns in schema order (of the version :meth:`open` gives), or None when no table."""
+        ...
+
+    def maintain(self, path: str, *, retention_hours: int) -> Maintained | None:
+        """Compact the table's small files (within each partition), delete the files no version has referenced
+        for ``retention_hours``, checkpoint and trim the log; None when no table is there."""
+        ...
+
 
 class PartitionSpool(Protocol):
     """Rows spooled to local files by the value of one column (dropped from the rows), in arrival order."""
@@ -88,4 +110,4 @@ OpenSpool = Callable[[Path, str], PartitionSpool]
 """How a service makes a spool: ``open_spool(folder, partition column)``."""
 
 
-__all__ = ["DeltaTable", "OpenSpool", "OpenTables", "PartitionSpool", "Tables"]
+__all__ = ["DeltaTable", "Maintained", "OpenSpool", "OpenTables", "PartitionSpool", "Tables"]

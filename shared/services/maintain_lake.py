@@ -20,11 +20,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from shared.adapters.delta_tables import DeltaTables, writer_properties
 from shared.core import layout
 from shared.core.schema import TABLES
 from shared.ports.lake import Lake
+from shared.ports.tables import OpenTables, Tables
 from shared.ports.telemetry import Telemetry
+from shared.services import engines
 
 MIN_RETENTION_HOURS = 168
 """Vacuum never removes a file unreferenced for less than 7 days (Delta's default safety margin)."""
@@ -62,27 +63,18 @@ def lake_tables(lake: Lake) -> list[str]:
     return [path for path in candidates if next(iter(lake.list(f"{path}/_delta_log/")), None) is not None]
 
 
-def maintain_table(tables: DeltaTables, path: str, *, retention_hours: int) -> TableMaintenance | None:
+def maintain_table(tables: Tables, path: str, *, retention_hours: int) -> TableMaintenance | None:
     """Compact, vacuum and checkpoint one table; None when it does not exist."""
     started = time.monotonic()
-    table = tables.open(path)
-    if table is None:
+    done = tables.maintain(path, retention_hours=retention_hours)
+    if done is None:
         return None
-    version = table.version()
-    files_before = len(table.file_uris())
-    compacted = table.optimize.compact(writer_properties=writer_properties())
-    table = tables.open(path)
-    vacuumed = table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True,
-                            full=True)
-    table.create_checkpoint()
-    table.cleanup_metadata()
-    table = tables.open(path)
-    return TableMaintenance(path, version, files_before, len(table.file_uris()),
-                            int(compacted.get("numFilesRemoved", 0)), int(compacted.get("numFilesAdded", 0)),
-                            len(vacuumed), round(time.monotonic() - started, 3))
+    return TableMaintenance(path, done.version_before, done.files_before, done.files_after, done.files_compacted,
+                            done.files_added, done.files_vacuumed, round(time.monotonic() - started, 3))
 
 
-def maintain_lake(*, lake: Lake, telemetry: Telemetry, retention_hours: int = MIN_RETENTION_HOURS) -> MaintainResult:
+def maintain_lake(*, lake: Lake, telemetry: Telemetry, retention_hours: int = MIN_RETENTION_HOURS,
+                  open_tables: OpenTables = engines.open_tables) -> MaintainResult:
     """Maintain every Delta table of the lake; one ``LakeTableMaintained`` event per table, and the totals as
     metrics. A retention under 7 days is refused (a reader may still be reading an older snapshot)."""
     if retention_hours < MIN_RETENTION_HOURS:
@@ -90,7 +82,7 @@ def maintain_lake(*, lake: Lake, telemetry: Telemetry, retention_hours: int = MI
                          "a reader of an older snapshot may need: use 168 or more")
     started = time.monotonic()
     result = MaintainResult()
-    tables = DeltaTables(lake)
+    tables = open_tables(lake)
     for path in lake_tables(lake):
         done = maintain_table(tables, path, retention_hours=retention_hours)
         if done is None:

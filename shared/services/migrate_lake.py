@@ -27,16 +27,19 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.adapters.delta_tables import DeltaTables
-from shared.adapters.parquet_files import read_parquet_bytes
 from shared.core import layout
 from shared.core.arrow_values import date_scalar, string_scalar
 from shared.core.schema import TABLES
 from shared.ports.lake import Lake
+from shared.ports.tables import OpenTables, Tables
+from shared.services import engines
 from shared.services.scratch import scratch_folder
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+ReadParquet = Callable[[bytes], "pa.Table"]
+"""How the migration reads an old file: its bytes -> its rows."""
 
 OLD_FILE = re.compile(r"^(?P<zone>curated|rejected)/(?P<table>\w+)/store=(?P<store>[A-Za-z0-9_-]{1,64})/"
                       r"(?P<kind>date|snapshot)=(?P<day>\d{4}-\d{2}-\d{2})/(?P<dump>[0-9a-f]+)(?:-\d+)?\.parquet$")
@@ -77,8 +80,9 @@ def _as_written_now(rows: pa.Table, fact: bool, day: str, zone: str) -> pa.Table
     return rows
 
 
-def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store: str, files: list[re.Match],
-                   committed: set[str], result: MigrateResult, scratch: Path | None) -> dict[str, dict[str, int]]:
+def _migrate_table(lake: Lake, tables: Tables, zone: str, table: str, store: str, files: list[re.Match],
+                   committed: set[str], result: MigrateResult, scratch: Path | None,
+                   read_parquet: ReadParquet) -> dict[str, dict[str, int]]:
     """One store's table: its committed files as one commit. Returns rows per dump and day (fact tables)."""
     path = f"{zone}/{table}"
     fact = TABLES[table].fact
@@ -94,7 +98,7 @@ def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store
 
     def parts() -> Iterator[pa.Table]:  # file by file: a store's history is never held whole
         for m in sorted(keep, key=lambda m: (m["day"], m.string)):
-            rows = _as_written_now(read_parquet_bytes(lake.get_bytes(m.string)), fact, m["day"], zone)
+            rows = _as_written_now(read_parquet(lake.get_bytes(m.string)), fact, m["day"], zone)
             if fact and zone == "curated":
                 days.setdefault(m["dump"], {})[m["day"]] = rows.num_rows
             result.rows_migrated[path] = result.rows_migrated.get(path, 0) + rows.num_rows
@@ -108,13 +112,14 @@ def _migrate_table(lake: Lake, tables: DeltaTables, zone: str, table: str, store
     return days
 
 
-def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None,
-                 scratch: Path | None = None) -> MigrateResult:
+def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None, scratch: Path | None = None,
+                 open_tables: OpenTables = engines.open_tables,
+                 read_parquet: ReadParquet = engines.read_parquet) -> MigrateResult:
     """Migrate every store's old Parquet files to the Delta tables (see the module docstring)."""
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     result = MigrateResult()
-    tables = DeltaTables(lake)
+    tables = open_tables(lake)
     old = {(zone, table): _old_files(lake, zone, table) for zone in ("curated", "rejected") for table in TABLES}
     stores = sorted({store for by_store in old.values() for store in by_store})
     for store in stores:
@@ -123,7 +128,7 @@ def migrate_lake(*, lake: Lake, progress: Callable[[str], None] | None = None,
         days_by_dump: dict[str, dict[str, dict[str, int]]] = {}
         for (zone, table), by_store in old.items():
             days = _migrate_table(lake, tables, zone, table, store, by_store.get(store, []), committed, result,
-                                  scratch)
+                                  scratch, read_parquet)
             for dump, per_day in days.items():
                 days_by_dump.setdefault(dump, {})[table] = per_day
         _update_manifests(lake, store, committed, days_by_dump)

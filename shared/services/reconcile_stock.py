@@ -1,4 +1,6 @@
-"""Use case: make an ingested dump the stock baseline of its store (handbook §5).
+"""Use case: make an ingested dump the stock baseline of its store: every sku becomes the dump's count plus
+the store's events after the dump's snapshot, if the dump is later than the current baseline (docs/stock-and-events.md,
+"The stock invariant").
 
 Called after ``ingest_dump`` by the blob trigger and ``inventory ingest``, for a dump just ingested *and*
 for one already ingested: if the process died between the manifest and the rebase, the retry finishes the
@@ -9,20 +11,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.adapters.delta_tables import DeltaTables, dump_rows
 from shared.core import layout
 from shared.core.stock import Baseline
 from shared.ports.lake import Lake
 from shared.ports.stock import RebaseResult, StockStore
+from shared.ports.tables import OpenTables
 from shared.ports.telemetry import Telemetry
+from shared.services import engines
 from shared.services.ingest import IngestResult
+from shared.services.lake_tables import dump_rows
 
 
-def baseline_from_manifest(manifest: dict, lake: Lake) -> Baseline:
+def baseline_from_manifest(manifest: dict, lake: Lake, *, open_tables: OpenTables = engines.open_tables) -> Baseline:
     """The dump's curated stock counts (its rows of the ``curated/stock`` Delta table)."""
     store_id, dump_id = manifest["store_id"], manifest["dump_id"]
     on_hand: dict[str, int] = {}
-    rows = dump_rows(DeltaTables(lake), layout.curated("stock"), store_id, dump_id, ["sku", "on_hand"])
+    rows = dump_rows(open_tables(lake), layout.curated("stock"), store_id, dump_id, ["sku", "on_hand"])
     if rows is not None:
         for sku, count in zip(rows.column("sku").to_pylist(), rows.column("on_hand").to_pylist(), strict=True):
             on_hand[sku] = on_hand.get(sku, 0) + int(count)

@@ -4,7 +4,7 @@ Thin: translate the bindings, call the use cases (``shared.use_cases``), transla
 """
 
 import logging
-from typing import List  # noqa: UP035 - the worker expects typing.List for cardinality=many (FACTS.md)
+from typing import List  # noqa: UP035 - the worker expects typing.List for cardinality=many (docs/platform-notes.md)
 
 import azure.functions as func
 

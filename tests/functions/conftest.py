@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def functions():
-    """The registered functions by name. get_functions() may run once per process (see FACTS.md), so this
+    """The registered functions by name. get_functions() may run once per process (docs/platform-notes.md), so this
     shares the local runner's cached call."""
     from shared.local.runner import app_functions
 

@@ -27,7 +27,7 @@ from shared.core.events import parse_event
 from shared.core.forecast import HORIZON, cover_and_reorder, forecast_demand
 from shared.local.generator import generate_store
 from shared.ports.lake import Lake
-from shared.services.compute_aggregates import compute_aggregates
+from shared.services.aggregates import compute_aggregates
 from shared.services.ingest import ingest_dump
 from shared.services.reconcile_stock import reconcile_after_ingest
 from tests.support.delta import delta_rows
@@ -267,7 +267,7 @@ def test_stock_current_and_forecast_follow_the_definitions(env):
         # on_hand is the stock store's count (the S001 sale after the snapshot included), not the dump's.
         for sku, row in mine.iterrows():
             assert (None if pd.isna(row["on_hand"]) else int(row["on_hand"])) == docs.get(sku), sku
-        # low_stock: exactly handbook §2.
+        # low_stock: exactly the rule of docs/ingestion.md.
         for sku, row in mine.iterrows():
             it = items.loc[sku]
             on_hand = docs.get(sku)

@@ -15,8 +15,8 @@ from shared.adapters.stock_sqlite import SqliteStockStore
 from shared.adapters.telemetry import MemoryTelemetry
 from shared.local.generator import generate_stores
 from shared.local.pos_traffic import expected_deltas, pos_traffic
+from shared.services.aggregates import compute_aggregates
 from shared.services.apply_sales import RawEvent, apply_sales
-from shared.services.compute_aggregates import compute_aggregates
 from shared.services.ingest import ingest_landed_dump
 from shared.services.raise_alerts import raise_alerts
 from shared.services.reconcile_stock import reconcile_after_ingest
@@ -55,7 +55,7 @@ def test_generate_ingest_apply_aggregate_alert(tmp_path: Path) -> None:
         for r in delta_rows(lake, "aggregates/sales_daily_sku", f"store_id = '{s}'").to_pylist():
             got_days[r["date"].isoformat()] = got_days.get(r["date"].isoformat(), 0) + r["units"]
         assert got_days == want_days
-        # Current stock = the dump's count + the events' deltas (handbook §5), item by item.
+        # Current stock = the dump's count + the events' deltas (the stock invariant), item by item.
         counted = dict(db.execute("SELECT sku, on_hand FROM stock"))
         want_stock = {k: counted.get(k, 0) + deltas.get((s, k), 0)
                       for k in set(counted) | {k for (st, k) in deltas if st == s}}
@@ -64,7 +64,7 @@ def test_generate_ingest_apply_aggregate_alert(tmp_path: Path) -> None:
         assert set(want_stock) <= set(got_stock), "every counted or sold sku has a stock row"
         assert {k: v for k, v in got_stock.items() if v is not None} == {k: v for k, v in want_stock.items()
                                                                          if k in got_stock}
-        # LowStock alerts = the handbook's rule on those numbers.
+        # LowStock alerts = the low-stock rule on those numbers.
         rp = {k: (bool(a), p) for k, a, p in db.execute("SELECT sku, active, reorder_point FROM items")}
         want_low = {k for k, (active, p) in rp.items() if active and p > 0 and want_stock.get(k, 0) <= p}
         assert want_low and {a.sku for a in raised if a.kind == "LowStock" and a.store_id == s} == want_low

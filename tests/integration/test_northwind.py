@@ -58,7 +58,7 @@ def test_northwind_through_its_mapping(northwind, tmp_path):
     assert con.sql(f"SELECT typeof(sku) FROM {items} LIMIT 1").fetchall()[0][0] == "VARCHAR"
     assert con.sql(f"SELECT count(*) FROM {items} WHERE NOT active").fetchall()[0][0] == one(
         "SELECT count(*) FROM Products WHERE Discontinued = '1'")
-    # The handbook's low-stock definition, on curated data, equals the one-line SQL on the source.
+    # The low-stock definition (docs/ingestion.md), on curated data, equals the one-line SQL on the source.
     low = con.sql(f"SELECT count(*) FROM {items} i JOIN {stock} s USING (sku) "
                      "WHERE i.active AND i.reorder_point > 0 AND s.on_hand <= i.reorder_point").fetchall()[0][0]
     assert low == one("SELECT count(*) FROM Products WHERE Discontinued = '0' AND ReorderLevel > 0 "

@@ -40,7 +40,7 @@ def world(tmp_path: Path):
 
 
 def low_stock_by_sql(db: Path, extra: dict[str, int] | None = None) -> set[str]:
-    """The handbook's one-line definition, on the store's own database."""
+    """The one-line low-stock definition (docs/ingestion.md), on the store's own database."""
     con = sqlite3.connect(db)
     rows = con.execute("SELECT i.sku, s.on_hand, i.reorder_point FROM items i JOIN stock s ON s.sku = i.sku "
                        "WHERE i.active AND i.reorder_point > 0").fetchall()
@@ -89,7 +89,7 @@ def test_low_stock_alerts_carry_the_baseline_items_vendors_and_forecast(world, t
     """The item master (the baseline dump's rows of curated/items and curated/vendors) and the demand (the
     forecast aggregate) are read from the Delta tables: every LowStock alert's lead time and days of cover
     match those tables, read here independently."""
-    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.aggregates import compute_aggregates
 
     lake, stock, telemetry, db = world
     now = SNAPSHOT + timedelta(hours=2)
@@ -179,7 +179,7 @@ def test_a_dump_that_changed_history_alerts_once_and_a_later_night_with_the_same
 def test_unusual_sales_flags_the_spike_and_little_else(tmp_path: Path) -> None:
     """A generated store, one sku sold ten times its usual on the last complete day: compute_aggregates
     writes the day's check, raise_alerts pages for that sku."""
-    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.aggregates import compute_aggregates
 
     lake, telemetry = FolderLake(tmp_path / "lake"), MemoryTelemetry()
     stock = SqliteStockStore(tmp_path / "stock.sqlite")

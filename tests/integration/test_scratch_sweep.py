@@ -65,7 +65,7 @@ def test_a_scratch_folder_of_an_unlisted_kind_cannot_be_made(tmp_path):
 def test_the_aggregates_working_folder_is_a_listed_kind_removed_after_the_run(tmp_path):
     """compute_aggregates makes its folder with scratch_folder: marked in use while it runs, gone after."""
     from shared.adapters.stock_sqlite import SqliteStockStore
-    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.aggregates import compute_aggregates
 
     lake, scratch = FolderLake(tmp_path / "lake"), tmp_path / "scratch"
     compute_aggregates(lake=lake, stock=SqliteStockStore(tmp_path / "stock.sqlite"), telemetry=MemoryTelemetry(),

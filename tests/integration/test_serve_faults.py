@@ -1,7 +1,7 @@
 """Faults on the running local runner (``inventory serve`` as a subprocess on a temp INVENTORY_HOME).
 
 SIGKILL in the middle of ingesting a dump and in the middle of applying queued events, then a restart:
-no dump is half-visible, no event is lost or counted twice (the stock invariant of handbook §5, checked
+no dump is half-visible, no event is lost or counted twice (the stock invariant of docs/stock-and-events.md, checked
 with :func:`shared.core.stock.expected_stock`), and every raw dump is ingested exactly once. "In the
 middle" is observed, not guessed: the ingest's working folder under ``$INVENTORY_HOME/tmp`` says which
 step it is in, and the embedded queue's backlog says how far the checkpoints are; each test fails if its
@@ -49,7 +49,7 @@ from tests.support.delta import delta_count, delta_rows
 pytestmark = pytest.mark.slow
 
 # The POS traffic runs from START for SPAN; the dumps' snapshot times fall inside it, so every store with a
-# dump has events on both sides of its snapshot (those before it must not count, handbook §5).
+# dump has events on both sides of its snapshot (those before it must not count).
 START = datetime.now(UTC) - timedelta(hours=2)
 SPAN = timedelta(seconds=7000)
 T_OLD, T_MID, T_BIG = (START + timedelta(minutes=m) for m in (30, 60, 80))
@@ -179,7 +179,7 @@ class Landed:
 
 
 def baseline_of(lake: FolderLake, path: str, truth: StoreTruth, snapshot_at: datetime) -> Baseline:
-    """Handbook §5's D for a landed dump: the counts of its stock table (skus normalised as the dump rule
+    """The invariant's D for a landed dump: the counts of its stock table (skus normalised as the dump rule
     does), at the agent's snapshot time; the dump id is the sha256 of the SQLite file in the blob."""
     assert not truth.tables["stock"].rejected  # every count reaches curated/: the baseline is the whole table
     dump_id = dump_id_from_sha256(hashlib.sha256(gzip.decompress(lake.get_bytes(path))).hexdigest())
@@ -348,7 +348,7 @@ def diff(got: dict[str, int], want: dict[str, int]) -> dict[str, tuple[int, int]
 
 
 def check_invariant(home: Home, dumps: list[Landed], events: list[SaleEvent]) -> None:
-    """Handbook §5 for every (store, sku): the latest dump's count plus each distinct later event once."""
+    """The stock invariant for every (store, sku): the latest dump's count plus each distinct later event once."""
     stock, bases = home.stock()
     for store in set(stock) | {d.truth.store_id for d in dumps} | {e.store_id for e in events}:
         mine = [d.baseline for d in dumps if d.truth.store_id == store]

@@ -1,4 +1,4 @@
-"""One contract for every stock store: the invariant of handbook §5, and attempts to break it.
+"""One contract for every stock store: the stock invariant (docs/stock-and-events.md), and attempts to break it.
 
 Runs on the embedded store always, and on Cosmos DB through the fixtures in ``tests/support/cosmos.py``
 (the Cosmos-API server from npm, and a real endpoint when ``COSMOS_TEST_ENDPOINT`` is set). Every test

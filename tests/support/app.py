@@ -10,7 +10,7 @@ Two backends (the ``app_backend`` fixture's params, for tests that touch the lak
   (``azurite_conn``, ``cosmos_server_port``: those of ``make test`` when AZURITE_BLOB_PORT and
   COSMOS_SERVER_PORT name running ones, else started for the session); on CI a missing server fails.
 
-Events stay on the embedded queue in both: Event Hubs has no emulator installable here (FACTS.md), and the
+Events stay on the embedded queue in both: Event Hubs has no emulator installable here (docs/platform-notes.md), and the
 functions never read the queue themselves (the tests hand ``apply_sales`` its batch)."""
 
 from __future__ import annotations

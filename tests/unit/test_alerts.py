@@ -37,7 +37,7 @@ def item(on_hand: int, rp: int = 5, active: bool = True, **kw: object) -> ItemSt
     (0, 0, True, False),  # no reorder point: ordered by hand
     (1, 5, False, False),  # discontinued
 ])
-def test_low_stock_is_the_handbook_definition(on_hand: int, rp: int, active: bool, low: bool) -> None:
+def test_low_stock_is_the_documented_definition(on_hand: int, rp: int, active: bool, low: bool) -> None:
     assert is_low_stock(item(on_hand, rp, active)) is low
     kinds = [a.kind for a in stock_alerts([item(on_hand, rp, active)])]
     assert ("LowStock" in kinds) is low

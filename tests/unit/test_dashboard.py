@@ -266,7 +266,7 @@ def _receipt(stock: SqliteStockStore, store_id: str) -> None:
 def test_a_store_without_sales_is_told_apart_from_no_aggregate_run(tmp_path: Path) -> None:
     """After the aggregates ran for a store (their state names every store of the run), a store with no sales
     says so instead of asking for an aggregate run; a store the aggregates have not seen yet still asks."""
-    from shared.services.compute_aggregates import compute_aggregates
+    from shared.services.aggregates import compute_aggregates
 
     lake = FolderLake(tmp_path / "lake")
     stock = SqliteStockStore(tmp_path / "stock.sqlite")
@@ -387,9 +387,9 @@ def test_a_broken_input_spoils_one_section_not_the_page(tmp_path: Path) -> None:
 
 
 def _compute_aggregates():
-    """shared.services.compute_aggregates.compute_aggregates when it exists and imports, else None."""
+    """shared.services.aggregates.compute_aggregates when it exists and imports, else None."""
     try:
-        return importlib.import_module("shared.services.compute_aggregates").compute_aggregates
+        return importlib.import_module("shared.services.aggregates").compute_aggregates
     except (ImportError, AttributeError):
         return None
 

@@ -141,3 +141,29 @@ def test_the_link_checker_sees_links_and_anchors():
     links = relative_links(README)
     assert "docs/architecture.md" in links and any("#" in t for t in links)
     assert {"the-two-commands", "what-the-demo-shows", "deploy"} <= anchors(README)
+
+
+def test_code_cites_the_docs_not_a_handbook():
+    # Comments cite docs/...: a newcomer has the repository, not a team handbook beside it.
+    sources = [p for folder in ("shared", "tests", "bench", "agent", "infra", "scripts", "examples")
+               for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".toml", ".bicep", ".sh", ".ps1", ".md")
+               and "out" not in p.relative_to(ROOT).parts[:2]]
+    citing = [p.relative_to(ROOT).as_posix() for p in sources if p != Path(__file__).resolve()
+              and re.search(r"handbook|FACTS\.md", p.read_text(errors="replace"), re.IGNORECASE)]
+    assert not citing, f"cite docs/... instead of the handbook or FACTS.md in: {citing}"
+
+
+# Paths the docs name on purpose although they are not in this repository.
+NOT_OURS = {"shared/services/ingest_dump.py": "what the ingest module was called before it became a package",
+            "scripts/post-up.sh": "a file of the Event Grid quickstart the deploy follows"}
+
+
+def test_every_path_the_docs_name_exists():
+    named = re.compile(r"(?<![\w/.-])((?:shared|tests|bench|infra|scripts|agent|examples)/[\w./-]+)(?![\w*])")
+    missing = []
+    for doc in [README, *sorted(DOCS.glob("*.md"))]:
+        for m in named.finditer(doc.read_text()):
+            path = m.group(1).rstrip(".,:;")
+            if path not in NOT_OURS and not (ROOT / path).exists():
+                missing.append(f"{doc.name}: {path}")
+    assert not missing, f"the docs name files that are not there (moved or renamed?): {missing}"

@@ -1,4 +1,4 @@
-"""The event contract (handbook §4): what is accepted, what is set aside and why, and the delta math."""
+"""The event contract (docs/stock-and-events.md): what is accepted, what is set aside and why, and the delta math."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def reason(raw: bytes | str) -> str | None:
     return parsed.reason if isinstance(parsed, InvalidEvent) else None
 
 
-def test_the_handbook_example_is_valid() -> None:
+def test_the_documented_example_is_valid() -> None:
     e = parse_event(body(), now=NOW)
     assert isinstance(e, SaleEvent)
     assert (e.event_id, e.store_id, e.type, e.deltas) == ("pos7-20261127-000123", "S001", "sale", (("A-100", -2),))

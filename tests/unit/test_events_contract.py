@@ -1,4 +1,4 @@
-"""The event contract (handbook §4) pinned at every boundary, so a wrong answer anywhere in
+"""The event contract (docs/stock-and-events.md) pinned at every boundary, so a wrong answer anywhere in
 ``shared/core/events.py`` fails a fast unit test (docs/testing.md, "Mutation testing").
 
 - every limit at the boundary and one past it, on both paths of ``parse_event`` (the msgspec fast path for

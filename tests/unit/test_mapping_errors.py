@@ -1,5 +1,5 @@
 """Broken mapping files are refused with a MappingError naming the file and the problem, never a traceback; a
-mapping query ending in a -- comment is read like any other (handbook §2)."""
+mapping query ending in a -- comment is read like any other (docs/ingestion.md)."""
 
 from __future__ import annotations
 

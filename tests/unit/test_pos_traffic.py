@@ -129,7 +129,7 @@ def test_skus_follow_a_zipf_law(big):
 
 
 def independent_deltas(items):
-    """The truth from the raw JSON alone, without parse_event: signs from the contract (handbook §4)."""
+    """The truth from the raw JSON alone, without parse_event: signs from the contract (docs/stock-and-events.md)."""
     sign = {"sale": -1, "return": 1, "receipt": 1, "adjustment": 1}
     assert sign == EVENT_TYPES
     seen, out = set(), Counter()

@@ -1,4 +1,4 @@
-"""The reference stock function (shared/core/stock.py, handbook §5) held to hand-computed answers, then to
+"""The reference stock function (shared/core/stock.py, docs/stock-and-events.md) held to hand-computed answers, then to
 laws checked against a naive model that works on datetimes instead of time keys (hypothesis).
 
 The adapters are compared with ``expected_stock`` by the integration tests, so a wrong reference would make
@@ -246,7 +246,7 @@ dumps_st = st.lists(st.builds(
 
 
 def model(dumps: list[Baseline], events: list[SaleEvent], store: str) -> dict[str, int]:
-    """Handbook §5 spelled out on datetimes, one store: the baseline is the dump with the greatest (instant,
+    """The stock invariant spelled out on datetimes, one store: the baseline is the dump with the greatest (instant,
     dump id) by sorting; each event id's first delivery counts if it happened strictly after that instant."""
     mine = sorted((d for d in dumps if d.store_id == store), key=lambda d: (d.snapshot_at, d.dump_id))
     out = dict(mine[-1].on_hand) if mine else {}

@@ -19,7 +19,7 @@ from shared.core.manifest import Manifest
 from shared.core.sql import literal
 from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
-from shared.services.compute_aggregates import aggregated_stores
+from shared.services.aggregates import aggregated_stores
 from shared.services.lake_tables import Snapshots
 from shared.services.raise_alerts import STATE_PATH as ALERTS_STATE_PATH
 from shared.services.raise_alerts import item_stock

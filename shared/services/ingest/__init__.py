@@ -5,8 +5,8 @@ The modules, in the order a dump meets them:
 
 - ``pipeline.py``   the entry points :func:`ingest_dump` and :func:`ingest_landed_dump`, and the orchestrator
 - ``result.py``     what an ingest is given and returns: ``IngestLimits``, ``IngestResult``, ``QUARANTINE_REASONS``
-- ``job.py``        the records the stages pass each other (``DumpJob``, ``Engines``, ``Stamp``)
-- ``wiring.py``     the only module that imports the adapters (everything else depends on ``shared.ports``)
+- ``job.py``        the records the stages pass each other (``DumpJob``, ``Engines``, ``Stamp``); the engines
+                    themselves come from ``shared/services/engines.py``, the one services module that imports adapters
 - ``source.py``     1. receive: hashing, gzip, the database-in-use check, the store's mapping, scratch folders
 - ``history.py``    which lines of the fact tables a night reads, and the history check
 - ``queries.py``    what the dump reader is asked for

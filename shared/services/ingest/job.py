@@ -1,7 +1,7 @@
 """The small records the stages pass each other instead of long parameter lists.
 
 - :class:`Engines`: how the ingest reaches the things it does not implement (the dump reader, the lake's Delta
-  tables, the local spool): ports, built by :func:`~shared.services.ingest.wiring.default_engines`;
+  tables, the local spool): ports, built by :func:`~shared.services.engines.default_engines`;
 - :class:`DumpJob`: one ingest as the caller asked for it, checked (store, source, lake, limits, clocks);
 - :class:`Stamp`: what every row a dump commits carries.
 """

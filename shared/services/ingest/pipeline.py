@@ -40,6 +40,7 @@ from shared.core.rules import FUTURE_TOLERANCE
 from shared.ports.dumps import DumpRejected
 from shared.ports.lake import Lake
 from shared.ports.telemetry import Telemetry
+from shared.services.engines import default_engines
 from shared.services.ingest.commit import commit_dump
 from shared.services.ingest.duplicates import find_duplicates
 from shared.services.ingest.engine import open_engine
@@ -56,7 +57,6 @@ from shared.services.ingest.source import (
     sha256_file,
     working_folder,
 )
-from shared.services.ingest.wiring import default_engines
 
 
 def ingest_dump(
