@@ -47,8 +47,9 @@ class UseCases:
     def wiring(self) -> dict[str, str]:
         """Which adapter serves each port, for people (``inventory wiring``, the local runner's banner)."""
         c = self.c
+        telemetry = type(c.telemetry).__name__ + (f" at {c.telemetry.path}" if hasattr(c.telemetry, "path") else "")
         return {"lake": c.lake.describe(), "stock": c.stock.describe(), "events": c.events.describe(),
-                "telemetry": type(c.telemetry).__name__}
+                "telemetry": telemetry}
 
     # --- nightly dumps -----------------------------------------------------------------------------------
 

@@ -148,3 +148,12 @@ def test_lake_maintain_and_migrate_print_their_figures(tmp_path):
     migrated = inventory("lake", "migrate", "--quiet", home=home)  # nothing of the old layout: nothing to do
     assert migrated.returncode == 0, migrated.stderr
     assert json.loads(migrated.stdout)["files_migrated"] == 0
+
+
+def test_wiring_names_the_adapter_of_each_port(tmp_path):
+    local = inventory("wiring", home=tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout) == {
+        "lake": str(tmp_path / "lake"), "stock": f"embedded stock store at {tmp_path / 'stock' / 'stock.sqlite'}",
+        "events": f"embedded queue at {tmp_path / 'events' / 'queue.sqlite'} (4 partitions)",
+        "telemetry": f"JsonLinesTelemetry at {tmp_path / 'telemetry' / 'events.jsonl'}"}

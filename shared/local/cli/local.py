@@ -65,6 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wiring(args: argparse.Namespace) -> int:
+    """Which adapter serves each port with these settings (the choice bootstrap makes), as JSON."""
+    from shared.bootstrap import build, use_cases
+
+    print_json(use_cases(build()).wiring())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from shared.local.cosmos_devserver import check_loopback
     from shared.local.demo import run_demo
@@ -92,6 +100,9 @@ _COSMOS_DEV_SERVER_HELP = ("the stock store on the npm Cosmos-API server (@verce
 
 def register(sub: argparse._SubParsersAction) -> None:
     """The demo's and the runner's parsers."""
+    wiring = sub.add_parser("wiring", help="which adapter serves each port (lake, stock, events, telemetry) with "
+                            "these settings; prints JSON")
+    wiring.set_defaults(func=cmd_wiring)
     demo = sub.add_parser("demo", help="the whole pipeline on generated stores, locally; says where to look")
     demo.add_argument("--stores", type=number(int, 1, 999), default=3, help="how many stores to generate (default 3)")
     demo.add_argument("--sales-lines", type=number(int, 1, None), default=20_000,
