@@ -3,12 +3,12 @@ sale lines to (what the daily outputs must recompute)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import date
 
 from shared.core import layout
 from shared.core.aggregates import arrow_schema, data_quality_rows
+from shared.core.manifest import Manifest, TableCounts
 from shared.core.sql import literal, sql_list
 from shared.services.aggregates.days import parse_ts
 from shared.services.aggregates.run import Run
@@ -24,13 +24,14 @@ def add_manifests(run: Run, store: str, st: StoreState, dump_ids: Iterable[str])
     days: set[str] = set()
     new = sorted(set(dump_ids) - set(st.dumps))
     for dump_id in new:
-        manifest = json.loads(run.lake.get_bytes(layout.manifest(store, dump_id)))
+        path = layout.manifest(store, dump_id)
+        manifest = Manifest.from_json(run.lake.get_bytes(path), where=path)
         rows += _quality_rows(manifest)
-        tables = manifest.get("tables", {})
+        tables = manifest.tables
         written = days_written(run, store, dump_id, tables.get("sales"))
-        st.dumps[dump_id] = {"snapshot_at": manifest["snapshot_at"], "days": written,
-                             "items": tables.get("items", {}).get("curated", 0),
-                             "vendors": tables.get("vendors", {}).get("curated", 0)}
+        st.dumps[dump_id] = {"snapshot_at": manifest.snapshot_at, "days": written,
+                             "items": tables["items"].curated if "items" in tables else 0,
+                             "vendors": tables["vendors"].curated if "vendors" in tables else 0}
         days.update(written)
     where = f"store_id = {literal(store)}"
     if new or run.full:  # a full rebuild also clears rows of dumps whose manifests are gone
@@ -40,19 +41,19 @@ def add_manifests(run: Run, store: str, st: StoreState, dump_ids: Iterable[str])
     return days
 
 
-def _quality_rows(manifest: dict) -> list[dict]:
+def _quality_rows(manifest: Manifest) -> list[dict]:
     """The manifest's data_quality rows, dates and times as Arrow takes them."""
     return [{**r, "date": date.fromisoformat(r["date"]), "snapshot_at": parse_ts(r["snapshot_at"]),
              "ingested_at": parse_ts(r["ingested_at"])} for r in data_quality_rows(manifest)]
 
 
-def days_written(run: Run, store: str, dump_id: str, sales: dict | None) -> dict[str, int]:
+def days_written(run: Run, store: str, dump_id: str, sales: TableCounts | None) -> dict[str, int]:
     """The UTC days the dump added sale lines to, with how many: from its manifest, or (a manifest without
     them, from before they were recorded) counted in curated/sales."""
-    if not sales or not sales.get("written", sales.get("curated", 0)):
+    if sales is None or not (sales.written if sales.written is not None else sales.curated):
         return {}
-    if "days_written" in sales:
-        return {d: int(n) for d, n in sales["days_written"].items() if n}
+    if sales.days_written:  # a dump that wrote lines records their days (older manifests did not)
+        return {d: n for d, n in sales.days_written.items() if n}
     found = run.tables.read(f"SELECT CAST(date AS VARCHAR) AS day, count(*) AS n FROM s WHERE store_id = "
                             f"{literal(store)} AND dump_id = {literal(dump_id)} GROUP BY date",
                             s=layout.curated("sales"))
