@@ -66,7 +66,8 @@ SPEED_WEEKDAY = np.array([0.95, 1.0, 1.0, 1.05, 1.2, 1.4, 0.7])
 
 def generated_stores(args: argparse.Namespace) -> list[Path]:
     """The stores' SQLite files, generated once per parameters and generator version."""
-    digest = hashlib.sha256(Path(generator.__file__).read_bytes()).hexdigest()[:12]
+    sources = sorted(Path(generator.__file__).parent.glob("generator*.py"))  # generator.py and its generator_*.py
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     folder = args.out / "forecast" / (f"s{args.stores}-i{args.items}-d{args.days}-n{args.lines}-seed{args.seed}"
                                       f"-{digest}")
     paths = [folder / f"S{n:03d}.sqlite" for n in range(1, args.stores + 1)]

@@ -68,7 +68,9 @@ TARGET_RSS_MB = 300.0  # ours peak: the tree's simultaneous PSS and the largest 
 # --- the dumps -----------------------------------------------------------------------------------------------
 
 def _generator_sha() -> str:
-    return hashlib.sha256((ROOT / "shared/local/generator.py").read_bytes()).hexdigest()[:16]
+    # The generator is shared/local/generator.py and the generator_*.py modules it is split into.
+    sources = sorted((ROOT / "shared/local").glob("generator*.py"))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
 
 
 def dump_for(size: int, out: Path) -> tuple[Path, dict]:

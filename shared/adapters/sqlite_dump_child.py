@@ -19,7 +19,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from shared.adapters.sqlite_dump import write_frame
 
@@ -341,79 +342,141 @@ def stream_table(adbc_con, job: dict, limits: dict, out, bounds: FileBounds | No
     the rows already sent: an immutable file gives the same rows in the same order). With ``bounds``, more
     rows than the file can store stop the read (``unbounded_query``): :func:`check_bounded` has refused such a
     job already, but ADBC runs its own build of SQLite, and this check costs nothing."""
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
+    import pyarrow.ipc  # noqa: F401 - the reading libraries, before any frame is written
 
-    table = job["table"]
-    cols = job["want"]
-    numeric = set(job.get("numeric", ()))
-    max_cell = int(limits["max_cell_bytes"])
-    max_rows = int(limits["max_rows_per_table"])
-    rows = 0
-    error = None
-    typed = bool(numeric & {c for c, src in zip(cols, job["source_columns"], strict=True) if src})
+    read = _TableRead(table=job["table"], cols=job["want"], numeric=set(job.get("numeric", ())),
+                      max_cell=int(limits["max_cell_bytes"]), max_rows=int(limits["max_rows_per_table"]),
+                      bounds=bounds)
+    typed = bool(read.numeric & {c for c, src in zip(read.cols, job["source_columns"], strict=True) if src})
     first = True
-    max_stored = bounds.rows if bounds is not None else None
     while True:
-        sql = _stream_sql(job, typed=typed, offset=rows)
-        write_frame(out, {"table": table, "stream": True, **({} if first else {"more": True})})
+        sql = _stream_sql(job, typed=typed, offset=read.rows)
+        write_frame(out, {"table": read.table, "stream": True, **({} if first else {"more": True})})
         first = False
-        writer = schema = stmt = None
-        retry_as_text = False
-        try:
-            stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                if rows + batch.num_rows > max_rows:
-                    error = ("too_many_rows", f"table {table} has more than {max_rows} rows "
-                             "(INGEST_MAX_ROWS_PER_TABLE)")
-                    break
-                if max_stored is not None and rows + batch.num_rows > max_stored:
-                    error = ("unbounded_query", _too_many_rows(table, rows + batch.num_rows, bounds))
-                    break
-                arrays = []
-                for name, arr in zip(cols, batch.columns, strict=True):
-                    if typed and name in numeric and not pa.types.is_null(arr.type):
-                        if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-                            # Numbers mixed with text in the first batch: ADBC formats the numbers its own
-                            # way (1.000000e+00), not SQLite's. Read the table as text from here.
-                            raise _TypeMismatch(f"{table}.{name} holds numbers and text")
-                        arrays.append(arr)  # a number, as SQLite stored it
-                        continue
-                    arr, error = _text_column(arr, table, name, max_cell)
-                    if error:
-                        break
-                    arrays.append(arr)
-                if error:
-                    break
-                out_batch = pa.RecordBatch.from_arrays(arrays, names=cols)
-                if writer is None:
-                    schema = out_batch.schema
-                    writer = ipc.new_stream(out, schema)
-                elif out_batch.schema != schema:
-                    out_batch = out_batch.cast(schema)
-                writer.write_batch(out_batch)
-                rows += batch.num_rows
-        except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
-            if typed and _is_type_mismatch(exc):
-                retry_as_text = True
-            else:
-                error = ("reader_failed", f"reading table {table} failed: {exc}")
-        finally:
-            if stmt is not None:
-                stmt.close()
-        if writer is None:  # no batch at all: an empty stream
-            writer = ipc.new_stream(out, pa.schema([(c, pa.string()) for c in cols]))
-        writer.close()
-        if retry_as_text and not error:
+        retry_as_text = _stream_pass(adbc_con, read, sql, typed=typed, limits=limits, out=out)
+        if retry_as_text and not read.error:
             typed = False
             continue
         break
-    if error:
-        write_frame(out, {"error": error[0], "detail": error[1]})
+    if read.error:
+        write_frame(out, {"error": read.error[0], "detail": read.error[1]})
         raise SystemExit(0)
-    write_frame(out, {"ok": True, "rows": rows})
+    write_frame(out, {"ok": True, "rows": read.rows})
+
+
+@dataclass
+class _TableRead:
+    """One table's read, over its one or two streams: the job's columns and limits, the rows sent so far, and
+    the error that ended it, as ``(code, detail)``."""
+
+    table: str
+    cols: list[str]
+    numeric: set[str]
+    max_cell: int
+    max_rows: int
+    bounds: FileBounds | None
+    rows: int = 0
+    error: tuple[str, str] | None = None
+    max_stored: int | None = field(init=False)  # the rows the file can store, with bounds
+
+    def __post_init__(self) -> None:
+        self.max_stored = self.bounds.rows if self.bounds is not None else None
+
+    def over_limits(self, batch_rows: int) -> bool:
+        """Whether ``batch_rows`` more rows pass a bound (then the error is set): the rows a table may have
+        (INGEST_MAX_ROWS_PER_TABLE), or those the file can store."""
+        rows = self.rows + batch_rows
+        if rows > self.max_rows:
+            self.error = ("too_many_rows", f"table {self.table} has more than {self.max_rows} rows "
+                          "(INGEST_MAX_ROWS_PER_TABLE)")
+            return True
+        if self.bounds is not None and self.max_stored is not None and rows > self.max_stored:
+            self.error = ("unbounded_query", _too_many_rows(self.table, rows, self.bounds))
+            return True
+        return False
+
+
+def _stream_pass(adbc_con, read: _TableRead, sql: str, *, typed: bool, limits: dict, out) -> bool:  # noqa: ANN001
+    """One stream of the read: the rows of ``sql`` as Arrow IPC (an empty stream when there are none), until
+    its end or an error (``read.error``). True when the typed read met a value of another kind: the rest is
+    to be read as text."""
+    writer = _StreamWriter(out, read.cols)
+    stmt = None
+    retry_as_text = False
+    try:
+        stmt, reader = adbc_query(adbc_con, sql, limits["batch_rows"])
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            if read.over_limits(batch.num_rows):
+                break
+            arrays = _checked_arrays(read, batch, typed=typed)
+            if arrays is None:
+                break
+            writer.write(arrays)
+            read.rows += batch.num_rows
+    except Exception as exc:  # SQLite errors during the read (corruption quick_check missed, limits)
+        if typed and _is_type_mismatch(exc):
+            retry_as_text = True
+        else:
+            read.error = ("reader_failed", f"reading table {read.table} failed: {exc}")
+    finally:
+        if stmt is not None:
+            stmt.close()
+    writer.close()
+    return retry_as_text
+
+
+def _checked_arrays(read: _TableRead, batch, *, typed: bool) -> list | None:  # noqa: ANN001
+    """The batch's columns as sent: a number of a typed read as SQLite stored it, anything else as checked text
+    (:func:`_text_column`). None when a value breaks a limit (``read.error`` set); raises
+    :class:`_TypeMismatch` when a numeric column of a typed read holds text."""
+    import pyarrow as pa
+
+    arrays = []
+    for name, arr in zip(read.cols, batch.columns, strict=True):
+        if typed and name in read.numeric and not pa.types.is_null(arr.type):
+            if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+                # Numbers mixed with text in the first batch: ADBC formats the numbers its own
+                # way (1.000000e+00), not SQLite's. Read the table as text from here.
+                raise _TypeMismatch(f"{read.table}.{name} holds numbers and text")
+            arrays.append(arr)  # a number, as SQLite stored it
+            continue
+        arr, read.error = _text_column(arr, read.table, name, read.max_cell)
+        if read.error:
+            return None
+        arrays.append(arr)
+    return arrays
+
+
+class _StreamWriter:
+    """An Arrow IPC stream opened on the first batch, whose schema the later batches are cast to; closed as an
+    empty stream of text columns when no batch came."""
+
+    def __init__(self, out, cols: list[str]) -> None:  # noqa: ANN001
+        self.out, self.cols = out, cols
+        self.writer: Any = None  # a pyarrow RecordBatchStreamWriter, from the first batch on
+        self.schema: Any = None  # the first batch's
+
+    def write(self, arrays: list) -> None:
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        out_batch = pa.RecordBatch.from_arrays(arrays, names=self.cols)
+        if self.writer is None:
+            self.schema = out_batch.schema
+            self.writer = ipc.new_stream(self.out, self.schema)
+        elif out_batch.schema != self.schema:
+            out_batch = out_batch.cast(self.schema)
+        self.writer.write_batch(out_batch)
+
+    def close(self) -> None:
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        if self.writer is None:  # no batch at all: an empty stream
+            self.writer = ipc.new_stream(self.out, pa.schema([(c, pa.string()) for c in self.cols]))
+        self.writer.close()
 
 
 def _preload() -> None:

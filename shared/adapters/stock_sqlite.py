@@ -56,6 +56,30 @@ def _now() -> str:
     return time_key(datetime.now(UTC))
 
 
+_LedgerRow = tuple[str, str, str, bytes, str]  # store_id, event_id, occurred_at, deltas (JSON), applied_at
+
+
+def _ledger_rows(stores: Sequence[str], events_by_store: Mapping[str, Sequence[SaleEvent]], cutoffs: dict[str, str],
+                 now: str, result: ApplyResult) -> tuple[list[_LedgerRow], list[SaleEvent]]:
+    """The ledger rows of the events after their store's baseline, keyed by the store they were handed in for
+    (the mapping's key, as the store's documents are), and the events they record; the events at or before the
+    baseline go to ``result.before_baseline``."""
+    dumps = orjson.dumps
+    rows: list[_LedgerRow] = []
+    after: list[SaleEvent] = []
+    for store_id in stores:
+        events = events_by_store[store_id]
+        cutoff = cutoffs.get(store_id)
+        if cutoff is not None:
+            kept = counts_after(cutoff, events)
+            if len(kept) < len(events):
+                result.before_baseline += [e.event_id for e in events if e.occurred_key <= cutoff]
+            events = kept
+        rows += [(store_id, e.event_id, e.occurred_key, dumps(e.deltas), now) for e in events]
+        after += events
+    return rows, after
+
+
 class SqliteStockStore:
     """The :class:`~shared.ports.stock.StockStore` on a local SQLite file."""
 
@@ -114,53 +138,15 @@ class SqliteStockStore:
 
     def _apply(self, stores: Sequence[str], events_by_store: Mapping[str, Sequence[SaleEvent]], now: str,
                result: ApplyResult) -> None:
-        con = self._con
         cutoffs = self._baseline_keys(stores)
         result.operations += 1  # the baseline read
-        # The ledger rows, keyed by the store they were handed in for (the mapping's key, as the store's
-        # documents are), and the events they record.
-        dumps = orjson.dumps
-        rows: list[tuple[str, str, str, bytes, str]] = []
-        after: list[SaleEvent] = []
-        for store_id in stores:
-            events = events_by_store[store_id]
-            cutoff = cutoffs.get(store_id)
-            if cutoff is not None:
-                kept = counts_after(cutoff, events)
-                if len(kept) < len(events):
-                    result.before_baseline += [e.event_id for e in events if e.occurred_key <= cutoff]
-                events = kept
-            rows += [(store_id, e.event_id, e.occurred_key, dumps(e.deltas), now) for e in events]
-            after += events
+        rows, after = _ledger_rows(stores, events_by_store, cutoffs, now, result)
         if not rows:
             return
-        # One INSERT OR IGNORE per chunk of rows, RETURNING the rows it inserted: an id already in the ledger is
-        # not returned, so the new events and the duplicates come out of the insert itself (no lookup, no undo).
-        inserted: set[tuple[str, str]] = set()
-        for i in range(0, len(rows), _LEDGER_ROWS):
-            chunk = rows[i:i + _LEDGER_ROWS]
-            inserted.update(con.execute(_ledger_insert_sql(len(chunk)), [v for r in chunk for v in r]).fetchall())
+        inserted = self._insert_ledger(rows)
         result.operations += len(rows)  # ledger inserts
         if len(inserted) != len(rows):  # some were recorded before (or, against the contract, repeated here)
-            fresh_rows, fresh, repeated = [], [], []
-            for r, e in zip(rows, after, strict=True):
-                if r[:2] in inserted:
-                    inserted.discard(r[:2])  # a key counts once, however often it is in this call
-                    fresh_rows.append(r)
-                    fresh.append(e)
-                else:
-                    repeated.append((r, e))
-            recorded = self._recorded([(r[0], r[1]) for r, _ in repeated], result)
-            for r, e in repeated:
-                was = recorded.get((r[0], r[1]))
-                # A resend is the same bytes (deltas in the same order): compared as recorded, no parsing.
-                same = was is not None and was[0] == r[2] and (
-                    was[1] == r[3] or event_content(was[0], orjson.loads(was[1])) == event_content(r[2], e.deltas))
-                if same:
-                    result.duplicates.append(e.event_id)
-                else:
-                    result.conflicting.append((r[0], e.event_id))
-            rows, after = fresh_rows, fresh
+            rows, after = self._set_repeats_aside(rows, after, inserted, result)
         sums: dict[tuple[str, str], int] = {}
         get = sums.get
         for row, e in zip(rows, after, strict=True):
@@ -168,9 +154,43 @@ class SqliteStockStore:
             for sku, delta in e.deltas:
                 key = (store_id, sku)
                 sums[key] = get(key, 0) + delta
-        con.executemany(_UPSERT, [(store_id, sku, d, d, now) for (store_id, sku), d in sums.items()])
+        self._con.executemany(_UPSERT, [(store_id, sku, d, d, now) for (store_id, sku), d in sums.items()])
         result.applied += [e.event_id for e in after]
         result.operations += len(sums)  # stock upserts
+
+    def _insert_ledger(self, rows: Sequence[_LedgerRow]) -> set[tuple[str, str]]:
+        """One INSERT OR IGNORE per chunk of rows, RETURNING the rows it inserted: an id already in the ledger is
+        not returned, so the new events and the duplicates come out of the insert itself (no lookup, no undo).
+        Returns the (store, event id) keys inserted."""
+        inserted: set[tuple[str, str]] = set()
+        for i in range(0, len(rows), _LEDGER_ROWS):
+            chunk = rows[i:i + _LEDGER_ROWS]
+            inserted.update(self._con.execute(_ledger_insert_sql(len(chunk)), [v for r in chunk for v in r]).fetchall())
+        return inserted
+
+    def _set_repeats_aside(self, rows: list[_LedgerRow], after: list[SaleEvent], inserted: set[tuple[str, str]],
+                           result: ApplyResult) -> tuple[list[_LedgerRow], list[SaleEvent]]:
+        """The rows (and their events) the ledger insert took; the others are recorded in ``result`` as duplicates
+        (the same event as recorded) or conflicting (the same id with another time or other lines)."""
+        fresh_rows, fresh, repeated = [], [], []
+        for r, e in zip(rows, after, strict=True):
+            if r[:2] in inserted:
+                inserted.discard(r[:2])  # a key counts once, however often it is in this call
+                fresh_rows.append(r)
+                fresh.append(e)
+            else:
+                repeated.append((r, e))
+        recorded = self._recorded([(r[0], r[1]) for r, _ in repeated], result)
+        for r, e in repeated:
+            was = recorded.get((r[0], r[1]))
+            # A resend is the same bytes (deltas in the same order): compared as recorded, no parsing.
+            same = was is not None and was[0] == r[2] and (
+                was[1] == r[3] or event_content(was[0], orjson.loads(was[1])) == event_content(r[2], e.deltas))
+            if same:
+                result.duplicates.append(e.event_id)
+            else:
+                result.conflicting.append((r[0], e.event_id))
+        return fresh_rows, fresh
 
     def _recorded(self, keys: Sequence[tuple[str, str]], result: ApplyResult) -> dict[tuple[str, str], tuple]:
         """``(occurred_at, deltas)`` as the ledger recorded them for these (store, event id) keys: per store, one

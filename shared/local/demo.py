@@ -30,6 +30,7 @@ against servers still running gives the same counts. A lake elsewhere (an Azure 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,8 +53,10 @@ from shared.core import layout
 from shared.local.cosmos_devserver import LOOPBACK_HOSTS, build_on_dev_server
 
 if TYPE_CHECKING:
+    from shared.bootstrap import Container
     from shared.local.generator import StoreTruth
     from shared.local.pos_traffic import TrafficItem
+    from shared.local.runner import Runner
 
 
 def _say(msg: str = "") -> None:
@@ -182,39 +186,91 @@ def _empty_emulator_lake(lake) -> int | None:  # noqa: ANN001 - a Lake
 
 def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fresh: bool = True,
              pos_events: int = 2000, port: int = 7071, cosmos_dev_server: str = "", end: date | None = None) -> int:
-    """The demo; ``end`` is the last day of the generated sales history (default: yesterday, UTC)."""
-    from inventory_agent import upload_dump
+    """The demo; ``end`` is the last day of the generated sales history (default: yesterday, UTC).
 
-    from shared.core.layout import raw_dump_path
-    from shared.local.runner import Runner
-    from shared.services.dashboard import gather_dashboard_data, write_dashboard
+    Its steps: a clean start, the stores generated and their dumps uploaded, the local runner ingesting them,
+    POS traffic through it, its timers, the dashboard, then the summary of what the functions left behind."""
+    for dependency in ("inventory_agent", "shared.local.runner", "shared.services.dashboard"):
+        importlib.import_module(dependency)  # a missing one fails the demo before anything is removed
 
     started = time.monotonic()
     end = end or yesterday_utc()
     since = datetime.now(UTC).isoformat()
+    c, cleaned = _demo_container(fresh, cosmos_dev_server)
+    _announce(c, stores, sales_lines, cosmos_dev_server, cleaned)
+
+    _say(f"1/6 generating store databases: {days} days of sales to {end}, counted at 23:00 UTC that night ...")
+    truths = generate_demo_stores(c.settings.home / "demo" / "stores", stores, sales_lines=sales_lines, days=days,
+                                  end=end)
+    uploads = _upload_dumps(c, truths, end)
+    runner = _start_runner(c, port)
+    posted, refused = _serve(c, runner, truths, pos_events)
+    dashboard, now, levels, sales = _write_dashboard(c, end)
+    if runner.stats.failed:
+        _say(f"some invocations failed: {runner.stats.failed}; see the log above")
+
+    # -- the summary, from what the functions left in the lake and in telemetry ------------------------
+    outcomes = _outcomes(c.lake, uploads)
+    metric, alerts = _telemetry_counts(_telemetry_since(c.settings.home / "telemetry" / "events.jsonl", since))
+    summary = _Summary(dashboard=dashboard, now=now, levels=levels, sales=sales, outcomes=outcomes, posted=posted,
+                       refused=refused, metric=metric, alerts=alerts)
+    _print_ingests(summary.outcomes)
+    _print_findings(c, runner, summary, truths[0].store_id, end)
+    _print_where(c, summary, truths[0].store_id, cosmos_dev_server, started)
+    _print_json(c, runner, summary, end)
+    ok = not runner.stats.failed and all(st == "ingested" for _, st, _ in summary.outcomes[:-1])
+    return 0 if ok else 1
+
+
+@dataclass
+class _Summary:
+    """What the demo found when it was over: the dashboard's figures, what became of each upload and each POS
+    event, and the alerts raised (from the lake and from telemetry)."""
+
+    dashboard: Path  # the file written
+    now: datetime  # when it was written
+    levels: dict[str, int]  # see stock_levels
+    sales: dict[str, dict[str, int | None]]  # see sales_last_7_days
+    outcomes: list[tuple[str, str, object]]  # see _outcomes
+    posted: int  # POS events POSTed
+    refused: int  # of them, refused at the door
+    metric: dict[str, float]  # events_* metrics summed, by name
+    alerts: dict[str, int]  # alerts raised, by kind
+
+
+def _demo_container(fresh: bool, cosmos_dev_server: str) -> tuple[Container, list[str]]:
+    """The container the functions will use, after a clean start unless not ``fresh``; what was cleaned, to say."""
     # The environment with one default of its own: no telemetry line per event on the console unless asked
     # for (the runner's one line per invocation is the progress). Adapters are built on first use: nothing
     # is opened yet.
     c = build_on_dev_server({"TELEMETRY_CONSOLE": "0", **dict(os.environ)}, cosmos_dev_server)
-    home = c.settings.home
-    demo_dir = home / "demo"
-    cleaned: list[str] = []
-    if fresh:
-        shutil.rmtree(demo_dir, ignore_errors=True)
-        if not (c.settings.get("LAKE") or c.settings.get("LAKE__blobServiceUri")):
-            shutil.rmtree(home / "lake", ignore_errors=True)
-        elif (n := _empty_emulator_lake(c.lake)) is None:
-            cleaned.append(f"the lake at {c.lake.describe()} is not on this machine: kept as it is")
-        elif n:
-            cleaned.append(f"emptied the lake on the emulator: {n:,} objects of an earlier run deleted")
-        for local_default in ("stock", "events", "runner"):  # the embedded stock store and queue, receipts
-            shutil.rmtree(home / local_default, ignore_errors=True)
-        if cosmos_dev_server:
-            from shared.local.cosmos_devserver import drop_stock_container
-
-            if drop_stock_container(cosmos_dev_server, c.settings):
-                cleaned.append("deleted the stock container of an earlier run on the Cosmos dev server")
+    cleaned = _start_clean(c, cosmos_dev_server) if fresh else []
     use_default_container(c)  # the container the functions use, so the runner and they share adapters
+    return c, cleaned
+
+
+def _start_clean(c: Container, cosmos_dev_server: str) -> list[str]:
+    """Remove what an earlier demo left (see the module's notes); what was cleaned or kept, to say."""
+    home = c.settings.home
+    cleaned: list[str] = []
+    shutil.rmtree(home / "demo", ignore_errors=True)
+    if not (c.settings.get("LAKE") or c.settings.get("LAKE__blobServiceUri")):
+        shutil.rmtree(home / "lake", ignore_errors=True)
+    elif (n := _empty_emulator_lake(c.lake)) is None:
+        cleaned.append(f"the lake at {c.lake.describe()} is not on this machine: kept as it is")
+    elif n:
+        cleaned.append(f"emptied the lake on the emulator: {n:,} objects of an earlier run deleted")
+    for local_default in ("stock", "events", "runner"):  # the embedded stock store and queue, receipts
+        shutil.rmtree(home / local_default, ignore_errors=True)
+    if cosmos_dev_server:
+        from shared.local.cosmos_devserver import drop_stock_container
+
+        if drop_stock_container(cosmos_dev_server, c.settings):
+            cleaned.append("deleted the stock container of an earlier run on the Cosmos dev server")
+    return cleaned
+
+
+def _announce(c: Container, stores: int, sales_lines: int, cosmos_dev_server: str, cleaned: list[str]) -> None:
     lake = c.lake
     stock_at = c.stock.describe() + (" (the npm Cosmos-API server: batches emulated, not atomic)"
                                      if cosmos_dev_server else "")
@@ -223,61 +279,90 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     for line in cleaned:
         _say(f"    ({line})")
 
-    _say(f"1/6 generating store databases: {days} days of sales to {end}, counted at 23:00 UTC that night ...")
-    truths = generate_demo_stores(demo_dir / "stores", stores, sales_lines=sales_lines, days=days, end=end)
+
+def _upload_dumps(c: Container, truths: list[StoreTruth], end: date) -> list[tuple[str, str]]:
+    """Step 2: each store's dump uploaded as its agent does, and one upload that is not a database; per upload,
+    (store, sha256 as received)."""
+    from inventory_agent import upload_dump
 
     _say("2/6 store agents upload their nightly dumps to raw/ (and one upload is not a database) ...")
     uploads = []
     for t in truths:  # taken at the nightly count, after the day's last sale
-        r = upload_dump(t.path, t.store_id, lake, scratch=c.scratch_dir, now=t.snapshot_at)
+        r = upload_dump(t.path, t.store_id, c.lake, scratch=c.scratch_dir, now=t.snapshot_at)
         uploads.append((t.store_id, r.sha256))
         _say(f"    {t.store_id}: {r.path} ({r.size / 1e6:.1f} MB{'' if r.uploaded else ', already there'})")
     bad = b"this is a spreadsheet export, not a SQLite database\n" * 10
-    lake.put_bytes(raw_dump_path(truths[0].store_id, end, "not-a-database.sqlite"), bad)
+    c.lake.put_bytes(layout.raw_dump_path(truths[0].store_id, end, "not-a-database.sqlite"), bad)
     uploads.append((truths[0].store_id, hashlib.sha256(bad).hexdigest()))
+    return uploads
+
+
+def _start_runner(c: Container, port: int) -> Runner:
+    """The local runner on ``c``, its log on the console (not serving yet)."""
+    from shared.local.runner import Runner
 
     logging.basicConfig(level=logging.WARNING, format="    %(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
     logging.getLogger("inventory.runner").setLevel(logging.INFO)
-    runner = Runner(c, port=_free_port(port), poll_s=0.2, schedules=False)  # timers: once each, in order
+    return Runner(c, port=_free_port(port), poll_s=0.2, schedules=False)  # timers: once each, in order
+
+
+def _serve(c: Container, runner: Runner, truths: list[StoreTruth], pos_events: int) -> tuple[int, int]:
+    """Steps 3 to 5, while the runner serves: the dumps ingested, POS traffic applied, the timers run. Returns
+    (events POSTed, refused at the door)."""
     _say(f"3/6 the local runner starts (inventory serve, HTTP on {runner.base_url}); its blob trigger "
          "ingests each dump and sets the store's stock baseline ...")
     serving = threading.Thread(target=runner.serve, name="demo-runner", daemon=True)
     serving.start()
     try:
         _wait("the dumps", lambda: not runner.unsettled_blobs())
-        _say(f"4/6 POS systems POST {pos_events:,} sale events to {runner.base_url}/api/sales; apply_sales gets "
-             "them from the queue in batches ...")
-        store_ids = [t.store_id for t in truths]
-        items = demo_traffic(stock_by_store(c.stock, store_ids), count=pos_events, start=datetime.now(UTC))
-        refused = 0
-        for i in range(0, len(items), 200):
-            reply = _post(f"{runner.base_url}/api/sales", b"\n".join(x.body for x in items[i:i + 200]),
-                          runner.keys.default)
-            refused += reply.get("rejected", 0)
-        group = c.settings.get("EVENTHUB_CONSUMER_GROUP")
-        _wait("the events", lambda: sum(c.queue.backlog(group).values()) == 0)
-        _say("5/6 the timers: compute_aggregates, then raise_alerts (run now through POST /admin/functions/…) ...")
-        for name in ("compute_aggregates", "raise_alerts"):
-            req = urllib.request.Request(f"{runner.base_url}/admin/functions/{name}", data=b"{}", method="POST",
-                                         headers={"x-functions-key": runner.keys.master})
-            with urllib.request.urlopen(req, timeout=600):
-                pass
+        traffic = _post_traffic(c, runner, [t.store_id for t in truths], pos_events)
+        _run_timers(runner)
     finally:
         runner.stop.set()
         serving.join()
+    return traffic
+
+
+def _post_traffic(c: Container, runner: Runner, store_ids: list[str], pos_events: int) -> tuple[int, int]:
+    """Step 4: the stores' POS traffic POSTed to the runner, until the queue is drained; (POSTed, refused)."""
+    _say(f"4/6 POS systems POST {pos_events:,} sale events to {runner.base_url}/api/sales; apply_sales gets "
+         "them from the queue in batches ...")
+    items = demo_traffic(stock_by_store(c.stock, store_ids), count=pos_events, start=datetime.now(UTC))
+    refused = 0
+    for i in range(0, len(items), 200):
+        reply = _post(f"{runner.base_url}/api/sales", b"\n".join(x.body for x in items[i:i + 200]),
+                      runner.keys.default)
+        refused += reply.get("rejected", 0)
+    group = c.settings.get("EVENTHUB_CONSUMER_GROUP")
+    _wait("the events", lambda: sum(c.queue.backlog(group).values()) == 0)
+    return len(items), refused
+
+
+def _run_timers(runner: Runner) -> None:
+    _say("5/6 the timers: compute_aggregates, then raise_alerts (run now through POST /admin/functions/…) ...")
+    for name in ("compute_aggregates", "raise_alerts"):
+        req = urllib.request.Request(f"{runner.base_url}/admin/functions/{name}", data=b"{}", method="POST",
+                                     headers={"x-functions-key": runner.keys.master})
+        with urllib.request.urlopen(req, timeout=600):
+            pass
+
+
+def _write_dashboard(c: Container, end: date,
+                     ) -> tuple[Path, datetime, dict[str, int], dict[str, dict[str, int | None]]]:
+    """Step 6: the dashboard written (its path, and when), and its figures read back for the summary: the stock
+    levels and the sales of the last 7 days."""
+    from shared.services.dashboard import gather_dashboard_data, write_dashboard
+
     _say("6/6 writing the dashboard ...")
     now = datetime.now(UTC)
-    dashboard = write_dashboard(home / "dashboard.html", lake=lake, stock=c.stock, now=now).resolve()
-    view = gather_dashboard_data(lake=lake, stock=c.stock, now=now)
-    levels = stock_levels(view, c.stock)
-    sales = sales_last_7_days(view, end)
-    if runner.stats.failed:
-        _say(f"some invocations failed: {runner.stats.failed}; see the log above")
+    dashboard = write_dashboard(c.settings.home / "dashboard.html", lake=c.lake, stock=c.stock, now=now).resolve()
+    view = gather_dashboard_data(lake=c.lake, stock=c.stock, now=now)
+    return dashboard, now, stock_levels(view, c.stock), sales_last_7_days(view, end)
 
-    # -- the summary, from what the functions left in the lake and in telemetry ------------------------
-    outcomes = _outcomes(lake, uploads)
-    records = _telemetry_since(home / "telemetry" / "events.jsonl", since)
+
+def _telemetry_counts(records: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
+    """(the events_* metrics summed, by name; the alerts raised, by kind) in telemetry ``records``."""
     metric = {name: sum(r["value"] for r in records if r["type"] == "metric" and r["name"] == name)
               for name in ("events_applied", "events_duplicate", "events_before_baseline", "events_deadlettered")}
     alerts: dict[str, int] = {}
@@ -285,6 +370,11 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
         if r["type"] == "metric" and r["name"] == "alerts_raised":
             kind = r["dimensions"].get("kind", "?")
             alerts[kind] = alerts.get(kind, 0) + int(r["value"])
+    return metric, alerts
+
+
+def _print_ingests(outcomes: list[tuple[str, str, object]]) -> None:
+    """Per upload, its tables' rows in and out and by rule, or why it was not ingested."""
     _say("")
     _say(f"{'store':<8} {'dump':<18} {'table':<9} {'input':>9} {'curated':>9} {'rejected':>9}  by rule")
     for store, status, detail in outcomes:
@@ -295,31 +385,41 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
             rules = ", ".join(f"{k}={v}" for k, v in t["by_rule"].items()) or "-"
             _say(f"{store:<8} {detail['dump_id'][:16]:<18} {name:<9} {t['input']:>9,} {t['curated']:>9,} "
                  f"{t['rejected']:>9,}  {rules}")
+
+
+def _print_findings(c: Container, runner: Runner, s: _Summary, first: str, end: date) -> None:
+    """What became of the POS events, a few of the first store's counts, the sales, stock levels and alerts."""
+    metric = s.metric
     _say("")
-    _say(f"POS events: {len(items):,} POSTed ({refused:,} refused at the door), {int(metric['events_applied']):,} "
+    _say(f"POS events: {s.posted:,} POSTed ({s.refused:,} refused at the door), {int(metric['events_applied']):,} "
          f"applied, {int(metric['events_duplicate']):,} duplicates ignored, "
          f"{int(metric['events_before_baseline']):,} already in a dump's count, "
          f"{int(metric['events_deadlettered']):,} dead-lettered")
-    first = truths[0].store_id
     for d in [d for d in c.stock.stock(first) if d.events_delta][:3]:
         _say(f"  {first} {d.sku:<8} counted {d.baseline_on_hand:>4} at the snapshot, {d.events_delta:+5} since "
              f"= {d.on_hand:>4} on hand")
-    _say(f"Sales, last 7 days (UTC, to {now.date()}, as the dashboard counts them; today's come with tonight's "
-         "dump): " + ", ".join(f"{s} {_n(v['units'])} units{_change(v['units'], v['previous'])}"
-                               for s, v in sales.items()))
+    _say(f"Sales, last 7 days (UTC, to {s.now.date()}, as the dashboard counts them; today's come with tonight's "
+         "dump): " + ", ".join(f"{st} {_n(v['units'])} units{_change(v['units'], v['previous'])}"
+                               for st, v in s.sales.items()))
     _say(f"Sales, the 7 days to {end} (the last day dumped): "
-         + ", ".join(f"{s} {v['units_to_last_day']:,} units{_change(v['units_to_last_day'], v['previous_to_last_day'])}"
-                     for s, v in sales.items()))
+         + ", ".join(f"{st} {v['units_to_last_day']:,} units"
+                     f"{_change(v['units_to_last_day'], v['previous_to_last_day'])}" for st, v in s.sales.items()))
+    levels = s.levels
     share = max(levels["counts"], 1)
     _say(f"Stock: {levels['low']:,} of {levels['counts']:,} counts low (at or below the reorder point, "
          f"{levels['low'] / share:.1%}), {levels['negative']:,} below zero ({levels['negative'] / share:.1%}).")
     runs = ", ".join(f"{name} {n}" for name, n in sorted(runner.stats.ok.items()))
-    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(alerts.items())) or "none"
-    _say(f"Alerts raised: {sum(alerts.values())} ({by_kind}). Function runs: {runs}.")
+    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(s.alerts.items())) or "none"
+    _say(f"Alerts raised: {sum(s.alerts.values())} ({by_kind}). Function runs: {runs}.")
+
+
+def _print_where(c: Container, s: _Summary, first: str, cosmos_dev_server: str, started: float) -> None:
+    """How long it took, and where to look next."""
+    home = c.settings.home
     _say("")
     _say(f"Done in {time.monotonic() - started:.1f} s. Look at:")
-    _say(f"  dashboard          {dashboard.as_uri()}")
-    _say(f"  lake               {lake.describe()}  (curated/ rejected/ manifests/ quarantine/ deadletter/ "
+    _say(f"  dashboard          {s.dashboard.as_uri()}")
+    _say(f"  lake               {c.lake.describe()}  (curated/ rejected/ manifests/ quarantine/ deadletter/ "
          "aggregates/)")
     if cosmos_dev_server:
         _say(f"  stock              {c.stock.describe()}  (in the dev server's memory until it stops)")
@@ -329,17 +429,19 @@ def run_demo(*, stores: int = 3, sales_lines: int = 20_000, days: int = 56, fres
     serve = "inventory serve" + (f" --cosmos-dev-server {cosmos_dev_server}" if cosmos_dev_server else "")
     _say(f"  run it yourself    {serve}    then, in another terminal,    inventory pos simulate --rate 50 "
          "--count 500")
-    json.dump({"lake": lake.describe(), "stock": c.stock.describe(), "dashboard": str(dashboard),
-               "events": {"posted": len(items),
-               "refused": refused, **{k: int(v) for k, v in metric.items()}}, "alerts": alerts,
-               "history_end": end.isoformat(), "sales_last_7_days": sales, "stock_levels": levels,
+
+
+def _print_json(c: Container, runner: Runner, s: _Summary, end: date) -> None:
+    """The summary as JSON on stdout (what tests and scripts read)."""
+    json.dump({"lake": c.lake.describe(), "stock": c.stock.describe(), "dashboard": str(s.dashboard),
+               "events": {"posted": s.posted,
+               "refused": s.refused, **{k: int(v) for k, v in s.metric.items()}}, "alerts": s.alerts,
+               "history_end": end.isoformat(), "sales_last_7_days": s.sales, "stock_levels": s.levels,
                "function_runs": runner.stats.ok, "function_failures": runner.stats.failed,
-               "dumps": [{"store_id": s, "status": st, **({"dump_id": d["dump_id"]} if st == "ingested" else
-                                                           {"reason": d})} for s, st, d in outcomes]},
+               "dumps": [{"store_id": st, "status": status, **({"dump_id": d["dump_id"]} if status == "ingested" else
+                                                               {"reason": d})} for st, status, d in s.outcomes]},
               sys.stdout, indent=2)
     sys.stdout.write("\n")
-    ok = not runner.stats.failed and all(st == "ingested" for _, st, _ in outcomes[:-1])
-    return 0 if ok else 1
 
 
 def _n(value: int | None) -> str:

@@ -33,10 +33,11 @@ import math
 import random
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
+from typing import ClassVar
 
 from shared.core.events import EVENT_TYPES, MAX_LINES, SaleEvent, parse_event
 from shared.core.ids import validate_store_id
@@ -244,43 +245,68 @@ class _Builder:
     def malformed(self, reason: str, till: _Till, moment: datetime) -> bytes:
         """A body that fails ``parse_event`` with ``reason`` and nothing before it: everything checked
         earlier (size, JSON, id, store, type, time) stays valid."""
-        rng = self.rng
         doc = self.event(till, moment)
         if reason == "bad_json":
-            body = _dumps(doc)
-            variant = rng.randrange(3)
-            if variant == 0:  # the connection dropped mid-message: any strict prefix lacks the final "}"
-                return body[: rng.randrange(1, len(body))]
-            if variant == 1:  # two events glued together by a buggy sender
-                return body + _dumps(self.event(till, moment))
-            return _dumps([doc])  # a batch sent as one event: JSON, but not an object
-        if reason == "missing_field":
-            field = rng.choice(("eventId", "storeId", "type", "occurredAt", "lines"))
-            if rng.random() < 0.5:
-                del doc[field]
-            else:
-                doc[field] = None
-        elif reason == "bad_store_id":
-            doc["storeId"] = rng.choice((f"{till.store} ", f"{till.store}/till{till.number}", "",
-                                         f"store #{till.store}"))
-        elif reason == "unknown_type":
-            doc["type"] = rng.choice(("void", "refund", "Sale", "SALE", "transfer", "layaway"))
-        elif reason == "bad_qty":
-            line = rng.choice(doc["lines"])
-            line["qty"] = 0 if rng.random() < 0.5 else rng.randint(0, 3) + 0.5  # e.g. weighed goods
-        elif reason == "too_many_lines":  # a delivery not split into events of at most MAX_LINES lines
-            doc = self.event(till, moment, "receipt")
-            doc["lines"] = self._lines("receipt", MAX_LINES + rng.randint(1, 40))
-        elif reason == "missing_sku":
-            line = rng.choice(doc["lines"])
-            variant = rng.randrange(3)
-            if variant == 0:
-                del line["sku"]
-            else:
-                line["sku"] = "" if variant == 1 else "   "
-        else:
+            return self._bad_json(doc, till, moment)
+        spoil = self._SPOILERS.get(reason)
+        if spoil is None:
             raise ValueError(f"no malformed body for reason {reason!r}")
-        return _dumps(doc)
+        return _dumps(spoil(self, doc, till, moment))
+
+    def _bad_json(self, doc: dict, till: _Till, moment: datetime) -> bytes:
+        rng = self.rng
+        body = _dumps(doc)
+        variant = rng.randrange(3)
+        if variant == 0:  # the connection dropped mid-message: any strict prefix lacks the final "}"
+            return body[: rng.randrange(1, len(body))]
+        if variant == 1:  # two events glued together by a buggy sender
+            return body + _dumps(self.event(till, moment))
+        return _dumps([doc])  # a batch sent as one event: JSON, but not an object
+
+    # The other reasons: the event document spoilt (in place, or replaced), to be sent as JSON.
+
+    def _missing_field(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        field = self.rng.choice(("eventId", "storeId", "type", "occurredAt", "lines"))
+        if self.rng.random() < 0.5:
+            del doc[field]
+        else:
+            doc[field] = None
+        return doc
+
+    def _bad_store_id(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        doc["storeId"] = self.rng.choice((f"{till.store} ", f"{till.store}/till{till.number}", "",
+                                          f"store #{till.store}"))
+        return doc
+
+    def _unknown_type(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        doc["type"] = self.rng.choice(("void", "refund", "Sale", "SALE", "transfer", "layaway"))
+        return doc
+
+    def _bad_qty(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        rng = self.rng
+        line = rng.choice(doc["lines"])
+        line["qty"] = 0 if rng.random() < 0.5 else rng.randint(0, 3) + 0.5  # e.g. weighed goods
+        return doc
+
+    def _too_many_lines(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        """A delivery not split into events of at most MAX_LINES lines (replaces ``doc``)."""
+        doc = self.event(till, moment, "receipt")
+        doc["lines"] = self._lines("receipt", MAX_LINES + self.rng.randint(1, 40))
+        return doc
+
+    def _missing_sku(self, doc: dict, till: _Till, moment: datetime) -> dict:
+        line = self.rng.choice(doc["lines"])
+        variant = self.rng.randrange(3)
+        if variant == 0:
+            del line["sku"]
+        else:
+            line["sku"] = "" if variant == 1 else "   "
+        return doc
+
+    _SPOILERS: ClassVar[dict[str, Callable[[_Builder, dict, _Till, datetime], dict]]] = {
+        "missing_field": _missing_field, "bad_store_id": _bad_store_id, "unknown_type": _unknown_type,
+        "bad_qty": _bad_qty, "too_many_lines": _too_many_lines, "missing_sku": _missing_sku,
+    }
 
 
 def expected_deltas(items: Iterable[TrafficItem], *, now: datetime | None = None) -> dict[tuple[str, str], int]:

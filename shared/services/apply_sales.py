@@ -84,30 +84,14 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
     caller retries the whole batch; nothing counts twice)."""
     now = now or datetime.now(UTC)
     counts = ApplyCounts(received=len(raw))
-    valid: list[SaleEvent] = []
-    raw_of: dict[int, RawEvent] = {}  # id(event) -> its delivery, to set a conflicting one aside whole
-    invalid: list[InvalidEvent] = []
-    for r in raw:
-        parsed = parse_event(r.body, source=r.source, now=now)
-        if isinstance(parsed, SaleEvent):
-            valid.append(parsed)
-            raw_of[id(parsed)] = r
-        else:
-            invalid.append(parsed)
+    valid, raw_of, invalid = _parse_batch(raw, now)
     counts.deadletter_path = write_deadletters(lake, invalid, now=now)
     counts.deadlettered = len(invalid)
     for bad in invalid:
         counts.reasons[bad.reason] = counts.reasons.get(bad.reason, 0) + 1
 
     first, repeats = dedupe(valid)
-    conflicting: list[tuple[SaleEvent, str]] = []
-    if repeats:  # compared by content only when an id repeats in the batch (a few percent of batches)
-        again = {(e.store_id, e.event_id) for e in repeats}
-        content = {k: event_content(e.occurred_key, e.deltas)
-                   for e in first if (k := (e.store_id, e.event_id)) in again}
-        conflicting = [(e, "the same eventId came earlier in this batch with another time or other lines")
-                       for e in repeats
-                       if event_content(e.occurred_key, e.deltas) != content[(e.store_id, e.event_id)]]
+    conflicting = _conflicting_repeats(first, repeats)
     counts.duplicate = len(repeats) - len(conflicting)
     by_store: dict[str, list[SaleEvent]] = {}
     for e in first:
@@ -123,14 +107,54 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
         conflicting += [(e, "this eventId was applied before with another time or other lines")
                         for e in first if (e.store_id, e.event_id) in keys]
     if conflicting:  # after the stock's commit: a redelivery finds them conflicting again, and rewrites this file
-        set_aside = [InvalidEvent("conflicting_duplicate", f"eventId {e.event_id}: {why}; the first version "
-                                  "counts", raw_of[id(e)].body, raw_of[id(e)].source, store_id=e.store_id)
-                     for e, why in conflicting]
-        path = write_deadletters(lake, set_aside, now=now)
-        counts.deadletter_path = counts.deadletter_path or path
-        counts.deadlettered += len(set_aside)
-        counts.reasons["conflicting_duplicate"] = len(set_aside)
+        _set_conflicting_aside(lake, conflicting, raw_of, counts, now)
+    _report(telemetry, counts, first, now)
+    return counts
 
+
+def _parse_batch(raw: Sequence[RawEvent], now: datetime,
+                 ) -> tuple[list[SaleEvent], dict[int, RawEvent], list[InvalidEvent]]:
+    """(valid events, id(event) -> its delivery (to set a conflicting one aside whole), invalid events)."""
+    valid: list[SaleEvent] = []
+    raw_of: dict[int, RawEvent] = {}
+    invalid: list[InvalidEvent] = []
+    for r in raw:
+        parsed = parse_event(r.body, source=r.source, now=now)
+        if isinstance(parsed, SaleEvent):
+            valid.append(parsed)
+            raw_of[id(parsed)] = r
+        else:
+            invalid.append(parsed)
+    return valid, raw_of, invalid
+
+
+def _conflicting_repeats(first: list[SaleEvent], repeats: list[SaleEvent]) -> list[tuple[SaleEvent, str]]:
+    """The repeats of an eventId in the batch whose time or lines differ from its first version's, with why.
+    Compared by content only when an id repeats in the batch (a few percent of batches)."""
+    if not repeats:
+        return []
+    again = {(e.store_id, e.event_id) for e in repeats}
+    content = {k: event_content(e.occurred_key, e.deltas)
+               for e in first if (k := (e.store_id, e.event_id)) in again}
+    return [(e, "the same eventId came earlier in this batch with another time or other lines")
+            for e in repeats
+            if event_content(e.occurred_key, e.deltas) != content[(e.store_id, e.event_id)]]
+
+
+def _set_conflicting_aside(lake: Lake, conflicting: list[tuple[SaleEvent, str]], raw_of: dict[int, RawEvent],
+                           counts: ApplyCounts, now: datetime) -> None:
+    """Dead-letter the conflicting events as ``conflicting_duplicate`` (the first version counts)."""
+    set_aside = [InvalidEvent("conflicting_duplicate", f"eventId {e.event_id}: {why}; the first version "
+                              "counts", raw_of[id(e)].body, raw_of[id(e)].source, store_id=e.store_id)
+                 for e, why in conflicting]
+    path = write_deadletters(lake, set_aside, now=now)
+    counts.deadletter_path = counts.deadletter_path or path
+    counts.deadlettered += len(set_aside)
+    counts.reasons["conflicting_duplicate"] = len(set_aside)
+
+
+def _report(telemetry: Telemetry, counts: ApplyCounts, first: list[SaleEvent], now: datetime) -> None:
+    """The batch's telemetry: what was dead-lettered, applied, ignored, and how far behind the tills it is."""
     if counts.deadlettered:
         telemetry.event("EventsDeadLettered", count=counts.deadlettered, reasons=dict(counts.reasons),
                         path=counts.deadletter_path)
@@ -145,7 +169,6 @@ def apply_sales(raw: Sequence[RawEvent], *, stock: StockStore, lake: Lake, telem
         telemetry.metric("events_duplicate", counts.duplicate)
     if counts.before_baseline:
         telemetry.metric("events_before_baseline", counts.before_baseline)
-    return counts
 
 
 def deadletter_failed_batch(lake: Lake, raw: Sequence[RawEvent], error: BaseException, *,

@@ -182,41 +182,87 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
     is "already ingested" and leaves no record of its own."""
     stores: set[str] = set()
     manifests = _cached_records(lake, cache.setdefault("manifests", {}), "manifests", ".json", stores,
-                                lambda store, m: {"store": store, "snapshotAt": m.get("snapshot_at"),
-                                                  "sources": _present(m.get("source_name")),
-                                                  "shas": _present(m.get("sha256"), m.get("received_sha256")),
-                                                  "dump": m.get("dump_id"), "ingestedAt": m.get("ingested_at"),
-                                                  "changed": _changed_lines(m)})
+                                _manifest_summary)
     quarantines = _cached_records(lake, cache.setdefault("quarantines", {}), "quarantine", "/reason.json", stores,
-                                  lambda store, r: {"store": store, "code": r.get("reason_code", "?"),
-                                                    "reason": r.get("reason", ""), "at": r.get("quarantined_at"),
-                                                    "sources": _present(r.get("source_name")),
-                                                    "shas": _present(r.get("received_sha256"))})
+                                  _quarantine_summary)
+    known = _Known()
+    latest = _latest_snapshots(manifests, known)
+    changed = _recent_changes(manifests, now)
+    recent_q = _recent_quarantines(quarantines, known, now)
+    unprocessed = _unprocessed_uploads(lake, cache, stores, known, now=now, ingest_grace=ingest_grace)
+    return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))),
+                       tuple(sorted(changed.get(s, [])))) for s in sorted(stores)]
 
+
+def _manifest_summary(store: str, m: dict) -> dict:
+    """What the alerts keep of a manifest (in the alert state)."""
+    return {"store": store, "snapshotAt": m.get("snapshot_at"), "sources": _present(m.get("source_name")),
+            "shas": _present(m.get("sha256"), m.get("received_sha256")), "dump": m.get("dump_id"),
+            "ingestedAt": m.get("ingested_at"), "changed": _changed_lines(m)}
+
+
+def _quarantine_summary(store: str, r: dict) -> dict:
+    """What the alerts keep of a quarantine record (in the alert state)."""
+    return {"store": store, "code": r.get("reason_code", "?"), "reason": r.get("reason", ""),
+            "at": r.get("quarantined_at"), "sources": _present(r.get("source_name")),
+            "shas": _present(r.get("received_sha256"))}
+
+
+@dataclass
+class _Known:
+    """Per store, what its manifests and quarantine records name: the uploads (``source_name``) they processed,
+    and the content hashes they record."""
+
+    processed: dict[str, set[str]] = field(default_factory=dict)
+    contents: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, record: dict) -> None:
+        self.processed.setdefault(record["store"], set()).update(record["sources"])
+        self.contents.setdefault(record["store"], set()).update(record["shas"])
+
+
+def _latest_snapshots(manifests: dict[str, dict], known: _Known) -> dict[str, datetime]:
+    """Per store, the latest snapshot ingested; the manifests added to ``known``."""
     latest: dict[str, datetime] = {}
-    processed: dict[str, set[str]] = {}
-    contents: dict[str, set[str]] = {}
     for m in manifests.values():
-        processed.setdefault(m["store"], set()).update(m["sources"])
-        contents.setdefault(m["store"], set()).update(m["shas"])
+        known.add(m)
         snap = _parse_time(m["snapshotAt"])
         if snap is not None and (m["store"] not in latest or snap > latest[m["store"]]):
             latest[m["store"]] = snap
+    return latest
+
+
+def _recent_changes(manifests: dict[str, dict], now: datetime,
+                    ) -> dict[str, list[tuple[str, tuple[tuple[str, int], ...]]]]:
+    """Per store, the dumps ingested within ``LOOKBACK`` that brought changes not reported before."""
     changed: dict[str, list[tuple[str, tuple[tuple[str, int], ...]]]] = {}
     for m in manifests.values():
         at = _parse_time(m.get("ingestedAt"))
         if m.get("changed") and at is not None and now - at <= LOOKBACK:
             changed.setdefault(m["store"], []).append((m["dump"], tuple(tuple(c) for c in m["changed"])))
+    return changed
+
+
+def _recent_quarantines(quarantines: dict[str, dict], known: _Known, now: datetime,
+                        ) -> dict[str, list[tuple[str, str, str]]]:
+    """Per store, the quarantines within ``LOOKBACK`` as (key, code, reason); the records added to ``known``."""
     recent_q: dict[str, list[tuple[str, str, str]]] = {}
     for path, q in quarantines.items():
-        processed.setdefault(q["store"], set()).update(q["sources"])
-        contents.setdefault(q["store"], set()).update(q["shas"])
+        known.add(q)
         at = _parse_time(q["at"])
         if at is not None and now - at <= LOOKBACK:
             key = path.rsplit("/", 2)[-2]
             recent_q.setdefault(q["store"], []).append((key, q["code"], q["reason"]))
+    return recent_q
+
+
+def _unprocessed_uploads(lake: Lake, cache: dict, stores: set[str], known: _Known, *, now: datetime,
+                         ingest_grace: timedelta) -> dict[str, list[tuple[str, datetime]]]:
+    """Per store, the uploads within ``LOOKBACK`` that were never processed (see :func:`store_dumps`), as (path,
+    landed). Adds the stores seen to ``stores``; keeps what was learnt of the raw blobs in ``cache["raw"]``."""
     unprocessed: dict[str, list[tuple[str, datetime]]] = {}
-    seen, kept = cache.get("raw", {}), {}
+    seen: dict[str, dict] = cache.get("raw", {})
+    kept: dict[str, dict] = {}
     for obj in lake.list(layout.RAW):
         try:
             store, _day, name = parse_raw_dump_path(obj.path)
@@ -224,14 +270,14 @@ def store_dumps(lake: Lake, cache: dict, *, now: datetime, ingest_grace: timedel
             continue  # quarantined under store=_invalid by the trigger
         stores.add(store)
         landed = obj.last_modified
-        if landed is None or now - landed > LOOKBACK or name in processed.get(store, set()):
+        if landed is None or now - landed > LOOKBACK or name in known.processed.get(store, set()):
             continue
-        if now - landed > ingest_grace and _content_processed(lake, obj, contents.get(store, set()), seen, kept):
+        if now - landed > ingest_grace and _content_processed(lake, obj, known.contents.get(store, set()), seen,
+                                                              kept):
             continue
         unprocessed.setdefault(store, []).append((obj.path, landed))
     cache["raw"] = kept
-    return [StoreDumps(s, latest.get(s), tuple(sorted(recent_q.get(s, []))), tuple(sorted(unprocessed.get(s, []))),
-                       tuple(sorted(changed.get(s, [])))) for s in sorted(stores)]
+    return unprocessed
 
 
 def _changed_lines(manifest: dict) -> list[list]:
