@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     mb = harness.mb
-    cmd = f"python bench/nightly.py --size {args.size} --new {args.new} --repeat {args.repeat}"
+    cmd = harness.command(__file__)
     print(f"### Nightly ingest: {args.size:,}-line history + {args.new:,} new lines\n")
     print(f"{harness.provenance(cmd)} Median of {args.repeat} interleaved pairs; CPU = user + system of the "
           "ingest's process tree, in the run of median wall.\n")
