@@ -17,7 +17,6 @@ opened once per run (:class:`~shared.services.lake_tables.Snapshots`) and read f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -43,7 +42,6 @@ from shared.core.ids import InvalidStoreId
 from shared.core.layout import parse_raw_dump_path
 from shared.core.manifest import TableCounts
 from shared.core.sql import literal, sql_list
-from shared.ports.dumps import DumpRejected
 from shared.ports.lake import Lake, LakeError, LakeObject
 from shared.ports.stock import StockStore
 from shared.ports.telemetry import Telemetry
@@ -129,13 +127,9 @@ def _metadata_sha(lake: Lake, obj: LakeObject) -> str | None:
 def _file_shas(local: Path) -> set[str]:
     """The sha256 of a file and, when it is gzip, of what it decompresses to: what the ingest records as a
     dump's ``received_sha256`` and ``sha256`` (the same functions as ``prepare_source``)."""
-    from shared.services.ingest.source import gunzip_sha256, is_gzip, sha256_file
+    from shared.services.dump_identity import content_shas
 
-    shas = {sha256_file(local)}
-    if is_gzip(local):
-        with contextlib.suppress(DumpRejected):  # too large, or damaged: the ingest quarantines it by the outer hash
-            shas.add(gunzip_sha256(local, MAX_HASHED_BYTES))
-    return shas
+    return content_shas(local, MAX_HASHED_BYTES)
 
 
 def _content_processed(lake: Lake, obj: LakeObject, known: set[str], seen: dict[str, dict],

@@ -1,62 +1,20 @@
-"""Step 1, the bytes: receive a dump file, hash it, decompress it, and know whether it is new.
-
-Public helpers for any caller that needs a dump's identity the way the ingest computes it (the alerts do):
-:func:`sha256_file`, :func:`is_gzip` and :func:`gunzip_sha256`.
-"""
+"""Step 1, the bytes: receive a dump file, hash it, decompress it, and know whether it is new (the hashing
+itself is :mod:`shared.services.dump_identity`, which the alerts use too)."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from shared.core.ids import dump_id_from_sha256, validate_store_id
 from shared.core.mapping import DEFAULT_MAPPING, Mapping, parse_mapping
 from shared.ports.dumps import DumpRejected, DumpSource
 from shared.ports.lake import Lake
+from shared.services.dump_identity import gunzip_sha256, is_gzip, sha256_file
 from shared.services.ingest.job import DumpJob
 from shared.services.ingest.result import DatabaseInUse
 from shared.services.scratch import scratch_folder, scratch_in_use, sweep_stale_scratch
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def is_gzip(path: Path) -> bool:
-    """Whether the file is gzip-compressed (its magic bytes, not its name)."""
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-def gunzip_sha256(source: Path, max_bytes: int, out: BinaryIO | None = None) -> str:
-    """The sha256 of what gzip file ``source`` decompresses to, streamed (into ``out`` too, when given).
-    Raises :class:`DumpRejected`: ``too_large`` past ``max_bytes`` (a gzip bomb costs at most that much), and
-    ``bad_gzip`` for a damaged or truncated stream (zlib's own error included: it is no OSError)."""
-    h = hashlib.sha256()
-    total = 0
-    try:
-        with gzip.open(source, "rb") as inp:
-            while chunk := inp.read(1 << 20):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DumpRejected("too_large", f"the dump decompresses to more than {max_bytes} bytes "
-                                       "(INGEST_MAX_DUMP_BYTES); a gzip bomb, or raise the limit")
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DumpRejected("bad_gzip", f"the gzip stream is damaged or truncated: {exc}") from None
-    return h.hexdigest()
 
 
 def check_not_in_use(source: Path) -> None:
