@@ -100,7 +100,12 @@ bench-layout: $(BIN)/.installed
 bench-events: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/events.py
 
-bench-forecast: $(BIN)/.installed
+# statsforecast (the forecast's peer) and its dependencies: bench only, never in the app or the tests' needs.
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench-forecast: $(BIN)/.bench-installed
 	$(BIN)/python bench/forecast.py
 
 bench-lake: $(BIN)/.installed node_modules/.installed

@@ -2,6 +2,9 @@
 
     python bench/forecast.py [--stores 5] [--items 300] [--days 182] [--lines 100000] [--seed 7]
                              [--speed-series 50000] [--speed-days 365] [--repeat 3] [--out bench/out]
+                             [--peer-repeat 5] [--peer-speed-series 10000] [--no-peers]
+                             [--northwind ../shared/datasets/northwind]
+                             [--northwind-weeks 8]
 
 The issue: "a forecast of daily demand for the next 14 days that respects weekday seasonality ..., with a
 measured error on a held-out final week of generated history (MAPE or WAPE, against a naive last-week
@@ -23,6 +26,15 @@ baseline — report both)".
 4. **Speed.** ``--speed-series`` series × ``--speed-days`` days of synthetic Poisson demand with a weekday
    profile, built directly in numpy (stores of 1,000 skus with Zipf-like levels): wall time of
    ``forecast_demand``, ``one_step_check`` and ``evaluate_holdout`` (median of ``--repeat``).
+5. **Peers** (issue 19, part 3; ``bench/forecast_peers.py``). statsforecast's AutoETS, CrostonOptimized, ADIDA,
+   IMAPA and TSB on the cells of section 1's band table: WAPE, bias and interval coverage by volume band,
+   and fit + predict time per 10,000 series (on ``--peer-speed-series`` synthetic series of section 4's kind,
+   ``n_jobs=1`` and ``-1``, numba's first-call compile apart, median of ``--peer-repeat`` interleaved rounds;
+   AutoETS, minutes a run, in the first round only). statsforecast is bench-only (``requirements-bench.txt``):
+   without it, or with ``--no-peers``, sections 5 and 6 say so and score ours against naive only.
+6. **Northwind.** The real orders in ``--northwind`` (read in place, never copied; skipped with a message when
+   absent), weekly per product; each of the last ``--northwind-weeks`` weeks forecast from the weeks before
+   it, the same metrics.
 
 A Markdown report goes to stdout, progress to stderr; exit status 0 unless something crashed. Not part of
 the test suite.
@@ -44,6 +56,8 @@ from harness import ROOT, say
 
 sys.path.insert(0, str(ROOT))
 
+import forecast_peers  # bench/forecast_peers.py, beside this file (statsforecast optional)
+
 from shared.core.forecast import (
     DEFAULT_CONFIG,
     ForecastConfig,
@@ -60,6 +74,9 @@ ALPHAS = (0.02, 0.05, 0.1, 0.2, 0.3)
 SHRINKS = (0.0, 5.0, 20.0, 50.0, 200.0, 1000.0)
 VALIDATION_WEEKS = 3
 SPEED_WEEKDAY = np.array([0.95, 1.0, 1.0, 1.05, 1.2, 1.4, 0.7])
+# Volume bands: mean units per day over the fitted history (sections 1, 5 and 6).
+BANDS = (("intermittent: < 0.5 / day", 0.0, 0.5), ("slow: 0.5 - 2 / day", 0.5, 2.0),
+         ("medium: 2 - 10 / day", 2.0, 10.0), ("fast: ≥ 10 / day", 10.0, np.inf))
 
 
 # --- data ----------------------------------------------------------------------------------------------------
@@ -177,8 +194,7 @@ def error_section(stores: list[tuple[str, np.ndarray, date]], repeat: int) -> li
     out += ["", "By volume (all stores; mean units per day over the fitted history):", "",
             "| band | series | units held out | WAPE model | WAPE naive | model ÷ naive |",
             "|---|---:|---:|---:|---:|---:|"]
-    for label, lo, hi in (("< 0.5 / day", 0, 0.5), ("0.5 - 2 / day", 0.5, 2), ("2 - 10 / day", 2, 10),
-                          ("≥ 10 / day", 10, np.inf)):
+    for label, lo, hi in BANDS:
         m = (per_day >= lo) & (per_day < hi)
         if not m.any() or actual[m].sum() == 0:
             continue
@@ -273,7 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-days", type=int, default=365)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    ap.add_argument("--peer-repeat", type=int, default=5, help="interleaved rounds of the peers' speed runs")
+    ap.add_argument("--peer-speed-series", type=int, default=10_000, help="synthetic series for the peers' "
+                    "speed (0: none)")
+    ap.add_argument("--no-peers", action="store_true", help="skip statsforecast even if it is installed")
+    ap.add_argument("--northwind", type=Path, default=ROOT.parent / "shared" / "datasets" / "northwind")
+    ap.add_argument("--northwind-weeks", type=int, default=8, help="held-out weeks (rolling origin)")
     args = ap.parse_args(argv)
+    if args.no_peers:
+        forecast_peers.PEERS_MISSING = "Peer comparison skipped (--no-peers): ours vs seasonal naive only."
+    elif forecast_peers.PEERS_MISSING:
+        say(forecast_peers.PEERS_MISSING)
 
     paths = generated_stores(args)
     stores, skus0 = [], None
@@ -293,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     report += ["", *grid_section(stores)]
     report += ["", *reorder_section(paths[0], skus0, stores[0][1], stores[0][2])]
     report += ["", *speed_section(args.speed_series, args.speed_days, args.repeat, args.seed)]
+    say("peers on the generated stores")
+    speed = synthetic(args.peer_speed_series, args.days - 7, args.seed) if args.peer_speed_series else None
+    report += ["", *forecast_peers.generated_section(np.vstack([h for _, h, _ in stores]), stores[0][2], BANDS,
+                                                     args.repeat, args.peer_repeat, speed)]
+    say("Northwind")
+    report += ["", *forecast_peers.northwind_section(args.northwind, BANDS, args.northwind_weeks, args.repeat)]
     print("\n".join(report))
     return 0
 
