@@ -302,9 +302,9 @@ def _totals_sql(source: str, category: bool) -> str:
 def ours_totals(lake_root: Path, name: str) -> dict:
     """Per-store totals of our Delta output, read as every reader does (DeltaTables.query: delta-rs's engine)."""
     from shared.adapters.lake_folder import FolderLake
-    from shared.services.lake_tables import Snapshots
+    from shared.services.engines import open_snapshots
 
-    found = Snapshots(FolderLake(lake_root)).read(_totals_sql("t", name.endswith("category")),
+    found = open_snapshots(FolderLake(lake_root)).read(_totals_sql("t", name.endswith("category")),
                                                   t=f"aggregates/{name}")
     return {r[0]: r[1:] for r in zip(*(c.to_pylist() for c in found.columns), strict=True)}
 

@@ -12,7 +12,7 @@ Insights turn them into pages. The app never pages anyone itself.
 
 The item master, the forecast and the sales check are read from Delta tables (``curated/items``,
 ``curated/vendors``, ``aggregates/forecast``, ``aggregates/sales_check``) with delta-rs's engine, each table
-opened once per run (:class:`~shared.services.lake_tables.Snapshots`) and read for the store at hand only.
+opened once per run (:func:`~shared.services.engines.open_snapshots`) and read for the store at hand only.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ from shared.core.manifest import TableCounts
 from shared.core.sql import literal, sql_list
 from shared.ports.lake import Lake, LakeError, LakeObject
 from shared.ports.stock import StockStore
+from shared.ports.tables import Tables
 from shared.ports.telemetry import Telemetry
-from shared.services.lake_tables import Snapshots
+from shared.services.engines import open_snapshots
+from shared.services.lake_tables import dump_rows
 
 STATE_PATH = "alerts/state.json"
 LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
@@ -282,14 +284,13 @@ def _changed_lines(manifest: dict) -> list[list]:
     return [[name, t.changed_written] for name, t in sorted(tables.items()) if t.changed_written]
 
 
-def _baseline_rows(tables: Snapshots, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:
+def _baseline_rows(tables: Tables, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:
     """The rows of ``curated/<table>`` that the store's baseline dump committed (none: an empty list)."""
-    found = tables.read(f"SELECT {columns} FROM t WHERE store_id = {literal(store_id)} "
-                        f"AND dump_id = {literal(dump_id)}", t=layout.curated(table))
+    found = dump_rows(tables, layout.curated(table), store_id, dump_id, [c.strip() for c in columns.split(",")])
     return found.to_pylist() if found is not None else []
 
 
-def _mean_demand(tables: Snapshots, store_id: str) -> dict[str, float]:
+def _mean_demand(tables: Tables, store_id: str) -> dict[str, float]:
     """sku -> the forecast's mean daily units over its horizon (empty before the first aggregates run)."""
     found = tables.read(f"SELECT sku, avg(mean) AS mean FROM f WHERE store_id = {literal(store_id)} GROUP BY sku",
                         f=OUTPUTS["forecast"].path)
@@ -299,11 +300,11 @@ def _mean_demand(tables: Snapshots, store_id: str) -> dict[str, float]:
                                             strict=True) if m is not None}
 
 
-def item_stock(lake: Lake, stock: StockStore, store_id: str, tables: Snapshots | None = None) -> list[ItemStock]:
+def item_stock(lake: Lake, stock: StockStore, store_id: str, tables: Tables | None = None) -> list[ItemStock]:
     """Live on-hand per sku joined with the item master of the store's baseline dump (name, active, reorder
     point and quantity, vendor and lead time) and, when aggregates exist, the demand forecast. ``tables``: the
     run's snapshots of the Delta tables (a fresh one by default)."""
-    tables = tables or Snapshots(lake)
+    tables = tables or open_snapshots(lake)
     docs = stock.stock(store_id)
     base = stock.baseline(store_id)
     items: dict[str, dict] = {}
@@ -341,12 +342,12 @@ def item_stock(lake: Lake, stock: StockStore, store_id: str, tables: Snapshots |
     return rows
 
 
-def day_sales(lake: Lake, stores: Iterable[str], tables: Snapshots | None = None) -> list[DaySales]:
+def day_sales(lake: Lake, stores: Iterable[str], tables: Tables | None = None) -> list[DaySales]:
     """The last complete day's units against the forecast interval, as written by compute_aggregates."""
     wanted = sorted(stores)
     if not wanted:
         return []
-    found = (tables or Snapshots(lake)).read(
+    found = (tables or open_snapshots(lake)).read(
         f"SELECT store_id, sku, date, units, expected, lower, upper FROM c WHERE store_id IN {sql_list(wanted)} "
         f"ORDER BY store_id, sku", c=OUTPUTS["sales_check"].path)
     return [DaySales(r["store_id"], r["sku"], str(r["date"]), int(r["units"]), float(r["expected"]),
@@ -364,7 +365,7 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
     cache = state.setdefault("cache", {})
     dumps = store_dumps(lake, cache, now=now, ingest_grace=settings.ingest_grace)
     stock_stores = stock.stores()
-    tables = Snapshots(lake)  # each Delta table opened once for the whole run
+    tables = open_snapshots(lake)  # each Delta table opened once for the whole run
     candidates: list[Alert] = dump_alerts(dumps, now=now, stale_after=settings.stale_after,
                                           ingest_grace=settings.ingest_grace)
     for store_id in stock_stores:

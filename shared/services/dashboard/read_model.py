@@ -1,7 +1,7 @@
 """What the dashboard shows, as plain data, and the functions that read it from the lake and the stock store.
 
 Everything here is data and queries, no HTML: the ``render`` module turns a :class:`DashboardData` into the page.
-The Delta tables are read through the lake's own location (:class:`~shared.services.lake_tables.Snapshots`), so a
+The Delta tables are read through the lake's own location (:func:`~shared.services.engines.open_snapshots`), so a
 Blob lake works like the folder one; each table is opened once per page and read for one store at a time.
 """
 
@@ -19,8 +19,9 @@ from shared.core.manifest import Manifest
 from shared.core.sql import literal
 from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
+from shared.ports.tables import Tables
 from shared.services.aggregates import aggregated_stores
-from shared.services.lake_tables import Snapshots
+from shared.services.engines import open_snapshots
 from shared.services.raise_alerts import STATE_PATH as ALERTS_STATE_PATH
 from shared.services.raise_alerts import item_stock
 
@@ -186,13 +187,13 @@ def _parse_day(text: str | None) -> date | None:
 # --- reading the lake ---------------------------------------------------------------------------------
 
 
-def _read(lake: Lake, tables: Snapshots | None, output: str, sql: str) -> list[dict]:
+def _read(lake: Lake, tables: Tables | None, output: str, sql: str) -> list[dict]:
     """The rows of ``sql`` over the aggregate ``output`` (named ``t``); none before the first aggregates run."""
-    found = (tables or Snapshots(lake)).read(sql, t=layout.aggregate(output))
+    found = (tables or open_snapshots(lake)).read(sql, t=layout.aggregate(output))
     return found.to_pylist() if found is not None else []
 
 
-def read_sales(lake: Lake, store_id: str, tables: Snapshots | None = None) -> list[DayUnits]:
+def read_sales(lake: Lake, store_id: str, tables: Tables | None = None) -> list[DayUnits]:
     """Daily units (and revenue) of the last TREND_DAYS days with sales, from sales_daily_category."""
     rows = _read(lake, tables, "sales_daily_category",
                  f"SELECT date, sum(units) AS units, sum(revenue) AS revenue, count(revenue) AS priced FROM t "
@@ -201,7 +202,7 @@ def read_sales(lake: Lake, store_id: str, tables: Snapshots | None = None) -> li
             for r in reversed(rows)]
 
 
-def read_forecast(lake: Lake, store_id: str, tables: Snapshots | None = None) -> list[ForecastDay]:
+def read_forecast(lake: Lake, store_id: str, tables: Tables | None = None) -> list[ForecastDay]:
     """The first FORECAST_DAYS forecast days, summed over skus (5,000 skus × a 28-day horizon is 140k rows per
     store: summed in the query, not row by row in Python)."""
     rows = _read(lake, tables, "forecast",
@@ -250,7 +251,7 @@ def _quality_from_manifests(lake: Lake, store_id: str) -> tuple[list[QualityDay]
     return [q for q in quality if q.day in set(days)], "manifests" if quality else ""
 
 
-def read_quality(lake: Lake, store_id: str, tables: Snapshots | None = None) -> tuple[list[QualityDay], str]:
+def read_quality(lake: Lake, store_id: str, tables: Tables | None = None) -> tuple[list[QualityDay], str]:
     """The last QUALITY_DAYS days of the data_quality aggregate; before the first aggregate run, the same rows
     derived from the store's latest manifests (so on-call sees rejections right after an ingest)."""
     store = literal(store_id)
@@ -264,7 +265,7 @@ def read_quality(lake: Lake, store_id: str, tables: Snapshots | None = None) -> 
     return _quality_from_manifests(lake, store_id)
 
 
-def read_stock(lake: Lake, stock: StockStore, store_id: str, tables: Snapshots | None = None) -> list[StockItem]:
+def read_stock(lake: Lake, stock: StockStore, store_id: str, tables: Tables | None = None) -> list[StockItem]:
     """Every item of the store with its live count, joined with the item master and the forecast exactly as the
     alert service does (:func:`shared.services.raise_alerts.item_stock`), so the page and LowStock agree."""
     out = []
@@ -305,7 +306,7 @@ def gather_dashboard_data(*, lake: Lake, stock: StockStore, now: datetime | None
         data.problems.append(problem)
     data.aggregates_present = next(iter(lake.list(layout.AGGREGATES)), None) is not None
     aggregated = aggregated_stores(lake)  # every store of the last run, with sales or without
-    tables = Snapshots(lake)
+    tables = open_snapshots(lake)
     ids = set(stock.stores()) | aggregated
     ids |= {str(a["storeId"]) for a in data.alerts or [] if a.get("storeId")}
     skus: set[str] = set()
@@ -317,7 +318,7 @@ def gather_dashboard_data(*, lake: Lake, stock: StockStore, now: datetime | None
     return data
 
 
-def _read_store(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tables: Snapshots) -> None:
+def _read_store(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tables: Tables) -> None:
     """Fill ``s`` section by section; an input that cannot be read becomes a problem note of that section."""
     steps: list[tuple[str, Callable[[], None]]] = [
         ("stock", lambda: _fill_stock(s, lake, stock, skus, tables)),
@@ -332,7 +333,7 @@ def _read_store(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tab
             s.problems.append(f"could not read the {what} of store {s.store_id}: {type(e).__name__}: {e}")
 
 
-def _fill_stock(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tables: Snapshots) -> None:
+def _fill_stock(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tables: Tables) -> None:
     base = stock.baseline(s.store_id)
     s.last_snapshot_at = parse_time(base.snapshot_at) if base else None
     items = read_stock(lake, stock, s.store_id, tables)
@@ -342,7 +343,7 @@ def _fill_stock(s: StoreData, lake: Lake, stock: StockStore, skus: set[str], tab
     s.chart_items, s.low_items, s.low_stock = select_stock(items)
 
 
-def _fill_quality(s: StoreData, lake: Lake, tables: Snapshots) -> None:
+def _fill_quality(s: StoreData, lake: Lake, tables: Tables) -> None:
     s.quality, s.quality_source = read_quality(lake, s.store_id, tables)
 
 
