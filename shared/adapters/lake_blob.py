@@ -36,16 +36,14 @@ from typing import Any, NoReturn
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, ContainerClient, StorageStreamDownloader
 
 from shared.adapters.lake_blob_client import (
+    SDK_ERRORS,
     check_metadata,
     container_from_connection_string,
     container_from_service_uri,
@@ -166,7 +164,7 @@ class BlobLake:
             if overwrite:
                 self._fail(exc, path, "write")
             return False  # 409 BlobAlreadyExists (or 412): the object exists, left as it was
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, "write")
         return True
 
@@ -228,7 +226,7 @@ class BlobLake:
             if overwrite:
                 self._fail(exc, path, f"upload {source} to")
             return False  # another writer created it between our check and our commit
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, f"upload {source} to")
         return True
 
@@ -250,7 +248,7 @@ class BlobLake:
                 downloader.readinto(out)
         except BaseException as exc:
             target.unlink(missing_ok=True)  # never leave a partial file that looks complete
-            if isinstance(exc, HttpResponseError | ServiceRequestError | ServiceResponseError):
+            if isinstance(exc, SDK_ERRORS):
                 self._fail(exc, path, "read")
             raise
 
@@ -259,7 +257,7 @@ class BlobLake:
         downloader = self._download(path)
         try:
             return downloader.readall()
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, "read")
 
     def _download(self, path: str, **kwargs: object) -> StorageStreamDownloader:
@@ -272,7 +270,7 @@ class BlobLake:
             if container_missing(exc):
                 self._fail(exc, path, "read")
             raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()}") from None
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, "read")
         if is_folder(downloader.properties):
             raise FileNotFoundError(f"no object {path!r} in the lake at {self.describe()} (it is a folder)")
@@ -308,7 +306,7 @@ class BlobLake:
             if container_missing(exc):
                 self._fail(exc, path, "delete")
             return False  # deleted meanwhile by another holder
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, "delete")
         return True
 
@@ -321,7 +319,7 @@ class BlobLake:
             if container_missing(exc):
                 self._fail(exc, path, "read the properties of")
             return None
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, path, "read the properties of")
         if is_folder(props):
             return None
@@ -347,7 +345,7 @@ class BlobLake:
                     continue
                 yield LakeObject(props.name, props.size, dict(props.metadata or {}), etag=http_etag(props),
                                  last_modified=props.last_modified)
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             self._fail(exc, prefix, "list")
 
     @contextlib.contextmanager

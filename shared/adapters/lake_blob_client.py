@@ -30,6 +30,10 @@ from azure.storage.blob import BlobProperties, ContainerClient, ExponentialRetry
 from shared.ports.lake import LakeError
 from shared.settings import export_to_libraries
 
+SDK_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
+"""What a request of the storage SDK raises when it fails: the service answered with an error, or the request
+did not reach it (or its answer did not come back). :func:`fail` turns each into a :class:`LakeError`."""
+
 HTTP_POOL_SIZE = 32
 """Connections to the storage account kept open per lake. urllib3's default of 10 is below what runs at once
 in one worker: two ingests publishing 8 files each, the aggregates' uploads, ``local_copy``'s downloads.
@@ -128,14 +132,14 @@ def ensure_container(container: ContainerClient) -> None:
         container.create_container()
     except ResourceExistsError:
         return  # 409: already there, the normal case
-    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+    except SDK_ERRORS as exc:
         if not refused(exc):
             fail(exc, "create the container", describe(container))
         # An identity with data-plane rights only may be refused container creation; that is fine
         # as long as the container was provisioned (the infrastructure creates it).
         try:
             exists = container.exists()
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as again:
+        except SDK_ERRORS as again:
             fail(again, "open the container", describe(container))
         if not exists:
             raise LakeError(

@@ -22,12 +22,10 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
-from shared.adapters.lake_blob_client import container_missing, describe, fail
+from shared.adapters.lake_blob_client import SDK_ERRORS, container_missing, describe, fail
 from shared.adapters.lake_locks import wait_for_lock
 from shared.ports.lake import LakeError, check_lock_name
 
@@ -111,7 +109,7 @@ def hold_lock(container: ContainerClient, name: str, *, timeout_s: float, lease_
                   frees="a worker that died frees it when its lease lapses (15 to 60 s)")
     held.start()
     try:
-        with contextlib.suppress(HttpResponseError, ServiceRequestError, ServiceResponseError):
+        with contextlib.suppress(*SDK_ERRORS):
             # Who holds it, for the message of a worker that gives up waiting (informational only).
             holder_text = f"held by pid {os.getpid()} on {socket.gethostname()} with a {lease_s} s lease"
             blob.set_blob_metadata({"holder": holder_text}, lease=lease, retry_total=0)
@@ -120,7 +118,7 @@ def hold_lock(container: ContainerClient, name: str, *, timeout_s: float, lease_
         held.stop()
         try:
             lease.release()
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             # Harmless: the lease lapses by itself within lease_s.
             log.warning("could not release the lock %s (it frees itself within %d s): %s", path, lease_s,
                         (str(exc).splitlines() or [""])[0])
@@ -138,7 +136,7 @@ def _acquire(held: BlobLock, blob: BlobClient, lease: BlobLeaseClient, where: st
                 fail(exc, "lock", where)
             _create_lock_blob(blob, where)  # the first use of this lock: create it, try again
             continue
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        except SDK_ERRORS as exc:
             if isinstance(exc, HttpResponseError) and exc.status_code == 409:
                 return False  # LeaseAlreadyPresent: another holder
             fail(exc, "lock", where)
@@ -151,7 +149,7 @@ def _holder(blob: BlobClient) -> str:
     """Who holds the lock, as its holder wrote it in the lock blob's metadata (for the timeout message)."""
     try:
         props = blob.get_blob_properties()
-    except (HttpResponseError, ServiceRequestError, ServiceResponseError):
+    except SDK_ERRORS:
         return "holder unknown"
     return f"{(props.metadata or {}).get('holder', 'holder unknown')}; lease {props.lease.state}"
 
@@ -161,7 +159,7 @@ def _create_lock_blob(blob: BlobClient, where: str) -> None:
         blob.upload_blob(b"", length=0, match_condition=MatchConditions.IfMissing)
     except (ResourceExistsError, ResourceModifiedError):
         return  # created meanwhile by another worker
-    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+    except SDK_ERRORS as exc:
         if isinstance(exc, HttpResponseError) and exc.status_code in (409, 412):
             return  # exists (and leased) already
         fail(exc, "create the lock", where)
