@@ -58,6 +58,7 @@ resource stock 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@20
           { path: '/type/?' }
           { path: '/sku/?' }
           { path: '/occurredAt/?' }
+          { path: '/_ts/?' }
         ]
         excludedPaths: [ { path: '/*' } ]
       }

@@ -53,12 +53,14 @@ from shared.adapters.stock_cosmos_client import (
     open_container,
 )
 from shared.adapters.stock_cosmos_documents import (
+    ALL_STOCK,
     BASELINE_ID,
     INDEXING_POLICY,
     MAX_BATCH_BYTES,
     MAX_BATCH_OPERATIONS,
     PARTITION_KEY_PATH,
     STOCK_DOCS,
+    STOCK_SINCE,
     STORES,
     body,
     chunk_operations,
@@ -79,8 +81,12 @@ from shared.adapters.stock_cosmos_documents import (
 )
 from shared.core.events import SaleEvent, dedupe, event_content, time_key
 from shared.core.stock import Baseline
-from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
+from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
 
+# ``changes`` hands out a cursor this many seconds behind what it read: ``_ts`` is each partition's own clock
+# (seconds), and a write may land on one partition after the query read it with a time another partition had
+# already passed. Re-reading a minute of writes on every call costs little; missing one would cost an alert.
+CHANGES_OVERLAP_S = 60
 _MAX_ATTEMPTS = 25  # per chunk (apply) or per round (rebase): a bound, not an expected count
 
 
@@ -88,7 +94,7 @@ class CosmosStockStore:
     """The :class:`~shared.ports.stock.StockStore` on one Cosmos DB for NoSQL container."""
 
     def __init__(self, container: ContainerProxy, ledger_ttl_s: int, *, client: CosmosClient | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         if not (ledger_ttl_s == -1 or 0 < ledger_ttl_s <= 2_147_483_647):
             raise ValueError(f"ledger_ttl_s must be 1..2147483647 seconds (or -1: never expire), "
                              f"got {ledger_ttl_s}")
@@ -96,6 +102,7 @@ class CosmosStockStore:
         self.ledger_ttl_s = ledger_ttl_s
         self._client = client  # closed by close() when this store created it
         self._sleep = sleep
+        self._clock = clock
         # Stock documents this process knows exist (per store). A batch whose patch targets a missing document
         # fails whole (404) and is charged; creating unknown skus' documents before the batch avoids that
         # (measured in bench/events.py: failed batches were 45 % of the RU of a fresh store).
@@ -392,6 +399,25 @@ class CosmosStockStore:
         if not doc.get("dumpId"):
             return None  # created by an apply before any dump
         return BaselineInfo(doc["dumpId"], doc["snapshotAt"])
+
+    def changes(self, since: str | None) -> StockChanges:
+        """One cross-partition query on the documents' ``_ts`` (indexed): those written at or after the cursor
+        (every stock document when there is none). The next cursor is ``CHANGES_OVERLAP_S`` behind both the
+        latest ``_ts`` read and this machine's clock when the query started (whichever is earlier), never
+        behind ``since``, and stays at ``since`` when nothing was read: a write that lands after the query is
+        later than it on every partition's clock, give or take the overlap."""
+        started = int(self._clock())
+        after = int(since) if since is not None and since.isdigit() else None
+        if after is None:
+            rows = query(self._container, ALL_STOCK, {}, None)
+        else:
+            rows = query(self._container, STOCK_SINCE, {"@since": after}, None)
+        cursor = after or 0  # nothing read: nothing to move past
+        if rows:
+            latest = max(int(r.get("_ts") or 0) for r in rows)
+            cursor = max(cursor, min(started, latest) - CHANGES_OVERLAP_S)
+        docs = sorted((stock_doc(r["storeId"], r) for r in rows), key=lambda d: (d.store_id, d.sku))
+        return StockChanges(docs, str(cursor), full=after is None)
 
     def stores(self) -> list[str]:
         """Every store with a baseline document — which every apply and rebase creates before writing

@@ -20,7 +20,7 @@ import orjson
 
 from shared.core.events import SaleEvent, counts_after, event_content, time_key
 from shared.core.stock import Baseline
-from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockDoc
+from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline (
@@ -32,14 +32,20 @@ CREATE TABLE IF NOT EXISTS ledger (
     store_id TEXT NOT NULL, event_id TEXT NOT NULL, occurred_at TEXT NOT NULL, deltas BLOB NOT NULL,
     applied_at TEXT NOT NULL, PRIMARY KEY (store_id, event_id)) WITHOUT ROWID;
 """
+# ``stock.seq`` (added by _add_change_seq, also to files made before it existed) numbers the transaction that last
+# wrote the row: ``changes`` reads the rows after a number through its index.
+_CHANGE_SEQ = "ALTER TABLE stock ADD COLUMN seq INTEGER NOT NULL DEFAULT 0"
+_CHANGE_SEQ_INDEX = "CREATE INDEX IF NOT EXISTS stock_seq ON stock (seq)"
 # No index on the ledger's time: a rebase scans one store's ledger (its key prefix), which holds only the
 # events since the last dump; a second B-tree would cost every insert more than it saves once a day.
 
 _UPSERT = """
-INSERT INTO stock (store_id, sku, on_hand, baseline_on_hand, events_delta, updated_at) VALUES (?, ?, ?, 0, ?, ?)
+INSERT INTO stock (store_id, sku, on_hand, baseline_on_hand, events_delta, updated_at, seq)
+VALUES (?, ?, ?, 0, ?, ?, ?)
 ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = on_hand + excluded.events_delta,
-    events_delta = events_delta + excluded.events_delta, updated_at = excluded.updated_at
+    events_delta = events_delta + excluded.events_delta, updated_at = excluded.updated_at, seq = excluded.seq
 """
+_NEXT_SEQ = "SELECT coalesce(max(seq), 0) + 1 FROM stock"
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 _LEDGER_ROWS = 100  # ledger rows per INSERT statement (500 parameters)
 _IN_CHUNK = 500  # bound on "IN (?, ...)" parameters per statement
@@ -98,7 +104,19 @@ class SqliteStockStore:
         # at most that much WAL on the next open.
         self._con.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         self._con.executescript(SCHEMA)
+        self._add_change_seq()
         self._lock = threading.Lock()  # one connection, shared by threads: one transaction at a time
+
+    def _add_change_seq(self) -> None:
+        """Give ``stock`` its ``seq`` column and index (a file made before ``changes`` existed gets them too)."""
+        columns = {r[1] for r in self._con.execute("PRAGMA table_info(stock)")}
+        if "seq" not in columns:
+            try:
+                self._con.execute(_CHANGE_SEQ)
+            except sqlite3.OperationalError as exc:  # another process added it between our check and now
+                if "duplicate column" not in str(exc):
+                    raise
+        self._con.execute(_CHANGE_SEQ_INDEX)
 
     def describe(self) -> str:
         return f"embedded stock store at {self.path}"
@@ -154,7 +172,8 @@ class SqliteStockStore:
             for sku, delta in e.deltas:
                 key = (store_id, sku)
                 sums[key] = get(key, 0) + delta
-        self._con.executemany(_UPSERT, [(store_id, sku, d, d, now) for (store_id, sku), d in sums.items()])
+        seq = self._con.execute(_NEXT_SEQ).fetchone()[0]
+        self._con.executemany(_UPSERT, [(store_id, sku, d, d, now, seq) for (store_id, sku), d in sums.items()])
         result.applied += [e.event_id for e in after]
         result.operations += len(sums)  # stock upserts
 
@@ -236,10 +255,12 @@ class SqliteStockStore:
             existing = [r[0] for r in con.execute("SELECT sku FROM stock WHERE store_id = ?", (store_id,))]
             skus = set(baseline.on_hand) | set(events_after) | set(existing)
             now = _now()
+            seq = con.execute(_NEXT_SEQ).fetchone()[0]
             rows = [(store_id, k, baseline.on_hand.get(k, 0) + events_after.get(k, 0), baseline.on_hand.get(k, 0),
-                     events_after.get(k, 0), now) for k in sorted(skus)]
+                     events_after.get(k, 0), now, seq) for k in sorted(skus)]
             con.execute("DELETE FROM stock WHERE store_id = ?", (store_id,))
-            con.executemany("INSERT INTO stock VALUES (?, ?, ?, ?, ?, ?)", rows)
+            con.executemany("INSERT INTO stock (store_id, sku, on_hand, baseline_on_hand, events_delta, updated_at, "
+                            "seq) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             # Events at or before the new snapshot can never count again: the ledger forgets them.
             con.execute("DELETE FROM ledger WHERE store_id = ? AND occurred_at <= ?", (store_id, cutoff))
             con.execute("INSERT INTO baseline VALUES (?, ?, ?, ?) ON CONFLICT (store_id) DO UPDATE SET "
@@ -266,6 +287,21 @@ class SqliteStockStore:
             rows = self._con.execute(sql, params).fetchall()
         return [StockDoc(store_id, k, on_hand, b, d, base.dump_id if base else None,
                          base.snapshot_at if base else None, upd) for k, on_hand, b, d, upd in rows]
+
+    def changes(self, since: str | None) -> StockChanges:
+        """The rows written by transactions after the one numbered ``since`` (every row when None or not a
+        number); the cursor is the highest transaction number read. Writers are serial (``BEGIN IMMEDIATE``) and
+        one statement reads one snapshot, so no row committed later can carry a number up to the cursor."""
+        after = int(since) if since is not None and since.isdigit() else None
+        sql = ("SELECT s.store_id, s.sku, s.on_hand, s.baseline_on_hand, s.events_delta, s.updated_at, s.seq, "
+               "b.dump_id, b.snapshot_at FROM stock s LEFT JOIN baseline b ON b.store_id = s.store_id"
+               + (" WHERE s.seq > ?" if after is not None else "") + " ORDER BY s.store_id, s.sku")
+        with self._lock:
+            rows = self._con.execute(sql, (after,) if after is not None else ()).fetchall()
+        docs = [StockDoc(store_id, k, on_hand, b, d, dump_id, snapshot, upd)
+                for store_id, k, on_hand, b, d, upd, _seq, dump_id, snapshot in rows]
+        top = max((r[6] for r in rows), default=0)
+        return StockChanges(docs, str(max(top, after or 0)), full=after is None)
 
     def stores(self) -> list[str]:
         with self._lock:
