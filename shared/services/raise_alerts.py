@@ -13,6 +13,8 @@ Insights turn them into pages. The app never pages anyone itself.
 The item master, the forecast and the sales check are read from Delta tables (``curated/items``,
 ``curated/vendors``, ``aggregates/forecast``, ``aggregates/sales_check``) with delta-rs's engine, each table
 opened once per run (:func:`~shared.services.engines.open_snapshots`) and read for the store at hand only.
+The stock alerts are kept from run to run, so a run reads from the stock store only the documents written
+since the last one (:mod:`shared.services.stock_alerts`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,28 +32,25 @@ from shared.core.alerts import (
     SEVERITY_NAMES,
     Alert,
     DaySales,
-    ItemStock,
     StoreDumps,
     deduplicate,
     dump_alerts,
-    stock_alerts,
     unusual_sales_alerts,
 )
 from shared.core.events import time_key
 from shared.core.ids import InvalidStoreId
 from shared.core.layout import parse_raw_dump_path
 from shared.core.manifest import TableCounts
-from shared.core.sql import literal, sql_list
+from shared.core.sql import sql_list
 from shared.ports.lake import Lake, LakeError, LakeObject
 from shared.ports.stock import StockStore
 from shared.ports.tables import Tables
 from shared.ports.telemetry import Telemetry
 from shared.services.engines import open_snapshots
-from shared.services.lake_tables import dump_rows
+from shared.services.stock_alerts import stock_alerts_now
 
 STATE_PATH = "alerts/state.json"
 LOOKBACK = timedelta(days=7)  # quarantines and unprocessed uploads older than this are history, not alerts
-DEFAULT_LEAD_TIME_DAYS = 7
 # Hashing a raw blob's content stops past this many decompressed bytes (INGEST_MAX_DUMP_BYTES's default): the
 # ingest quarantines a larger dump under the hash of the bytes as received, which is always computed.
 MAX_HASHED_BYTES = 8 << 30
@@ -76,6 +75,8 @@ class AlertRun:
     raised: list[Alert] = field(default_factory=list)
     true_now: int = 0  # alerts whose condition holds (raised or kept quiet by the cool-down)
     by_kind: dict[str, int] = field(default_factory=dict)  # true now, per kind
+    stock_docs_read: int = 0  # stock documents read from the stock store (what changed, and whole stores)
+    stores_read_whole: int = 0  # stores whose every document was read (baseline or forecast moved, no state)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -284,64 +285,6 @@ def _changed_lines(manifest: dict) -> list[list]:
     return [[name, t.changed_written] for name, t in sorted(tables.items()) if t.changed_written]
 
 
-def _baseline_rows(tables: Tables, table: str, store_id: str, dump_id: str, columns: str) -> list[dict]:
-    """The rows of ``curated/<table>`` that the store's baseline dump committed (none: an empty list)."""
-    found = dump_rows(tables, layout.curated(table), store_id, dump_id, [c.strip() for c in columns.split(",")])
-    return found.to_pylist() if found is not None else []
-
-
-def _mean_demand(tables: Tables, store_id: str) -> dict[str, float]:
-    """sku -> the forecast's mean daily units over its horizon (empty before the first aggregates run)."""
-    found = tables.read(f"SELECT sku, avg(mean) AS mean FROM f WHERE store_id = {literal(store_id)} GROUP BY sku",
-                        f=OUTPUTS["forecast"].path)
-    if found is None:
-        return {}
-    return {sku: float(m) for sku, m in zip(found.column("sku").to_pylist(), found.column("mean").to_pylist(),
-                                            strict=True) if m is not None}
-
-
-def item_stock(lake: Lake, stock: StockStore, store_id: str, tables: Tables | None = None) -> list[ItemStock]:
-    """Live on-hand per sku joined with the item master of the store's baseline dump (name, active, reorder
-    point and quantity, vendor and lead time) and, when aggregates exist, the demand forecast. ``tables``: the
-    run's snapshots of the Delta tables (a fresh one by default)."""
-    tables = tables or open_snapshots(lake)
-    docs = stock.stock(store_id)
-    base = stock.baseline(store_id)
-    items: dict[str, dict] = {}
-    lead: dict[str, int] = {}
-    if base is not None:
-        items = {r["sku"]: r for r in _baseline_rows(tables, "items", store_id, base.dump_id,
-                                                     "sku, name, active, reorder_point, reorder_qty, vendor_id")}
-        lead = {r["vendor_id"]: int(r["lead_time_days"])
-                for r in _baseline_rows(tables, "vendors", store_id, base.dump_id, "vendor_id, lead_time_days")
-                if r["lead_time_days"] is not None}
-    demand = _mean_demand(tables, store_id)
-
-    import numpy as np
-
-    from shared.core.forecast import cover_and_reorder
-
-    rows = []
-    for d in docs:
-        it = items.get(d.sku)
-        if it is None:  # sold or received but not in the item master: no reorder point to compare with
-            rows.append(ItemStock(store_id, d.sku, "", True, d.on_hand, 0))
-            continue
-        rows.append(ItemStock(store_id, d.sku, it["name"] or "", it["active"] is not False, d.on_hand,
-                              int(it["reorder_point"] or 0), int(it["reorder_qty"] or 0), it["vendor_id"] or "",
-                              lead.get(it["vendor_id"], DEFAULT_LEAD_TIME_DAYS), demand.get(d.sku)))
-    forecasted = [i for i, r in enumerate(rows) if r.mean_daily_demand is not None]
-    if forecasted:  # demand over lead time + safety days, less what is on hand, in whole cases (vectorised)
-        pick = [rows[i] for i in forecasted]
-        _cover, orders = cover_and_reorder(np.array([r.on_hand for r in pick]),
-                                           np.array([r.mean_daily_demand for r in pick]),
-                                           np.array([r.lead_time_days for r in pick]),
-                                           np.array([r.reorder_qty for r in pick]))
-        for i, order in zip(forecasted, orders.tolist(), strict=True):
-            rows[i] = replace(rows[i], suggested_order=int(order))
-    return rows
-
-
 def day_sales(lake: Lake, stores: Iterable[str], tables: Tables | None = None) -> list[DaySales]:
     """The last complete day's units against the forecast interval, as written by compute_aggregates."""
     wanted = sorted(stores)
@@ -368,12 +311,14 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
     tables = open_snapshots(lake)  # each Delta table opened once for the whole run
     candidates: list[Alert] = dump_alerts(dumps, now=now, stale_after=settings.stale_after,
                                           ingest_grace=settings.ingest_grace)
-    for store_id in stock_stores:
-        candidates += stock_alerts(item_stock(lake, stock, store_id, tables))
+    stock_now = stock_alerts_now(lake, stock, tables, stock_stores, state.get("stock"))
+    state["stock"] = stock_now.state
+    candidates += stock_now.alerts
     candidates += unusual_sales_alerts(day_sales(lake, {d.store_id for d in dumps} | set(stock_stores), tables))
 
     raised, state["alerts"] = deduplicate(candidates, state.get("alerts", {}), now=now, cooldown=settings.cooldown)
-    run = AlertRun(raised=raised, true_now=len(candidates))
+    run = AlertRun(raised=raised, true_now=len(candidates), stock_docs_read=stock_now.docs_read,
+                   stores_read_whole=stock_now.stores_read)
     for a in candidates:
         run.by_kind[a.kind] = run.by_kind.get(a.kind, 0) + 1
     for a in raised:
@@ -382,6 +327,7 @@ def raise_alerts(*, lake: Lake, stock: StockStore, telemetry: Telemetry, setting
         telemetry.metric("alerts_raised", 1, kind=a.kind, severity=SEVERITY_NAMES[a.severity], storeId=a.store_id)
     for kind, n in run.by_kind.items():
         telemetry.metric("alerts_active", n, kind=kind)
+    telemetry.metric("alerts_stock_docs_read", run.stock_docs_read)
     # What is true now, with when each was last raised: for the dashboard and for people reading the lake.
     state["active"] = [{**a.to_json(), "raisedAt": state["alerts"][a.key]["raisedAt"]} for a in candidates]
     state["updatedAt"] = time_key(now)

@@ -25,7 +25,7 @@ Why it is built this way:
 * **Bounded size.** Rows per section are capped (see the ``*_ROWS`` / ``*_DAYS`` constants), so 50 stores ×
   5,000 skus stay well under 2 MB whatever the lake holds; a note says when something was cut.
 * **Live stock.** On-hand figures come from the stock store at page time, joined with the item master and the
-  demand forecast exactly as the alert service does (:func:`shared.services.raise_alerts.item_stock`), so the
+  demand forecast exactly as the alert service does (:func:`shared.services.stock_alerts.item_stock`), so the
   low-stock table and the LowStock alerts agree.
 """
 

@@ -23,7 +23,7 @@ from shared.ports.tables import Tables
 from shared.services.aggregates import aggregated_stores
 from shared.services.engines import open_snapshots
 from shared.services.raise_alerts import STATE_PATH as ALERTS_STATE_PATH
-from shared.services.raise_alerts import item_stock
+from shared.services.stock_alerts import item_stock
 
 TREND_DAYS = 56  # ~8 weeks of daily units before the forecast
 FORECAST_DAYS = 14  # forecast days drawn after the history
@@ -267,7 +267,7 @@ def read_quality(lake: Lake, store_id: str, tables: Tables | None = None) -> tup
 
 def read_stock(lake: Lake, stock: StockStore, store_id: str, tables: Tables | None = None) -> list[StockItem]:
     """Every item of the store with its live count, joined with the item master and the forecast exactly as the
-    alert service does (:func:`shared.services.raise_alerts.item_stock`), so the page and LowStock agree."""
+    alert service does (:func:`shared.services.stock_alerts.item_stock`), so the page and LowStock agree."""
     out = []
     for it in item_stock(lake, stock, store_id, tables):
         cover = None
