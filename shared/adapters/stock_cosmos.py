@@ -53,7 +53,6 @@ from shared.adapters.stock_cosmos_client import (
     open_container,
 )
 from shared.adapters.stock_cosmos_documents import (
-    ALL_STOCK,
     BASELINE_ID,
     INDEXING_POLICY,
     MAX_BATCH_BYTES,
@@ -81,7 +80,7 @@ from shared.adapters.stock_cosmos_documents import (
 )
 from shared.core.events import SaleEvent, dedupe, event_content, time_key
 from shared.core.stock import Baseline
-from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
+from shared.ports.stock import MAX_CHANGES, ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
 
 # ``changes`` hands out a cursor this many seconds behind what it read: ``_ts`` is each partition's own clock
 # (seconds), and a write may land on one partition after the query read it with a time another partition had
@@ -400,24 +399,31 @@ class CosmosStockStore:
             return None  # created by an apply before any dump
         return BaselineInfo(doc["dumpId"], doc["snapshotAt"])
 
-    def changes(self, since: str | None) -> StockChanges:
-        """One cross-partition query on the documents' ``_ts`` (indexed): those written at or after the cursor
-        (every stock document when there is none). The next cursor is ``CHANGES_OVERLAP_S`` behind both the
-        latest ``_ts`` read and this machine's clock when the query started (whichever is earlier), never
-        behind ``since``, and stays at ``since`` when nothing was read: a write that lands after the query is
-        later than it on every partition's clock, give or take the overlap."""
+    def cursor(self) -> str:
+        """This machine's clock, ``CHANGES_OVERLAP_S`` back (Functions hosts keep their clocks synchronised)."""
+        return str(int(self._clock()) - CHANGES_OVERLAP_S)
+
+    def changes(self, since: str, *, max_docs: int = MAX_CHANGES) -> StockChanges | None:
+        """One cross-partition query on the documents' ``_ts`` (indexed): those written at or after the cursor.
+        The next cursor is ``CHANGES_OVERLAP_S`` behind both the latest ``_ts`` read and this machine's clock
+        when the query started (whichever is earlier), never behind ``since``, and stays at ``since`` when
+        nothing was read: a write that lands after the query is later than it on every partition's clock,
+        give or take the overlap."""
+        if not since.isdigit():
+            return None
         started = int(self._clock())
-        after = int(since) if since is not None and since.isdigit() else None
-        if after is None:
-            rows = query(self._container, ALL_STOCK, {}, None)
-        else:
-            rows = query(self._container, STOCK_SINCE, {"@since": after}, None)
-        cursor = after or 0  # nothing read: nothing to move past
+        rows = []
+        for row in self._container.query_items(STOCK_SINCE, parameters=[{"name": "@since", "value": int(since)}],
+                                               enable_cross_partition_query=True):
+            if len(rows) == max_docs:
+                return None  # the reader is better off reading the stores it needs whole
+            rows.append(row)
+        cursor = int(since)
         if rows:
             latest = max(int(r.get("_ts") or 0) for r in rows)
             cursor = max(cursor, min(started, latest) - CHANGES_OVERLAP_S)
         docs = sorted((stock_doc(r["storeId"], r) for r in rows), key=lambda d: (d.store_id, d.sku))
-        return StockChanges(docs, str(cursor), full=after is None)
+        return StockChanges(docs, str(cursor))
 
     def stores(self) -> list[str]:
         """Every store with a baseline document — which every apply and rebase creates before writing

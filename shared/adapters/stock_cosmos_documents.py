@@ -55,8 +55,7 @@ _TIME_KEY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\
 # The queries (all single-partition except the one of stores()); storeId is in every WHERE clause on purpose.
 STOCK_DOCS = "SELECT * FROM c WHERE c.storeId = @s AND c.type = 'stock'"
 STORES = "SELECT c.storeId FROM c WHERE c.type = 'baseline'"
-ALL_STOCK = "SELECT * FROM c WHERE c.type = 'stock'"
-STOCK_SINCE = ALL_STOCK + " AND c._ts >= @since"
+STOCK_SINCE = "SELECT * FROM c WHERE c.type = 'stock' AND c._ts >= @since"
 _IDS_OF_TYPE = "SELECT c.id FROM c WHERE c.storeId = @s AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)"
 _EVENTS_BY_ID = ("SELECT c.id, c.occurredAt, c.deltas FROM c WHERE c.storeId = @s AND c.type = 'event' "
                  "AND ARRAY_CONTAINS(@ids, c.id)")
@@ -229,7 +228,7 @@ def ledger_after(container: ContainerProxy, store_id: str, snapshot: str) -> tup
     return sums, len(rows)
 
 
-__all__ = ["ALL_STOCK", "BASELINE_ID", "INDEXING_POLICY", "MAX_BATCH_BYTES", "MAX_BATCH_OPERATIONS",
+__all__ = ["BASELINE_ID", "INDEXING_POLICY", "MAX_BATCH_BYTES", "MAX_BATCH_OPERATIONS",
            "PARTITION_KEY_PATH", "STOCK_DOCS", "STOCK_SINCE", "STORES", "body", "chunk_operations", "encode_id_part",
            "event_doc_id", "events_by_id", "existing_ids", "ledger_after", "ledger_item", "new_baseline", "next_chunk",
            "now_key", "query", "rebased_stock_doc", "stock_doc", "stock_doc_id", "stock_docs", "zero_stock_doc"]

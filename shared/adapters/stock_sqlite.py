@@ -20,7 +20,7 @@ import orjson
 
 from shared.core.events import SaleEvent, counts_after, event_content, time_key
 from shared.core.stock import Baseline
-from shared.ports.stock import ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
+from shared.ports.stock import MAX_CHANGES, ApplyResult, BaselineInfo, RebaseResult, StockChanges, StockDoc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline (
@@ -288,20 +288,26 @@ class SqliteStockStore:
         return [StockDoc(store_id, k, on_hand, b, d, base.dump_id if base else None,
                          base.snapshot_at if base else None, upd) for k, on_hand, b, d, upd in rows]
 
-    def changes(self, since: str | None) -> StockChanges:
-        """The rows written by transactions after the one numbered ``since`` (every row when None or not a
-        number); the cursor is the highest transaction number read. Writers are serial (``BEGIN IMMEDIATE``) and
-        one statement reads one snapshot, so no row committed later can carry a number up to the cursor."""
-        after = int(since) if since is not None and since.isdigit() else None
-        sql = ("SELECT s.store_id, s.sku, s.on_hand, s.baseline_on_hand, s.events_delta, s.updated_at, s.seq, "
-               "b.dump_id, b.snapshot_at FROM stock s LEFT JOIN baseline b ON b.store_id = s.store_id"
-               + (" WHERE s.seq > ?" if after is not None else "") + " ORDER BY s.store_id, s.sku")
+    def cursor(self) -> str:
         with self._lock:
-            rows = self._con.execute(sql, (after,) if after is not None else ()).fetchall()
+            return str(self._con.execute("SELECT coalesce(max(seq), 0) FROM stock").fetchone()[0])
+
+    def changes(self, since: str, *, max_docs: int = MAX_CHANGES) -> StockChanges | None:
+        """The rows written by transactions after the one numbered ``since``; the cursor is the highest number
+        read. Writers are serial (``BEGIN IMMEDIATE``) and one statement reads one snapshot, so no row committed
+        later can carry a number up to the cursor."""
+        if not since.isdigit():
+            return None
+        sql = ("SELECT s.store_id, s.sku, s.on_hand, s.baseline_on_hand, s.events_delta, s.updated_at, s.seq, "
+               "b.dump_id, b.snapshot_at FROM stock s LEFT JOIN baseline b ON b.store_id = s.store_id "
+               "WHERE s.seq > ? ORDER BY s.store_id, s.sku LIMIT ?")
+        with self._lock:
+            rows = self._con.execute(sql, (int(since), max_docs + 1)).fetchall()
+        if len(rows) > max_docs:
+            return None
         docs = [StockDoc(store_id, k, on_hand, b, d, dump_id, snapshot, upd)
                 for store_id, k, on_hand, b, d, upd, _seq, dump_id, snapshot in rows]
-        top = max((r[6] for r in rows), default=0)
-        return StockChanges(docs, str(max(top, after or 0)), full=after is None)
+        return StockChanges(docs, str(max((r[6] for r in rows), default=int(since))))
 
     def stores(self) -> list[str]:
         with self._lock:

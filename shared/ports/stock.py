@@ -13,8 +13,8 @@ The contract, for one store:
 - ``rebase`` makes a dump the baseline if it is later than the current one (snapshot time, then dump id)
   and recomputes every sku from the dump's count plus the recorded events after its snapshot. It is
   idempotent, and a rebase interrupted by a crash is finished by running it again.
-- ``changes`` returns every document written after a cursor it handed out earlier, so a reader's cost
-  follows the writes, not the size of the stock.
+- ``changes`` returns every document written after a cursor it handed out earlier (``cursor``), so a
+  reader's cost follows the writes, not the size of the stock.
 Callers pass events of one store per ``apply`` call, already validated and with distinct event ids.
 """
 
@@ -51,13 +51,14 @@ class StockChanges:
     """What :meth:`StockStore.changes` found: the documents written since a cursor, and the cursor to pass next.
 
     ``docs`` holds the current value of every document written after the cursor passed in (it may also hold
-    some written just before it: a cursor is kept a little behind so that a write in flight is never missed),
-    sorted by store and sku. Without a cursor (or with one this store cannot read) it holds every document, and
-    ``full`` is True."""
+    some written just before it: a cursor may be kept a little behind so that a write in flight is never
+    missed), sorted by store and sku."""
 
     docs: list[StockDoc]
     cursor: str  # opaque: hand it back to the next call
-    full: bool = False
+
+
+MAX_CHANGES = 1_000_000  # documents one changes() call returns at most (about 300 MB as StockDocs)
 
 
 @dataclass
@@ -104,9 +105,15 @@ class StockStore(Protocol):
 
     def baseline(self, store_id: str) -> BaselineInfo | None: ...
 
-    def changes(self, since: str | None) -> StockChanges:
-        """The documents of every store written after the cursor ``since`` (all of them when None), for readers
-        that keep their own view of the stock and want to pay only for what changed (the timers)."""
+    def cursor(self) -> str:
+        """A cursor for now: ``changes`` of it will hold every document written from now on."""
+        ...
+
+    def changes(self, since: str, *, max_docs: int = MAX_CHANGES) -> StockChanges | None:
+        """The documents of every store written after the cursor ``since``, for readers that keep their own
+        view of the stock and want to pay only for what changed (the timers). None when ``since`` is not a
+        cursor of this store or more than ``max_docs`` documents changed: the caller then takes a new
+        :meth:`cursor` and reads the stores it needs whole."""
         ...
 
     def stores(self) -> list[str]:

@@ -8,7 +8,8 @@ and the store's demand forecast. So a run (:func:`stock_alerts_now`):
   re-evaluates only those skus, keeping the previous run's alerts for the others;
 - evaluates a whole store again when its baseline dump moved (its point read, once per store with changes) or
   its forecast did (the aggregates' demand key for the store, from their state object): about once a day;
-- evaluates everything when it has no cursor (the first run, a lost state).
+- evaluates every store whole when it has no cursor (the first run, a lost state) or too much changed since
+  (more than :data:`~shared.ports.stock.MAX_CHANGES` documents: the timer was off for a long time).
 
 Costs, at 1,000 stores × 5,000 skus: the whole stock is 5M documents; a 15-minute run after this change reads
 the documents the sales of those 15 minutes touched, one baseline document per store with changes, and the
@@ -50,30 +51,38 @@ def stock_alerts_now(lake: Lake, stock: StockStore, tables: Tables, stores: Sequ
                      previous: dict[str, Any] | None) -> StockAlerts:
     """The stock alerts of ``stores`` now, from the previous run's state (``previous``, None: none)."""
     previous = previous or {}
-    changes = stock.changes(previous.get("cursor"))
-    changed: dict[str, list[StockDoc]] = {}
-    for d in changes.docs:
-        changed.setdefault(d.store_id, []).append(d)
+    changes = stock.changes(previous["cursor"]) if previous.get("cursor") else None
+    if changes is None:  # no state, a foreign cursor, or too much changed: every store whole, from a new cursor
+        cursor, changed, kept = stock.cursor(), {}, {}
+    else:
+        cursor, changed, kept = changes.cursor, _by_store(changes.docs), previous.get("stores", {})
     demand_keys = _demand_keys(lake)
-    kept = {} if changes.full else previous.get("stores", {})
-    out = StockAlerts([], {"cursor": changes.cursor, "stores": {}}, docs_read=len(changes.docs))
+    out = StockAlerts([], {"cursor": cursor, "stores": {}}, docs_read=len(changes.docs) if changes else 0)
     for store_id in stores:
         record = _store_alerts(lake, stock, tables, store_id, changed.get(store_id, []), kept.get(store_id),
-                               demand_keys.get(store_id, ""), out, whole=changes.full)
+                               demand_keys.get(store_id, ""), out)
         out.state["stores"][store_id] = record
         out.alerts += [_from_json(store_id, a) for a in record["alerts"]]
     return out
 
 
+def _by_store(docs: Iterable[StockDoc]) -> dict[str, list[StockDoc]]:
+    out: dict[str, list[StockDoc]] = {}
+    for d in docs:
+        out.setdefault(d.store_id, []).append(d)
+    return out
+
+
 def _store_alerts(lake: Lake, stock: StockStore, tables: Tables, store_id: str, docs: list[StockDoc],
-                  record: dict[str, Any] | None, demand_key: str, out: StockAlerts, *, whole: bool) -> dict[str, Any]:
+                  record: dict[str, Any] | None, demand_key: str, out: StockAlerts) -> dict[str, Any]:
     """One store's record for the state: its baseline dump, its demand key and its stock alerts (as JSON)."""
     if record is not None and not docs and record.get("demand") == demand_key:
         return record  # nothing changed
     base = stock.baseline(store_id)
     dump_id = base.dump_id if base else None
-    if not whole and (record is None or record.get("dump") != dump_id or record.get("demand") != demand_key):
-        docs, whole = stock.stock(store_id), True  # evaluate the whole store again
+    whole = record is None or record.get("dump") != dump_id or record.get("demand") != demand_key
+    if whole:  # evaluate the whole store again
+        docs = stock.stock(store_id)
         out.docs_read += len(docs)
         out.stores_read += 1
     alerts = stock_alerts(item_stock(lake, stock, store_id, tables, docs=docs, base=base))

@@ -61,7 +61,7 @@ def test_kept_alerts_equal_a_full_evaluation_after_sales_a_dump_and_a_forecast(w
     first = stock_alerts_now(lake, stock, open_snapshots(lake), [s], None)
     assert first.alerts == full_evaluation(lake, stock, s) and first.alerts
     docs = len(stock.stock(s))
-    assert first.docs_read >= docs  # no cursor: every document (of every store the container holds)
+    assert first.docs_read == docs and first.stores_read == 1  # no cursor yet: the store whole
 
     sold = sell_down(stock, s, 3, minutes=60)
     after_sales = stock_alerts_now(lake, stock, open_snapshots(lake), [s], first.state)

@@ -211,29 +211,18 @@ def test_any_interleaving_ends_at_the_invariant(stock_store: StockStore,
 def follow(stock_store: StockStore, store_id: str, cursor: str, view: dict[str, int]) -> str:
     """Read the changes after ``cursor`` into ``view`` (the store's counts), return the next cursor."""
     found = stock_store.changes(cursor)
-    assert not found.full
-    view.update({d.sku: d.on_hand for d in found.docs if d.store_id == store_id})
-    return found.cursor
-
-
-def test_changes_without_a_cursor_are_every_document(stock_store: StockStore) -> None:
-    s = new_store_id()
-    stock_store.apply(s, with_store([ev("e1", 1, ("A", -2), ("B", 1))], s))
-    found = stock_store.changes(None)
-    assert found.full
-    mine = [d for d in found.docs if d.store_id == s]
-    assert [(d.sku, d.on_hand) for d in mine] == [("A", -2), ("B", 1)]
+    assert found is not None
     keys = [(d.store_id, d.sku) for d in found.docs]
     assert keys == sorted(keys)
-    assert stock_store.changes("not a cursor").full  # one it cannot read: start again from everything
+    view.update({d.sku: d.on_hand for d in found.docs if d.store_id == store_id})
+    return found.cursor
 
 
 def test_changes_hold_every_write_after_the_cursor(stock_store: StockStore) -> None:
     s = new_store_id()
     stock_store.apply(s, with_store([ev("e1", 1, ("A", -2))], s))
-    view: dict[str, int] = {}
-    cursor = stock_store.changes(None).cursor
-    view.update(counts(stock_store, s))
+    cursor = stock_store.cursor()
+    view = counts(stock_store, s)
     stock_store.apply(s, with_store([ev("e2", 2, ("A", -1), ("B", -4))], s))
     cursor = follow(stock_store, s, cursor, view)
     assert view == counts(stock_store, s) == {"A": -3, "B": -4}
@@ -243,6 +232,16 @@ def test_changes_hold_every_write_after_the_cursor(stock_store: StockStore) -> N
     stock_store.apply(s, with_store([ev("e2", 2, ("A", -1), ("B", -4))], s))  # a resend changes nothing
     follow(stock_store, s, cursor, view)
     assert view == counts(stock_store, s)
+
+
+def test_changes_refuse_a_foreign_cursor_and_too_many_documents(stock_store: StockStore) -> None:
+    s = new_store_id()
+    cursor = stock_store.cursor()
+    stock_store.apply(s, with_store([ev("e1", 1, ("A", -2), ("B", 1), ("C", 3))], s))
+    assert stock_store.changes("not a cursor") is None
+    assert stock_store.changes(cursor, max_docs=2) is None  # the caller reads what it needs whole instead
+    found = stock_store.changes(cursor, max_docs=1000)
+    assert found is not None and {d.sku for d in found.docs if d.store_id == s} == {"A", "B", "C"}
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -255,7 +254,7 @@ def test_a_view_kept_from_changes_stays_equal_to_the_stock(stock_store: StockSto
     dumps = [Baseline(s, d.dump_id, d.snapshot_at, d.on_hand) for d in dumps]
     events = with_store(events, s)
     view: dict[str, int] = {}
-    cursor = stock_store.changes(None).cursor
+    cursor = stock_store.cursor()
     for kind, idx in plan:
         if kind == "dump":
             stock_store.rebase(dumps[idx[0]])
