@@ -95,7 +95,7 @@ def _store_alerts(lake: Lake, stock: StockStore, tables: Tables, store_id: str, 
 
 def _demand_keys(lake: Lake) -> dict[str, str]:
     """Per store, what its forecast was computed from (the aggregates' state; empty before their first run)."""
-    stores, usable = load_state(lake)
+    stores, usable, _cursor = load_state(lake)
     return {s: st.demand_key for s, st in stores.items()} if usable else {}
 
 

@@ -344,6 +344,27 @@ def test_a_second_run_commits_only_the_stock_and_a_lost_state_rebuilds_the_same_
     assert last_predicate(lake, "sales_daily_sku") == "store_id = 'S001' OR store_id = 'S002'"
 
 
+def test_stock_current_reads_only_the_stock_documents_written_since_the_last_run(env):
+    """The first run reads each store whole; the next reads the documents sales wrote since, laid over the
+    store's rows; the counts are the stock store's either way."""
+    first, _ = run(env)
+    stock = env["stock"]
+    every = sum(len(stock.stock(s)) for s in STORES)
+    assert first.stock_docs_read == every and first.stock_stores_read_whole == len(STORES)
+    skus = [d.sku for d in stock.stock("S002")[:3]]
+    lines = ", ".join(f'{{"sku": "{k}", "qty": 2}}' for k in skus)
+    event = parse_event(f'{{"eventId": "pos-2", "storeId": "S002", "type": "sale", "occurredAt": '
+                        f'"2026-11-27T10:00:00Z", "lines": [{lines}]}}', now=NOW)
+    assert stock.apply("S002", [event]).applied == ["pos-2"]
+    second, _ = run(env, now=NOW + timedelta(hours=1))
+    assert second.stock_docs_read == 3 and second.stock_stores_read_whole == 0
+    counted = read_output(env["lake"], "stock_current").dropna(subset=["on_hand"])
+    got = {(r.store_id, r.sku): int(r.on_hand) for r in counted.itertuples()}
+    assert got == {(s, d.sku): d.on_hand for s in STORES for d in stock.stock(s)}
+    third, _ = run(env, now=NOW + timedelta(hours=2))
+    assert third.stock_docs_read == 0
+
+
 def test_small_batches_write_the_same_rows(env):
     """Memory is bounded by computing a store's days in batches and committing when enough rows wait; neither
     shows in the outputs."""

@@ -19,6 +19,7 @@ from shared.services.aggregates.days import history_start
 from shared.services.aggregates.result import AggregateResult, ProgressFn, report
 from shared.services.aggregates.run import Run
 from shared.services.aggregates.state import StoreState, load_state, save_state
+from shared.services.aggregates.stock_counts import StockCounts
 from shared.services.aggregates.stock_current import stock_current
 from shared.services.scratch import scratch_folder
 
@@ -81,10 +82,11 @@ def compute_aggregates(
 def _update(run: Run, lap: Lap) -> None:
     """Every store brought up to date, then the last commits, then the state (last: a crash before it only
     means the next run redoes the work)."""
-    state, usable = load_state(run.lake)
+    state, usable, cursor = load_state(run.lake)
     run.full = not usable or bool(run.writer.replace_whole)
     if run.full:
-        state = {}
+        state, cursor = {}, None
+    run.stock_counts = StockCounts(run.stock, cursor)
     committed = run.committed_dumps()
     present = {} if run.full else run.output_days()
     stores = sorted(set(committed) | set(run.stock.stores()))
@@ -95,7 +97,9 @@ def _update(run: Run, lap: Lap) -> None:
                present.get(store, set()), lap)
     run.writer.drain()
     lap("write")
-    save_state(run.lake, state, run.now)
+    run.result.stock_docs_read = run.stock_counts.docs_read
+    run.result.stock_stores_read_whole = run.stock_counts.stores_read
+    save_state(run.lake, state, run.now, run.stock_counts.cursor)
     lap("state")
 
 

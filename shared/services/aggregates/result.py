@@ -19,6 +19,8 @@ class AggregateResult:
     sales_lines: int = 0  # curated sale lines read
     forecasts_recomputed: int = 0  # stores whose forecast (and demand columns) were recomputed
     stock_rows: int = 0  # stock_current rows written
+    stock_docs_read: int = 0  # stock documents read from the stock store (the changes, and stores read whole)
+    stock_stores_read_whole: int = 0  # stores whose every stock document was read (no previous rows or cursor)
     manifests_added: int = 0  # dumps added to data_quality
     rows_written: dict[str, int] = field(default_factory=dict)  # output -> rows written
     commits: dict[str, int] = field(default_factory=dict)  # output -> Delta commits made
@@ -29,6 +31,7 @@ class AggregateResult:
         return {"stores": self.stores, "partitions_recomputed": self.partitions_recomputed,
                 "skipped_unchanged": self.skipped_unchanged, "sales_lines": self.sales_lines,
                 "forecasts_recomputed": self.forecasts_recomputed, "stock_rows": self.stock_rows,
+                "stock_docs_read": self.stock_docs_read, "stock_stores_read_whole": self.stock_stores_read_whole,
                 "manifests_added": self.manifests_added, "rows_written": dict(sorted(self.rows_written.items())),
                 "commits": dict(sorted(self.commits.items())), "full_rebuild": self.full_rebuild,
                 "state": STATE_PATH, "timings_s": self.timings_s}
@@ -39,7 +42,8 @@ def report(telemetry: Telemetry, result: AggregateResult) -> None:
     telemetry.event("AggregatesComputed", stores=len(result.stores),
                     partitionsRecomputed=result.partitions_recomputed, skippedUnchanged=result.skipped_unchanged,
                     salesLines=result.sales_lines, forecastsRecomputed=result.forecasts_recomputed,
-                    stockRows=result.stock_rows, manifestsAdded=result.manifests_added,
+                    stockRows=result.stock_rows, stockDocsRead=result.stock_docs_read,
+                    manifestsAdded=result.manifests_added,
                     commits=sum(result.commits.values()), fullRebuild=result.full_rebuild,
                     durationS=result.timings_s["total"])
     telemetry.metric("aggregates_partitions_recomputed", result.partitions_recomputed)

@@ -13,6 +13,7 @@ from shared.ports.lake import Lake
 from shared.ports.stock import StockStore
 from shared.ports.tables import Tables
 from shared.services.aggregates.result import AggregateResult, ProgressFn
+from shared.services.aggregates.stock_counts import StockCounts
 from shared.services.aggregates.writer import Writer
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Run:
         self.say = progress or (lambda _msg: None)
         self.result = AggregateResult()
         self.full = False
+        self.stock_counts: StockCounts  # set once the state has been read (its cursor)
         self.con = connect(work, memory_limit, threads)
         self.writer = Writer(tables, self.result, flush_bytes=flush_bytes, replace_whole=changed_tables(tables))
 

@@ -1,5 +1,6 @@
 """The aggregates' state object (``aggregates/_state/sales_inputs.json``): per store, the dumps whose manifests a
-run has processed (with the UTC days each added sale lines to), and what its demand columns were computed from.
+run has processed (with the UTC days each added sale lines to), and what its demand columns were computed from;
+and the stock store's cursor the run read its changes up to (``stock_counts.py``).
 
 Written last by a run: a crash before it only means the next run redoes the work (replacing rows is idempotent).
 A missing, unreadable or outdated state means a full rebuild.
@@ -46,15 +47,17 @@ class StoreState:
         return max(found)[1] if found else None
 
 
-def load_state(lake: Lake) -> tuple[dict[str, StoreState], bool]:
-    """(state per store, usable). A missing, unreadable or outdated state means a full rebuild."""
+def load_state(lake: Lake) -> tuple[dict[str, StoreState], bool, str | None]:
+    """(state per store, usable, the stock store's cursor of the last run). A missing, unreadable or outdated
+    state means a full rebuild."""
     try:
         raw = json.loads(lake.get_bytes(STATE_PATH))
     except (FileNotFoundError, ValueError):
-        return {}, False
+        return {}, False, None
     if raw.get("version") != STATE_VERSION or raw.get("aggregates_version") != AGGREGATES_VERSION:
-        return {}, False
-    return {s: StoreState(v.get("dumps", {}), v.get("demand_key", "")) for s, v in raw.get("stores", {}).items()}, True
+        return {}, False, None
+    stores = {s: StoreState(v.get("dumps", {}), v.get("demand_key", "")) for s, v in raw.get("stores", {}).items()}
+    return stores, True, raw.get("stock_cursor")
 
 
 def aggregated_stores(lake: Lake) -> set[str]:
@@ -65,9 +68,9 @@ def aggregated_stores(lake: Lake) -> set[str]:
         return set()
 
 
-def save_state(lake: Lake, stores: dict[str, StoreState], now: datetime) -> None:
+def save_state(lake: Lake, stores: dict[str, StoreState], now: datetime, stock_cursor: str | None = None) -> None:
     body = {"version": STATE_VERSION, "aggregates_version": AGGREGATES_VERSION, "updated_at": utc_iso(now),
-            "stores": {s: stores[s].to_json() for s in sorted(stores)}}
+            "stock_cursor": stock_cursor, "stores": {s: stores[s].to_json() for s in sorted(stores)}}
     lake.put_bytes(STATE_PATH, json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 

@@ -1,5 +1,6 @@
-"""stock_current, per store on every run: the latest dump's items and vendors, the stock store's counts, and the
-demand columns; then days of cover and the suggested order.
+"""stock_current, per store on every run: the latest dump's items and vendors, the stock store's counts (the
+store's previous rows with the documents written since laid over them: ``stock_counts.py``), and the demand
+columns; then days of cover and the suggested order.
 
 The demand columns depend on the sales (the dumps and the days they wrote), the latest dump (its items and
 snapshot day) and the skus it covers. A store where none of these changed reuses the demand columns of its
@@ -34,14 +35,15 @@ def stock_current(run: Run, store: str, st: StoreState, days: list[str], fresh: 
     latest = st.latest()
     items = _latest_rows(run, store, "items", latest, schema("current_items"))
     vendors = _latest_rows(run, store, "vendors", st.latest("vendors"), schema("vendors"))
-    stock = _counts(run, store)
+    previous = _previous_rows(run, store)
+    stock = run.stock_counts.counts(store, previous)
     # The stock store can count skus the dump's items lack (a receipt for a new sku): its rows get a forecast
     # of their own, so a change in those skus recomputes the demand, as a full run would.
     skus = sorted({s for col in (items.column("sku"), stock.column("sku")) for s in col.to_pylist() if s is not None})
     key = _demand_key(st, latest, skus)
     demand, sales_through = None, None
     if key == st.demand_key:  # same sales, dumps and skus as when the demand was computed: reuse it
-        demand, sales_through = _previous_demand(run, store, len(skus))
+        demand, sales_through = _previous_demand(run, previous, len(skus))
     if demand is None:
         snapshot = parse_ts(st.dumps[latest]["snapshot_at"]) if latest else None
         demand, sales_through = compute_demand(run, store, days, skus, fresh, recomputed,
@@ -61,15 +63,6 @@ def _latest_rows(run: Run, store: str, table: str, dump_id: str | None, columns:
     return found.cast(columns) if found is not None else columns.empty_table()
 
 
-def _counts(run: Run, store: str) -> pa.Table:
-    """(sku, on_hand) as the stock store counts them now."""
-    import pyarrow as pa
-
-    docs = run.stock.stock(store)
-    return pa.table({"sku": pa.array([d.sku for d in docs], pa.string()),
-                     "on_hand": pa.array([d.on_hand for d in docs], pa.int64())})
-
-
 def _demand_key(st: StoreState, latest: str | None, skus: list[str]) -> str:
     """Everything the demand columns depend on, hashed: the definitions, the latest dump, the sales (the dumps and
     the days they wrote) and the skus."""
@@ -77,11 +70,15 @@ def _demand_key(st: StoreState, latest: str | None, skus: list[str]) -> str:
     return hashlib.sha256(json.dumps([AGGREGATES_VERSION, latest, sales, skus], sort_keys=True).encode()).hexdigest()
 
 
-def _previous_demand(run: Run, store: str, n_skus: int) -> tuple[pa.Table | None, date | None]:
+def _previous_rows(run: Run, store: str) -> pa.Table | None:
+    """The store's current stock_current rows: their counts and demand columns (None: no table yet)."""
+    return run.tables.read(f"SELECT sku, on_hand, units_28d, forecast_daily, forecast_14d, sales_through FROM t "
+                           f"WHERE store_id = {literal(store)}", t=OUTPUTS["stock_current"].path)
+
+
+def _previous_demand(run: Run, prev: pa.Table | None, n_skus: int) -> tuple[pa.Table | None, date | None]:
     """The demand columns of the store's current stock_current rows (None when they cannot be trusted: the
     forecast table is gone, or the rows are missing)."""
-    prev = run.tables.read(f"SELECT sku, units_28d, forecast_daily, forecast_14d, sales_through FROM t "
-                           f"WHERE store_id = {literal(store)}", t=OUTPUTS["stock_current"].path)
     if prev is None or (n_skus and not prev.num_rows) or run.tables.open(OUTPUTS["forecast"].path) is None:
         return None, None
     sales_through = prev.column("sales_through")[0].as_py() if prev.num_rows else None
