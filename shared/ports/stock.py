@@ -33,10 +33,13 @@ class StockDoc:
     store_id: str
     sku: str
     on_hand: int
-    baseline_on_hand: int  # the count in the baseline dump (0 when the dump did not list the sku)
-    events_delta: int  # the sum of the counted events after the baseline
+    # The breakdown: on_hand = baseline_on_hand + events_delta, against the dump baseline_dump_id. That is the
+    # store's baseline, or (Cosmos DB) an earlier dump when later rebases found the count right and left the
+    # document alone; on_hand is the stock invariant's either way.
+    baseline_on_hand: int  # the count in that dump (0 when the dump did not list the sku)
+    events_delta: int  # the sum of the counted events after that dump's snapshot
     baseline_dump_id: str | None
-    baseline_at: str | None  # the baseline's snapshot time (UTC text), None before the first dump
+    baseline_at: str | None  # that dump's snapshot time (UTC text), None before the first dump
     updated_at: str
 
     def to_json(self) -> dict:

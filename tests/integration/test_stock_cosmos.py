@@ -296,6 +296,32 @@ def test_a_rebase_cut_short_after_moving_the_baseline_is_finished_by_running_it_
     assert {d.baseline_dump_id for d in store.stock(s)} == {"d2"}
 
 
+def test_a_rebase_writes_only_the_documents_whose_count_it_moves(shim: Any) -> None:
+    """Tonight's dump mostly agrees with the stock the events kept: only the skus it counts otherwise are
+    rewritten (11 RU each); the others keep their count and the breakdown of the dump that last wrote them."""
+    spy = Spy(shim)
+    store = CosmosStockStore(spy, ledger_ttl_s=LEDGER_TTL_S)
+    s = new_store_id()
+    d1 = dump(s, "d1", 0, A=10, B=5, C=1)
+    events = [ev("e10", 10, ("A", -1), store=s), ev("e20", 20, ("B", -2), ("C", 4), store=s)]
+    store.rebase(d1)
+    store.apply(s, events)
+    assert counts(store, s) == {"A": 9, "B": 3, "C": 5}
+    d2 = dump(s, "d2", 30, A=9, B=3, C=4)  # C counted one short (a shrinkage); A and B as the events left them
+    spy.writes = 0
+    result = store.rebase(d2)
+    assert (result.status, result.skus) == ("rebased", 1) and spy.writes == 2  # the baseline document and C
+    late = ev("e40", 40, ("A", -2), store=s)
+    store.apply(s, [late])
+    assert counts(store, s) == expected_stock([d1, d2], [*events, late]) == {"A": 7, "B": 3, "C": 4}
+    by_sku = {d.sku: d for d in store.stock(s)}
+    assert (by_sku["C"].baseline_dump_id, by_sku["C"].baseline_on_hand, by_sku["C"].events_delta) == ("d2", 4, 0)
+    a = by_sku["A"]  # untouched by d2: its breakdown is still d1's, and still adds up
+    assert (a.baseline_dump_id, a.baseline_on_hand, a.events_delta, a.on_hand) == ("d1", 10, -3, 7)
+    spy.writes = 0
+    assert store.rebase(d2).status == "current" and spy.writes == 0  # run again: nothing to write
+
+
 # --- throttling ---------------------------------------------------------------------------------------------
 
 
