@@ -64,6 +64,7 @@ class Tally:
     def __init__(self) -> None:
         self.point: Counter[str] = Counter()  # read / create / replace / upsert / patch / delete, outside batches
         self.queries: Counter[str] = Counter()  # by what the query looks up: event ids, stock ids, stock, other
+        self.query_docs: Counter[str] = Counter()  # documents those queries returned, by the same kinds
         self.batch_ops: Counter[str] = Counter()  # operations inside committed batches, by kind
         self.failed: Counter[int] = Counter()  # failed batches by status (404: missing stock doc, 409: resend)
         self.failed_ops: dict[int, Counter[str]] = {}  # status -> operations inside those batches, by kind
@@ -81,8 +82,9 @@ class Tally:
             self.sizes[kind][1] += _body_bytes(body)
 
     def snapshot(self) -> dict:
-        return {"point": dict(self.point), "queries": dict(self.queries), "batches": self.batches,
-                "batch_ops": dict(self.batch_ops), "failed": {str(k): v for k, v in self.failed.items()},
+        return {"point": dict(self.point), "queries": dict(self.queries), "query_docs": dict(self.query_docs),
+                "batches": self.batches, "batch_ops": dict(self.batch_ops),
+                "failed": {str(k): v for k, v in self.failed.items()},
                 "failed_ops": {str(k): dict(v) for k, v in self.failed_ops.items()}, "lines": self.lines,
                 "events_per_batch": list(self.events_per_batch), "skus_per_batch": list(self.skus_per_batch),
                 "ops_per_batch": list(self.ops_per_batch), "sizes": {k: list(v) for k, v in self.sizes.items()}}
@@ -94,10 +96,11 @@ class CountingContainer:
     It sits right under the store, above the emulation of transactional batch (which makes plain requests of
     its own on the npm server): what is counted is what the store would send to Azure. Point operations and
     queries count one request each (``query_items`` calls: every query of ``apply`` is single-partition and
-    returns one page); ``execute_item_batch`` counts one batch request and each operation in it by kind. It
-    also records the serialized size of the ledger items and stock documents written (``json.dumps`` of the
-    body as sent) and, per committed batch, its events (ledger creates), distinct skus (stock patches) and
-    lines."""
+    returns one page), and the documents each query returned (``Tally.query_docs``; ``query_kind`` names the
+    key, a subclass may refine it); ``execute_item_batch`` counts one batch request and each operation in it
+    by kind. It also records the serialized size of the ledger items and stock documents written
+    (``json.dumps`` of the body as sent) and, per committed batch, its events (ledger creates), distinct skus
+    (stock patches) and lines."""
 
     def __init__(self, inner, tally: Tally) -> None:
         self._inner = inner
@@ -133,12 +136,18 @@ class CountingContainer:
         self.tally.point["delete"] += 1
         return self._inner.delete_item(*args, **kwargs)
 
-    def query_items(self, query, *args, **kwargs):
+    def query_kind(self, query: str, kwargs: dict) -> str:
+        """The key a query is counted under: what it looks up (event ids, stock ids, stock, other)."""
         params = {p["name"]: p["value"] for p in kwargs.get("parameters") or ()}
-        what = ("ids:" + str(params["@t"]) if "@t" in params and "@ids" in params
+        return ("ids:" + str(params["@t"]) if "@t" in params and "@ids" in params
                 else "stock" if "'stock'" in query else "other")
+
+    def query_items(self, query, *args, **kwargs):
+        what = self.query_kind(query, kwargs)
+        rows = list(self._inner.query_items(query, *args, **kwargs))  # the store reads every query whole
         self.tally.queries[what] += 1
-        return self._inner.query_items(query, *args, **kwargs)
+        self.tally.query_docs[what] += len(rows)
+        return iter(rows)
 
     def execute_item_batch(self, batch_operations, *args, **kwargs):
         from azure.cosmos.exceptions import CosmosBatchOperationError
