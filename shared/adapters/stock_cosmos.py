@@ -421,17 +421,18 @@ class CosmosStockStore:
         if not since.isdigit():
             return None
         started = int(self._clock())
-        rows = []
+        docs: list[StockDoc] = []  # kept as StockDocs while the pages stream in (the raw items weigh ~3x more)
+        latest = None
         for row in self._container.query_items(STOCK_SINCE, parameters=[{"name": "@since", "value": int(since)}],
                                                enable_cross_partition_query=True):
-            if len(rows) == max_docs:
+            if len(docs) == max_docs:
                 return None  # the reader is better off reading the stores it needs whole
-            rows.append(row)
+            docs.append(stock_doc(row["storeId"], row))
+            latest = max(latest or 0, int(row.get("_ts") or 0))
         cursor = int(since)
-        if rows:
-            latest = max(int(r.get("_ts") or 0) for r in rows)
+        if latest is not None:
             cursor = max(cursor, min(started, latest) - CHANGES_OVERLAP_S)
-        docs = sorted((stock_doc(r["storeId"], r) for r in rows), key=lambda d: (d.store_id, d.sku))
+        docs.sort(key=lambda d: (d.store_id, d.sku))
         return StockChanges(docs, str(cursor))
 
     def stores(self) -> list[str]:

@@ -28,7 +28,7 @@ from shared.core.events import SaleEvent
 from shared.core.stock import Baseline
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a timer may hold a million of them (MAX_CHANGES)
 class StockDoc:
     store_id: str
     sku: str
