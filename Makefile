@@ -86,7 +86,7 @@ mutation: $(BIN)/.installed
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python scripts/mutation_report.py
 
-bench: bench-ingest bench-nightly bench-layout bench-events bench-forecast bench-lake bench-aggregate
+bench: bench-ingest bench-nightly bench-layout bench-events bench-chain-cost bench-forecast bench-lake bench-aggregate
 
 bench-ingest: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py
@@ -99,6 +99,9 @@ bench-layout: $(BIN)/.installed
 
 bench-events: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python bench/events.py
+
+bench-chain-cost: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python bench/chain_cost.py
 
 # statsforecast (the forecast's peer) and its dependencies: bench only, never in the app or the tests' needs.
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
