@@ -32,6 +32,7 @@ from shared.ports.tables import Tables
 from shared.services.aggregates.state import load_state
 from shared.services.engines import open_snapshots
 from shared.services.lake_tables import dump_rows
+from shared.services.stock_changes import changes_by_store
 
 DEFAULT_LEAD_TIME_DAYS = 7
 _KIND_ORDER = {"NegativeStock": 0, "LowStock": 1}  # the order stock_alerts gives a sku's alerts
@@ -51,25 +52,17 @@ def stock_alerts_now(lake: Lake, stock: StockStore, tables: Tables, stores: Sequ
                      previous: dict[str, Any] | None) -> StockAlerts:
     """The stock alerts of ``stores`` now, from the previous run's state (``previous``, None: none)."""
     previous = previous or {}
-    changes = stock.changes(previous["cursor"]) if previous.get("cursor") else None
-    if changes is None:  # no state, a foreign cursor, or too much changed: every store whole, from a new cursor
-        cursor, changed, kept = stock.cursor(), {}, {}
-    else:
-        cursor, changed, kept = changes.cursor, _by_store(changes.docs), previous.get("stores", {})
+    found = changes_by_store(stock, previous.get("cursor"))
+    changed = found.by_store or {}
+    # No state, a foreign cursor, or too much changed (by_store None): no record is kept, every store is whole.
+    kept = previous.get("stores", {}) if found.by_store is not None else {}
     demand_keys = _demand_keys(lake)
-    out = StockAlerts([], {"cursor": cursor, "stores": {}}, docs_read=len(changes.docs) if changes else 0)
+    out = StockAlerts([], {"cursor": found.cursor, "stores": {}}, docs_read=found.docs_read)
     for store_id in stores:
         record = _store_alerts(lake, stock, tables, store_id, changed.get(store_id, []), kept.get(store_id),
                                demand_keys.get(store_id, ""), out)
         out.state["stores"][store_id] = record
         out.alerts += [_from_json(store_id, a) for a in record["alerts"]]
-    return out
-
-
-def _by_store(docs: Iterable[StockDoc]) -> dict[str, list[StockDoc]]:
-    out: dict[str, list[StockDoc]] = {}
-    for d in docs:
-        out.setdefault(d.store_id, []).append(d)
     return out
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.ports.stock import StockDoc, StockStore
+from shared.ports.stock import StockStore
+from shared.services.stock_changes import changes_by_store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -18,17 +19,8 @@ class StockCounts:
 
     def __init__(self, stock: StockStore, since: str | None) -> None:
         self._stock = stock
-        changes = stock.changes(since) if since else None
-        self._changed: dict[str, list[StockDoc]] | None = None
-        if changes is None:
-            self.cursor = stock.cursor()  # taken before any store is read: later writes come next run
-            self.docs_read = 0
-        else:
-            self.cursor = changes.cursor
-            self.docs_read = len(changes.docs)
-            self._changed = {}
-            for d in changes.docs:
-                self._changed.setdefault(d.store_id, []).append(d)
+        found = changes_by_store(stock, since)  # its cursor is taken before any store is read whole
+        self.cursor, self._changed, self.docs_read = found.cursor, found.by_store, found.docs_read
         self.stores_read = 0
 
     def counts(self, store: str, previous: pa.Table | None) -> pa.Table:
