@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     report = [f"# Demand forecast: {args.stores} generated stores × {args.items} skus × {args.days} days "
               f"(~{args.lines:,} sale lines each, seed {args.seed})", "",
               harness.provenance(harness.command(__file__, argv)), "",
-              f"Model: exponential smoothing (alpha {DEFAULT_CONFIG.alpha}) of deseasonalised units, weekday factors "
+              f"Model: exponential smoothing of the level (alpha {DEFAULT_CONFIG.alpha}, each day weighed by its "
+              f"weekday factor), weekday factors "
               f"from the last {DEFAULT_CONFIG.season_weeks} weeks shrunk toward the pooled profile "
               f"({DEFAULT_CONFIG.shrink:g} units of prior), quasi-Poisson interval z = {DEFAULT_CONFIG.z}.", ""]
     report += error_section(stores, args.repeat)
