@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.core import layout
-from shared.core.aggregates import OUTPUTS
+from shared.core.aggregates import DEFAULT_LEAD_TIME_DAYS, OUTPUTS
 from shared.core.alerts import Alert, ItemStock, stock_alerts
 from shared.core.sql import literal
 from shared.ports.lake import Lake
@@ -34,7 +34,6 @@ from shared.services.engines import open_snapshots
 from shared.services.lake_tables import dump_rows
 from shared.services.stock_changes import changes_by_store
 
-DEFAULT_LEAD_TIME_DAYS = 7
 _KIND_ORDER = {"NegativeStock": 0, "LowStock": 1}  # the order stock_alerts gives a sku's alerts
 
 
@@ -167,4 +166,4 @@ def _with_suggested_orders(rows: list[ItemStock]) -> list[ItemStock]:
     return rows
 
 
-__all__ = ["DEFAULT_LEAD_TIME_DAYS", "StockAlerts", "item_stock", "stock_alerts_now"]
+__all__ = ["StockAlerts", "item_stock", "stock_alerts_now"]
